@@ -1,0 +1,73 @@
+"""Features shared by training, file prediction and streaming.
+
+Every path (training cache, ``Recognizer.predict`` and the live stream) calls
+:func:`log_mel` or :func:`handcrafted` on a float32 16 kHz waveform, so the
+same audio always gives the same features.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+
+N_FFT = 512  # 32 ms
+WIN_LENGTH = 400  # 25 ms
+HOP_LENGTH = 160  # 10 ms -> 100 frames per second
+N_MELS = 64
+FMIN, FMAX = 50.0, 8000.0
+LOG_FLOOR = 1e-6
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
+
+# The classic hand-crafted recipe: per-file means of these frame features.
+N_MFCC = 40
+N_CHROMA = 12
+N_MEL_HANDCRAFTED = 128
+N_HANDCRAFTED = N_MFCC + N_CHROMA + N_MEL_HANDCRAFTED + 2  # + ZCR + RMS = 182
+
+
+@lru_cache(maxsize=4)
+def mel_filterbank(n_mels: int = N_MELS) -> np.ndarray:
+    """(n_mels, N_FFT // 2 + 1) Slaney-normalised mel filterbank, built once."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels,
+                               fmin=FMIN, fmax=FMAX).astype(np.float32)
+
+
+def power_spectrogram(wave: np.ndarray) -> np.ndarray:
+    """(N_FFT // 2 + 1, frames) power STFT, centred frames, Hann window."""
+    import librosa
+
+    spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=N_FFT, hop_length=HOP_LENGTH,
+                        win_length=WIN_LENGTH, center=True, pad_mode="constant")
+    return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(N_MELS, frames) natural-log mel power spectrogram of a 16 kHz waveform."""
+    mel = mel_filterbank() @ power_spectrogram(wave)
+    return np.log(mel + LOG_FLOOR).astype(np.float32)
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames :func:`log_mel` returns for ``num_samples`` samples."""
+    return 1 + num_samples // HOP_LENGTH
+
+
+def handcrafted(wave: np.ndarray) -> np.ndarray:
+    """(N_HANDCRAFTED,) vector: mean MFCC(40), chroma(12), log-mel(128), ZCR, RMS."""
+    import librosa
+
+    wave = np.asarray(wave, dtype=np.float32)
+    power = power_spectrogram(wave)
+    mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE, n_mels=N_MEL_HANDCRAFTED,
+                                         fmin=FMIN, fmax=FMAX)
+    log_mel128 = np.log(mel + LOG_FLOOR)
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
+    chroma = librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_fft=N_FFT)
+    zcr = librosa.feature.zero_crossing_rate(wave, frame_length=WIN_LENGTH, hop_length=HOP_LENGTH)
+    rms = librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT, hop_length=HOP_LENGTH)
+    parts = [mfcc.mean(1), chroma.mean(1), log_mel128.mean(1), zcr.mean(1), np.log(rms.mean(1) + LOG_FLOOR)]
+    return np.concatenate(parts).astype(np.float32)

@@ -1,0 +1,145 @@
+"""The networks: our attention CNN and the field's two reference baselines.
+
+Every model maps a batch of features to class logits. Spectrogram models take
+(B, N_MELS, T) log-mel; ``cnn1d`` takes (B, N_HANDCRAFTED) vectors. Input
+normalisation lives inside the model so every caller feeds raw features.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .features import N_HANDCRAFTED, N_MELS
+from .labels import NUM_CLASSES
+
+ARCHITECTURES = ("attn_cnn", "cnn_lstm", "cnn1d")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "attn_cnn"  # one of ARCHITECTURES
+    n_classes: int = NUM_CLASSES
+    n_mels: int = N_MELS
+    n_features: int = N_HANDCRAFTED  # cnn1d input length
+    channels: tuple = (24, 48, 96, 128)  # attn_cnn conv widths
+    dropout: float = 0.3
+    # Feature standardisation, fitted on the training set (per mel bin / per feature).
+    feature_mean: list = field(default_factory=list)
+    feature_std: list = field(default_factory=list)
+
+    @property
+    def input_kind(self) -> str:
+        return "handcrafted" if self.arch == "cnn1d" else "logmel"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with statistics stored as buffers (saved in the checkpoint)."""
+
+    def __init__(self, size: int, mean: list, std: list):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean or [0.0] * size, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std or [1.0] * size, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, size, ...) or (B, size)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attention-weighted mean and standard deviation over time: (B, C, T) -> (B, 2C)."""
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.attention = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(self.attention(x), dim=-1)  # (B, C, T)
+        mean = (w * x).sum(-1)
+        var = (w * x * x).sum(-1) - mean * mean
+        return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=1)
+
+
+class AttnCNN(nn.Module):
+    """Ours: 4 conv-BN-ReLU blocks with pooling, frequency average, attentive statistics pooling."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = Standardize(cfg.n_mels, cfg.feature_mean, cfg.feature_std)
+        blocks, c_in = [], 1
+        for i, c_out in enumerate(cfg.channels):
+            blocks += [conv_bn(c_in, c_out), nn.MaxPool2d(2 if i < len(cfg.channels) - 1 else (2, 1))]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.pool = AttentiveStatsPool(c_in)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * c_in, cfg.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.norm(x).unsqueeze(1))  # (B, C, F', T')
+        return self.head(self.pool(x.mean(dim=2)))  # (B, n_classes)
+
+
+class CNNLSTM(nn.Module):
+    """Reference CNN-LSTM: 3 blocks x (conv-ReLU, conv-ReLU, max-pool, dropout), 2-layer LSTM(100), linear."""
+
+    def __init__(self, cfg: ModelConfig, widths=(16, 32, 64), hidden: int = 100):
+        super().__init__()
+        self.norm = Standardize(cfg.n_mels, cfg.feature_mean, cfg.feature_std)
+        layers, c_in = [], 1
+        for c in widths:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True),
+                       nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2), nn.Dropout(cfg.dropout)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.lstm = nn.LSTM(c_in * (cfg.n_mels // 8), hidden, num_layers=2, batch_first=True, dropout=cfg.dropout)
+        self.head = nn.Linear(hidden, cfg.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.norm(x).unsqueeze(1))  # (B, C, F/8, T/8)
+        x = x.flatten(1, 2).transpose(1, 2)  # (B, T/8, C*F/8): the feature maps as a sequence
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+class CNN1D(nn.Module):
+    """Reference 1D-CNN on the hand-crafted vector: 5 x (Conv1D-BN-Dropout-MaxPool), Dense 256, softmax."""
+
+    def __init__(self, cfg: ModelConfig, widths=(256, 512, 256, 256, 128)):
+        super().__init__()
+        self.norm = Standardize(cfg.n_features, cfg.feature_mean, cfg.feature_std)
+        layers, c_in, length = [], 1, cfg.n_features
+        for c in widths:
+            layers += [nn.Conv1d(c_in, c, 5, padding="same"), nn.ReLU(inplace=True), nn.BatchNorm1d(c),
+                       nn.Dropout(0.2), nn.MaxPool1d(5, stride=2, padding=2)]
+            c_in, length = c, (length - 1) // 2 + 1
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * length, 256), nn.ReLU(inplace=True),
+                                  nn.BatchNorm1d(256), nn.Dropout(0.5), nn.Linear(256, cfg.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(x).unsqueeze(1)))  # (B, n_classes)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Instantiate the network named by ``cfg.arch``."""
+    if cfg.arch == "attn_cnn":
+        return AttnCNN(cfg)
+    if cfg.arch == "cnn_lstm":
+        return CNNLSTM(cfg)
+    if cfg.arch == "cnn1d":
+        return CNN1D(cfg)
+    raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {ARCHITECTURES}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
