@@ -1,0 +1,115 @@
+"""Prediction API used by the CLI, the HTTP upload and the live stream.
+
+>>> rec = Recognizer.load("weights")
+>>> result = rec.predict_file("clip.wav")
+>>> result.label, result.probabilities["angry"], result.segments[0].speech
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import vad
+from .audio import SAMPLE_RATE, AudioSource, load_audio, pad_or_trim, to_model_rate
+from .checkpoint import load_checkpoint
+from .features import handcrafted, log_mel
+from .labels import EMOTIONS
+
+WINDOW_S = 3.0  # analysis window
+HOP_S = 0.5  # step between windows (also the live stream's hop)
+MIN_WINDOW_S = 0.5  # shorter windows are zero-padded to this
+MIN_SPEECH_S = 0.3  # a window needs this much detected speech to count as speech
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    speech: bool
+    label: str | None
+    probabilities: dict[str, float] | None
+
+
+@dataclass
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+    speech_detected: bool = True
+
+    def to_dict(self) -> dict:
+        """The JSON object of the HTTP and CLI contracts."""
+        return asdict(self)
+
+
+def window_starts(duration_s: float, window_s: float = WINDOW_S, hop_s: float = HOP_S) -> list[float]:
+    """Window start times covering ``duration_s``; the last window ends at the end of the audio."""
+    if duration_s <= window_s:
+        return [0.0]
+    starts = list(np.arange(0.0, duration_s - window_s, hop_s))
+    return [round(float(s), 4) for s in starts] + [round(duration_s - window_s, 4)]
+
+
+class Recognizer:
+    """A trained emotion model plus the windowing and VAD around it."""
+
+    def __init__(self, model: torch.nn.Module, config, meta: dict | None = None, device: str = "cpu"):
+        self.model, self.config, self.meta, self.device = model.eval(), config, meta or {}, device
+        self.labels = EMOTIONS
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> "Recognizer":
+        """Load a weights folder's default model, or one checkpoint file."""
+        model, config, meta = load_checkpoint(path, device)
+        return cls(model, config, meta, device)
+
+    def features(self, wave: np.ndarray) -> np.ndarray:
+        """The model's input features for one 16 kHz window."""
+        if len(wave) < MIN_WINDOW_S * SAMPLE_RATE:
+            wave = pad_or_trim(wave, int(MIN_WINDOW_S * SAMPLE_RATE))
+        return handcrafted(wave) if self.config.input_kind == "handcrafted" else log_mel(wave)
+
+    @torch.inference_mode()
+    def predict_proba(self, windows: list[np.ndarray]) -> np.ndarray:
+        """(N, 7) class probabilities for N 16 kHz windows (batched by equal length)."""
+        feats = [self.features(w) for w in windows]
+        out = np.zeros((len(feats), len(self.labels)), dtype=np.float32)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, f in enumerate(feats):
+            by_shape.setdefault(f.shape, []).append(i)
+        for idx in by_shape.values():
+            batch = torch.from_numpy(np.stack([feats[i] for i in idx])).to(self.device)
+            out[idx] = torch.softmax(self.model(batch), dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prediction:
+        """Emotion over time of a waveform (any rate; (frames,) or (frames, channels))."""
+        wave = to_model_rate(waveform, sample_rate)
+        duration = len(wave) / SAMPLE_RATE
+        speech = vad.speech_intervals(wave)
+        starts = window_starts(duration)
+        spans = [(s, min(duration, s + WINDOW_S)) for s in starts]
+        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]
+        probs = self.predict_proba(windows)
+        is_speech = [vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans]
+        segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
+                            self._as_dict(p) if sp else None)
+                    for (s, e), sp, p in zip(spans, is_speech, probs)]
+        chosen = probs[is_speech] if any(is_speech) else probs  # no speech found: judge the whole audio
+        overall = chosen.mean(axis=0)
+        best = int(overall.argmax())
+        return Prediction(self.labels[best], float(overall[best]), self._as_dict(overall), round(duration, 3),
+                          segments, speech_detected=any(is_speech))
+
+    def predict_file(self, source: AudioSource) -> Prediction:
+        """Decode a file (path, bytes or binary file object) and predict it; raises AudioError."""
+        return self.predict(load_audio(source), SAMPLE_RATE)
+
+    def _as_dict(self, probs: np.ndarray) -> dict[str, float]:
+        return {label: round(float(p), 5) for label, p in zip(self.labels, probs)}
