@@ -71,3 +71,19 @@ def handcrafted(wave: np.ndarray) -> np.ndarray:
     rms = librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT, hop_length=HOP_LENGTH)
     parts = [mfcc.mean(1), chroma.mean(1), log_mel128.mean(1), zcr.mean(1), np.log(rms.mean(1) + LOG_FLOOR)]
     return np.concatenate(parts).astype(np.float32)
+
+
+TRIM_TOP_DB = 35.0  # frames this far below the loudest count as silence
+TRIM_MARGIN_S = 0.1
+
+
+def trim_silence(wave: np.ndarray) -> np.ndarray:
+    """Cut leading and trailing silence (energy below the peak by TRIM_TOP_DB), keeping a margin."""
+    import librosa
+
+    wave = np.asarray(wave, dtype=np.float32)
+    if len(wave) < N_FFT or not np.any(wave):
+        return wave
+    _, (start, end) = librosa.effects.trim(wave, top_db=TRIM_TOP_DB, frame_length=WIN_LENGTH, hop_length=HOP_LENGTH)
+    margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
+    return wave[max(0, start - margin):min(len(wave), end + margin)]

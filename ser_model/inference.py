@@ -15,7 +15,7 @@ import torch
 from . import vad
 from .audio import SAMPLE_RATE, AudioSource, load_audio, pad_or_trim, to_model_rate
 from .checkpoint import load_checkpoint
-from .features import handcrafted, log_mel
+from .features import handcrafted, log_mel, trim_silence
 from .labels import EMOTIONS
 
 WINDOW_S = 3.0  # analysis window
@@ -70,7 +70,8 @@ class Recognizer:
         return cls(model, config, meta, device)
 
     def features(self, wave: np.ndarray) -> np.ndarray:
-        """The model's input features for one 16 kHz window."""
+        """The model's input features for one 16 kHz window (silence at its edges trimmed)."""
+        wave = trim_silence(wave)
         if len(wave) < MIN_WINDOW_S * SAMPLE_RATE:
             wave = pad_or_trim(wave, int(MIN_WINDOW_S * SAMPLE_RATE))
         return handcrafted(wave) if self.config.input_kind == "handcrafted" else log_mel(wave)
