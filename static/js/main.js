@@ -1,0 +1,226 @@
+// Wires the page: record button -> microphone -> socket -> chart, timeline and summary;
+// and the upload panel. The record button's states: idle -> starting -> recording -> stopping.
+
+import { Microphone, MicError } from './mic.js';
+import { StreamClient, StreamError } from './socket.js';
+import { ProbabilityChart } from './chart.js';
+import { Timeline } from './timeline.js';
+import { Session } from './session.js';
+import { renderBars } from './bars.js';
+import { UploadPanel } from './upload.js';
+import { colorOf, percent, formatSeconds } from './emotions.js';
+import { showMessage, clearMessage, showConnection } from './messages.js';
+
+const LEVEL_FLOOR_DB = -60;  // the meter's empty end
+
+const byId = (id) => document.getElementById(id);
+
+function clock(seconds) {
+  const s = Math.floor(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+class LivePanel {
+  constructor() {
+    this.els = {
+      panel: byId('live'),
+      record: document.querySelector('[data-testid="record"]'),
+      hint: byId('record-hint'),
+      message: byId('live-message'),
+      banner: byId('connection-banner'),
+      pill: byId('connection-pill'),
+      meter: byId('level-meter'),
+      speech: byId('speech-indicator'),
+      current: document.querySelector('[data-testid="current-emotion"]'),
+      confidence: byId('current-confidence'),
+      summary: byId('summary'),
+      summaryLabel: byId('summary-label'),
+      summaryDuration: byId('summary-duration'),
+      summaryBars: byId('summary-bars'),
+    };
+    this.state = 'idle';
+    this.mic = null;
+    this.session = null;
+    this.queue = [];
+    this.lastEnd = 0;
+    this.startedAt = 0;
+    this.ticker = null;
+    this.chart = new ProbabilityChart(document.querySelector('[data-testid="probability-chart"]'));
+    this.timeline = new Timeline(document.querySelector('[data-testid="timeline"]'), {
+      minSpan: 10,
+      emptyText: 'Press Record and speak: a block appears here for every half second analysed.',
+    });
+    this.client = this.connect();
+    this.els.record.addEventListener('click', () => this.toggle());
+    byId('download-csv').addEventListener('click', () => this.session && this.session.downloadCSV());
+    byId('download-json').addEventListener('click', () => this.session && this.session.downloadJSON());
+    if (!window.isSecureContext) showMessage(this.els.message, 'insecure');
+  }
+
+  connect() {
+    try {
+      return new StreamClient({
+        onEmotion: (event) => this.emotion(event),
+        onServerError: (error) => showMessage(this.els.message, 'server', error.message || error.code),
+        onConnection: (state) => this.connection(state),
+      });
+    } catch (err) {
+      showMessage(this.els.message, 'no-client');
+      return null;
+    }
+  }
+
+  setState(state) {
+    this.state = state;
+    const { record, hint, panel } = this.els;
+    panel.dataset.state = state;
+    record.setAttribute('aria-pressed', String(state === 'recording' || state === 'stopping'));
+    record.setAttribute('aria-disabled', String(state === 'starting' || state === 'stopping'));
+    hint.textContent = {
+      idle: 'Press to start the microphone',
+      starting: 'Starting…',
+      recording: `Recording ${clock((performance.now() - this.startedAt) / 1000)} · press again to stop`,
+      stopping: 'Finishing…',
+    }[state];
+  }
+
+  toggle() {
+    if (this.state === 'idle') this.start();
+    else if (this.state === 'recording') this.stop();
+  }
+
+  async start() {
+    clearMessage(this.els.message);
+    if (!window.isSecureContext) return showMessage(this.els.message, 'insecure');
+    if (!this.client) return showMessage(this.els.message, 'no-client');
+    if (!this.client.connected) return showMessage(this.els.message, 'unreachable');
+    this.reset();
+    this.setState('starting');
+    this.mic = new Microphone({ onFrame: (buffer) => this.frame(buffer), onLevel: (rms) => this.level(rms) });
+    try {
+      await this.mic.start();
+      await this.client.start(this.mic.sampleRate);
+    } catch (err) {
+      this.mic.release();
+      this.setState('idle');
+      this.level(0);
+      if (err instanceof MicError) return showMessage(this.els.message, err.code, err.message);
+      if (err instanceof StreamError && err.code === 'unreachable') return showMessage(this.els.message, 'unreachable');
+      return showMessage(this.els.message, 'server', err.message);
+    }
+    if (this.state !== 'starting') return this.mic.release();  // aborted while starting
+    this.queue.forEach((buffer) => this.client.send(buffer));
+    this.queue = [];
+    this.startedAt = performance.now();
+    this.setState('recording');
+    this.ticker = setInterval(() => this.setState(this.state), 500);
+  }
+
+  async stop() {
+    this.setState('stopping');
+    clearInterval(this.ticker);
+    await this.mic.stop();  // its last partial frame goes out first
+    const summary = await this.client.stop();
+    this.finish(summary);
+    if (!summary) showMessage(this.els.message, 'no-summary');
+  }
+
+  // Connection lost mid-recording: the server's session is gone, so end ours.
+  abort() {
+    clearInterval(this.ticker);
+    if (this.mic) this.mic.release();
+    this.finish(null);
+    showMessage(this.els.message, 'lost');
+  }
+
+  finish(summary) {
+    this.session.summary = summary;
+    this.setState('idle');
+    this.level(0);
+    this.els.speech.dataset.state = 'idle';
+    this.els.speech.textContent = 'Not recording';
+    this.showSummary(summary);
+  }
+
+  reset() {
+    this.session = new Session();
+    this.queue = [];
+    this.lastEnd = 0;
+    this.timeline.clear();
+    this.chart.reset();
+    this.els.summary.hidden = true;
+    this.els.current.textContent = '—';
+    this.els.current.classList.remove('is-silent');
+    this.els.confidence.textContent = 'listening…';
+  }
+
+  frame(buffer) {
+    if (this.state === 'starting') this.queue.push(buffer);
+    else if (this.state === 'recording' || this.state === 'stopping') this.client.send(buffer);
+  }
+
+  level(rms) {
+    const db = 20 * Math.log10(rms + 1e-9);
+    const value = Math.min(1, Math.max(0, (db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB));
+    this.els.meter.style.setProperty('--level', value.toFixed(3));
+    this.els.meter.setAttribute('aria-valuenow', String(Math.round(value * 100)));
+  }
+
+  emotion(event) {
+    if (this.state !== 'recording' && this.state !== 'stopping') return;
+    this.session.add(event);
+    const speech = Boolean(event.speech && event.label);
+    this.els.speech.dataset.state = speech ? 'speech' : 'silence';
+    this.els.speech.textContent = speech ? 'Speech' : 'Silence';
+    this.els.current.classList.toggle('is-silent', !speech);
+    if (speech) {
+      this.els.current.textContent = event.label;
+      this.els.current.style.setProperty('--c', colorOf(event.label));
+      this.els.confidence.textContent = `${percent(event.confidence)} confidence`;
+    } else {
+      this.els.confidence.textContent = 'no speech right now';
+    }
+    this.chart.update(speech ? event.probabilities : null);
+    const start = event.t0 < this.lastEnd && this.lastEnd < event.t1 ? this.lastEnd : event.t0;
+    this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence });
+    this.lastEnd = Math.max(this.lastEnd, event.t1);
+  }
+
+  connection(state) {
+    showConnection(this.els.banner, this.els.pill, state);
+    if (state === 'connected' && this.els.message.dataset.code === 'unreachable') clearMessage(this.els.message);
+    if (state === 'reconnecting' && (this.state === 'recording' || this.state === 'starting')) this.abort();
+  }
+
+  showSummary(summary) {
+    const { summaryLabel, summaryDuration, summaryBars } = this.els;
+    const label = summary && summary.label;
+    summaryLabel.textContent = label || 'no speech heard';
+    summaryLabel.style.setProperty('--c', colorOf(label));
+    const heard = summary ? summary.duration : this.lastEnd;
+    const confidence = label && summary.probabilities ? `${percent(summary.probabilities[label])} · ` : '';
+    summaryDuration.textContent = `${confidence}${formatSeconds(heard)} of audio · ${this.session.events.length} updates`;
+    renderBars(summaryBars, summary && summary.probabilities);
+    this.els.summary.hidden = false;
+  }
+}
+
+function startUpload() {
+  return new UploadPanel({
+    form: document.querySelector('[data-testid="upload-form"]'),
+    input: byId('upload-file'),
+    submit: byId('upload-submit'),
+    message: byId('upload-message'),
+    preview: byId('upload-preview'),
+    audio: byId('upload-audio'),
+    result: byId('upload-result'),
+    label: document.querySelector('[data-testid="result-label"]'),
+    confidence: byId('result-confidence'),
+    duration: byId('result-duration'),
+    bars: byId('result-bars'),
+    timeline: byId('result-timeline'),
+  });
+}
+
+new LivePanel();
+startUpload();
