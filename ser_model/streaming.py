@@ -1,0 +1,311 @@
+"""Live-stream logic, free of any web framework: PCM in, window jobs out, smoothed results back.
+
+A :class:`StreamSession` per connection turns 16-bit PCM frames at the client's
+rate into 16 kHz audio (soxr streaming resampler, so chunk boundaries leave no
+trace), runs Silero VAD on it chunk by chunk (512 samples, state kept across
+frames) and, each time another ``HOP_S`` of audio has arrived, yields a
+:class:`WindowJob` with the last ``WINDOW_S`` seconds. Whoever runs the model
+(``Recognizer.predict_proba``, batched across streams) hands the probabilities
+back to :meth:`StreamSession.apply`, which smooths them into the ``emotion``
+event of the contract; :meth:`StreamSession.summary` gives the ``summary`` event.
+
+Threading: ``feed``/``flush`` are called from one thread at a time (the
+connection's), ``apply``/``summary`` from another (the inference worker).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .inference import HOP_S, MIN_SPEECH_S, WINDOW_S
+from .labels import EMOTIONS
+from .vad import SPEECH_THRESHOLD
+
+MIN_STREAM_RATE, MAX_STREAM_RATE = 8000, 48000
+MAX_FRAME_S = 1.0  # longest accepted PCM frame
+VAD_CHUNK = 512  # Silero's window at 16 kHz (32 ms)
+VAD_CONTEXT = 64  # samples of the previous chunk the ONNX model sees
+VAD_OFF_MARGIN = 0.15  # speech ends below SPEECH_THRESHOLD - this (Silero's hysteresis)
+TAIL_CONTEXT_S = 0.1  # input kept to approximate the resampler's not-yet-released output
+FINAL_WINDOW_MIN_S = 0.1  # at stop, analyse a last partial hop if at least this long
+SMOOTHING = 0.5  # weight of the newest window in the moving average
+LABEL_MARGIN = 0.1  # a new label must lead the shown one by this much ...
+LABEL_PERSIST_HOPS = 3  # ... or stay on top for this many speech hops
+RESET_AFTER_SILENCE_S = 2.0  # forget the average after this much silence
+
+HOP = int(HOP_S * SAMPLE_RATE)  # 8000 samples
+WINDOW = int(WINDOW_S * SAMPLE_RATE)  # 48000 samples
+
+
+class StreamError(ValueError):
+    """Bad input on a stream; ``code`` is the contract's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class WindowJob:
+    """One analysis window: ``audio`` is 16 kHz float32 covering [t0, t1] seconds of the stream."""
+
+    t0: float
+    t1: float
+    speech: bool
+    audio: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def _vad_session():
+    """The Silero VAD ONNX session shared by all streams (``run`` is thread-safe)."""
+    from importlib import resources
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+    path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class StreamingVAD:
+    """Silero VAD over a 16 kHz stream: per-stream recurrent state, one shared model.
+
+    ``push(samples)`` returns one speech flag per completed 512-sample chunk, with
+    Silero's hysteresis (on at ``threshold``, off below ``threshold - 0.15``).
+    """
+
+    def __init__(self, threshold: float = SPEECH_THRESHOLD):
+        self.threshold = threshold
+        self.reset_states()
+
+    def reset_states(self):
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, VAD_CONTEXT), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.triggered = False
+
+    def probability(self, chunk: np.ndarray) -> float:
+        """Speech probability of the next 512-sample chunk (advances the state)."""
+        x = np.concatenate([self._context, chunk[None, :]], axis=1)
+        out, self._state = _vad_session().run(
+            None, {"input": x, "state": self._state, "sr": np.array(SAMPLE_RATE, dtype=np.int64)})
+        self._context = x[:, -VAD_CONTEXT:]
+        return float(out[0, 0])
+
+    def push(self, samples: np.ndarray) -> list[bool]:
+        buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        n = len(buf) // VAD_CHUNK
+        flags = []
+        for i in range(n):
+            p = self.probability(buf[i * VAD_CHUNK:(i + 1) * VAD_CHUNK])
+            if p >= self.threshold:
+                self.triggered = True
+            elif p < self.threshold - VAD_OFF_MARGIN:
+                self.triggered = False
+            flags.append(self.triggered)
+        self._pending = buf[n * VAD_CHUNK:].astype(np.float32, copy=True)
+        return flags
+
+
+class StreamResampler:
+    """Incremental resampling to 16 kHz, identical to resampling the whole signal at once.
+
+    soxr holds back a few ms of output (its filter delay); :meth:`provisional`
+    approximates those samples from the latest input so a window can end exactly
+    where the input ends.
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._stream = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self._block = rate // math.gcd(rate, SAMPLE_RATE)  # input samples per whole number of outputs
+        self._history = np.zeros(0, dtype=np.float32)  # the latest input, for provisional()
+        self.n_in = 0
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        self.n_in += len(x)
+        if self._stream is None:
+            return x
+        keep = int(TAIL_CONTEXT_S * self.rate) + self.rate // 2 + self._block
+        self._history = np.concatenate([self._history, x])[-keep:]
+        return self._stream.resample_chunk(x, last=last)
+
+    def provisional(self, n_out: int, count: int) -> np.ndarray:
+        """``count`` output samples after the ``n_out`` released ones, from the input so far."""
+        import soxr
+
+        first = int(n_out * self.rate / SAMPLE_RATE - TAIL_CONTEXT_S * self.rate)  # input index, with context
+        start = max(0, first // self._block * self._block, self.n_in - len(self._history))
+        start = -(-start // self._block) * self._block  # on the output grid: no phase shift
+        seg = self._history[len(self._history) - (self.n_in - start):]
+        if not len(seg):
+            return np.zeros(count, dtype=np.float32)
+        y = soxr.resample(seg, self.rate, SAMPLE_RATE, quality="HQ")
+        seg_start = (self.n_in - len(seg)) * SAMPLE_RATE / self.rate  # in output samples
+        j0 = max(0, int(round(n_out - seg_start)))
+        tail = y[j0:j0 + count]
+        return np.pad(tail, (0, count - len(tail))).astype(np.float32)
+
+
+class StreamSession:
+    """State of one live stream: resampler, VAD, window schedule and result smoothing."""
+
+    def __init__(self, sample_rate: int, max_duration_s: float | None = None,
+                 labels: tuple[str, ...] = EMOTIONS):
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
+                or not MIN_STREAM_RATE <= sample_rate <= MAX_STREAM_RATE:
+            raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE}")
+        self.sample_rate, self.max_duration_s, self.labels = sample_rate, max_duration_s, labels
+        self.max_frame_bytes = 2 * int(MAX_FRAME_S * sample_rate)
+        self._resampler = StreamResampler(sample_rate)
+        self._vad = StreamingVAD()
+        self._audio = np.zeros(0, dtype=np.float32)  # the latest 16 kHz audio (a bit over a window)
+        self._n_out = 0  # 16 kHz samples released so far
+        self._speech = deque()  # (end sample, flag) of each VAD chunk in the latest window
+        self._n_vad = 0  # 16 kHz samples the VAD has judged
+        self._next_hop = HOP  # end sample of the next window
+        self._last_end = 0  # end sample of the last window
+        self.finished = False  # no more input (flushed)
+        self.closed = False  # the client is gone: results are no longer wanted
+        # Result side (inference worker).
+        self._lock = threading.Lock()
+        self._ema: np.ndarray | None = None
+        self._shown: int | None = None
+        self._leader, self._leader_hops, self._silent_hops = None, 0, 0
+        self._segments: list[dict] = []
+        self._speech_probs: list[np.ndarray] = []
+
+    def close(self):
+        """Mark the session abandoned (pending results get dropped)."""
+        self.closed = True
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio received."""
+        return self._resampler.n_in / self.sample_rate
+
+    def feed(self, payload) -> list[WindowJob]:
+        """Take one PCM frame; returns the windows that became due (0, 1 or 2)."""
+        if self.finished:
+            raise StreamError("not_started", "the stream was stopped")
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise StreamError("bad_audio", "audio must be binary 16-bit PCM")
+        if len(payload) % 2:
+            raise StreamError("bad_audio", "16-bit PCM frame has an odd number of bytes")
+        if len(payload) > self.max_frame_bytes:
+            raise StreamError("frame_too_long", f"a frame may hold at most {MAX_FRAME_S:g} s of audio")
+        if not payload:
+            return []
+        n = len(payload) // 2
+        if self.max_duration_s and (self._resampler.n_in + n) / self.sample_rate > self.max_duration_s:
+            raise StreamError("stream_too_long", f"a stream may last at most {self.max_duration_s:g} s")
+        x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+        self._take(self._resampler.push(x))
+        return self._due_windows()
+
+    def flush(self) -> list[WindowJob]:
+        """End of input: release the resampler's tail; a last window if a partial hop is left."""
+        if self.finished:
+            return []
+        self.finished = True
+        if self._resampler._stream is not None:
+            self._take(self._resampler.push(np.zeros(0, dtype=np.float32), last=True))
+        jobs = self._due_windows()
+        if self._n_out - self._last_end >= FINAL_WINDOW_MIN_S * SAMPLE_RATE:
+            jobs.append(self._window(self._n_out))
+        return jobs
+
+    def _take(self, y: np.ndarray):
+        if not len(y):
+            return
+        keep = WINDOW + 2 * SAMPLE_RATE
+        self._audio = np.concatenate([self._audio, y])[-keep:]
+        self._n_out += len(y)
+        for flag in self._vad.push(y):
+            self._n_vad += VAD_CHUNK
+            self._speech.append((self._n_vad, flag))
+        while self._speech and self._speech[0][0] <= self._n_out - keep:
+            self._speech.popleft()
+
+    def _due_windows(self) -> list[WindowJob]:
+        jobs = []
+        n_in_out = self._resampler.n_in * SAMPLE_RATE / self.sample_rate  # input length, output samples
+        while self._next_hop <= n_in_out + 1e-6:
+            jobs.append(self._window(self._next_hop))
+            self._next_hop += HOP
+        return jobs
+
+    def _window(self, end: int) -> WindowJob:
+        start = max(0, end - WINDOW)
+        first = self._n_out - len(self._audio)  # stream index of self._audio[0]
+        audio = self._audio[start - first:min(end, self._n_out) - first]
+        if end > self._n_out:  # the resampler still holds these samples back
+            audio = np.concatenate([audio, self._resampler.provisional(self._n_out, end - self._n_out)])
+        speech_s = sum(VAD_CHUNK for stop, flag in self._speech
+                       if flag and stop - VAD_CHUNK >= start and stop <= end) / SAMPLE_RATE
+        t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
+        self._last_end = end
+        return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
+                         np.ascontiguousarray(audio, dtype=np.float32))
+
+    def apply(self, job: WindowJob, probs: np.ndarray | None) -> dict:
+        """Record a window's class probabilities (None for a window without speech: the model
+        need not run); returns the smoothed ``emotion`` event."""
+        if job.speech and probs is None:
+            raise ValueError("a speech window needs its probabilities")
+        with self._lock:
+            if job.speech:
+                probs = np.asarray(probs, dtype=np.float64)
+            self._segments.append({"start": job.t0, "end": job.t1, "speech": job.speech,
+                                   "label": self.labels[int(probs.argmax())] if job.speech else None,
+                                   "probabilities": self._as_dict(probs) if job.speech else None})
+            if not job.speech:
+                self._silent_hops += 1
+                if self._silent_hops * HOP_S >= RESET_AFTER_SILENCE_S:
+                    self._ema, self._shown, self._leader, self._leader_hops = None, None, None, 0
+                return {"t0": job.t0, "t1": job.t1, "speech": False, "label": None,
+                        "confidence": None, "probabilities": None}
+            self._silent_hops = 0
+            self._speech_probs.append(probs)
+            self._ema = probs if self._ema is None else SMOOTHING * probs + (1 - SMOOTHING) * self._ema
+            self._update_label()
+            return {"t0": job.t0, "t1": job.t1, "speech": True, "label": self.labels[self._shown],
+                    "confidence": round(float(self._ema[self._shown]), 5),
+                    "probabilities": self._as_dict(self._ema)}
+
+    def _update_label(self):
+        """Hysteresis: switch the shown label only on a clear or lasting lead."""
+        top = int(self._ema.argmax())
+        self._leader_hops = self._leader_hops + 1 if top == self._leader else 1
+        self._leader = top
+        if self._shown is None or (top != self._shown and (
+                self._ema[top] - self._ema[self._shown] >= LABEL_MARGIN
+                or self._leader_hops >= LABEL_PERSIST_HOPS)):
+            self._shown = top
+
+    def summary(self) -> dict:
+        """The ``summary`` event: mean probabilities over the speech hops heard so far."""
+        with self._lock:
+            segments = list(self._segments)
+            if not self._speech_probs:
+                return {"duration": round(self.duration, 3), "label": None, "confidence": None,
+                        "probabilities": None, "speech_detected": False, "segments": segments}
+            mean = np.mean(self._speech_probs, axis=0)
+        best = int(mean.argmax())
+        return {"duration": round(self.duration, 3), "label": self.labels[best],
+                "confidence": round(float(mean[best]), 5), "probabilities": self._as_dict(mean),
+                "speech_detected": True, "segments": segments}
+
+    def _as_dict(self, probs: np.ndarray) -> dict[str, float]:
+        return {label: round(float(p), 5) for label, p in zip(self.labels, probs)}

@@ -1,0 +1,207 @@
+"""The framework-free stream logic: validation, resampling continuity, hops, VAD, parity, smoothing."""
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from ser_model.inference import HOP_S, WINDOW_S, Recognizer
+from ser_model.labels import EMOTIONS
+from ser_model.streaming import (LABEL_PERSIST_HOPS, RESET_AFTER_SILENCE_S, StreamError, StreamingVAD,
+                                 StreamSession, WindowJob)
+
+
+def noise_pcm(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    return (np.random.RandomState(seed).randn(int(seconds * rate)) * 3000).astype("<i2")
+
+
+def feed_all(session: StreamSession, pcm: np.ndarray, frame_sizes) -> list[WindowJob]:
+    """Feed ``pcm`` in frames of the given sizes (cycled), then flush."""
+    jobs, i, k = [], 0, 0
+    while i < len(pcm):
+        n = frame_sizes[k % len(frame_sizes)]
+        jobs += session.feed(pcm[i:i + n].tobytes())
+        i, k = i + n, k + 1
+    return jobs + session.flush()
+
+
+@pytest.fixture(scope="module")
+def recognizer(random_weights):
+    return Recognizer.load(random_weights)
+
+
+@pytest.mark.parametrize("rate", [7999, 48001, 0, -16000, "16000", 16000.0, None, True])
+def test_rejects_bad_sample_rates(rate):
+    with pytest.raises(ValueError):
+        StreamSession(rate)
+
+
+@pytest.mark.parametrize("rate", [8000, 48000])
+def test_accepts_rate_limits(rate):
+    assert StreamSession(rate).sample_rate == rate
+
+
+def test_frame_validation():
+    s = StreamSession(16000)
+    assert s.feed(b"") == []
+    for payload, code in [(b"\x00\x01\x02", "bad_audio"), ("text", "bad_audio"), ({"a": 1}, "bad_audio"),
+                          (bytes(2 * 16000 + 2), "frame_too_long")]:
+        with pytest.raises(StreamError) as err:
+            s.feed(payload)
+        assert err.value.code == code
+    assert len(s.feed(bytes(2 * 16000))) == 2  # exactly 1 s is fine: two hops
+    s.flush()
+    with pytest.raises(StreamError):
+        s.feed(bytes(2))
+
+
+def test_stream_length_limit():
+    s = StreamSession(8000, max_duration_s=1.0)
+    s.feed(bytes(2 * 8000))
+    with pytest.raises(StreamError) as err:
+        s.feed(bytes(2))
+    assert err.value.code == "stream_too_long"
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_resampling_is_continuous_across_frames(rate):
+    """Windows cut from the stream equal the whole signal resampled at once, up to their last
+    ~10 ms when soxr still held those back as the window fell due (they are approximated then)."""
+    pcm = noise_pcm(4.2, rate)
+    jobs = feed_all(StreamSession(rate), pcm, [rate // 4, 333, rate // 10, 1])
+    whole = soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000, quality="HQ") if rate != 16000 \
+        else pcm.astype(np.float32) / 32768
+    assert len(jobs) == 9
+    for job in jobs:
+        ref = whole[round(job.t0 * 16000):round(job.t1 * 16000)]
+        assert len(job.audio) == len(ref)
+        settled = len(ref) - 256  # 16 ms
+        np.testing.assert_allclose(job.audio[:settled], ref[:settled], atol=1e-6)
+        tail_error = np.sqrt(np.mean((job.audio[settled:] - ref[settled:]) ** 2))
+        assert tail_error < 0.5 * np.sqrt(np.mean(ref[settled:] ** 2))
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_hops_and_windows(rate):
+    jobs = feed_all(StreamSession(rate), noise_pcm(7.3, rate), [rate // 4])
+    t1 = [j.t1 for j in jobs]
+    assert t1 == [0.5 * k for k in range(1, 15)] + [7.3]  # one per hop, then the partial last hop
+    assert all(0 < b - a <= HOP_S for a, b in zip(t1, t1[1:]))
+    for job in jobs:
+        assert job.t0 == max(0.0, round(job.t1 - WINDOW_S, 4))
+        assert len(job.audio) == round((job.t1 - job.t0) * 16000)
+        assert job.audio.dtype == np.float32
+
+
+def test_windows_are_due_as_soon_as_the_audio_is_in():
+    """A window ends exactly at the input received, even while the resampler holds samples back."""
+    s = StreamSession(48000)
+    assert s.feed(noise_pcm(0.25, 48000).tobytes()) == []
+    jobs = s.feed(noise_pcm(0.25, 48000, seed=1).tobytes())
+    assert [(j.t0, j.t1) for j in jobs] == [(0.0, 0.5)]
+    assert len(jobs[0].audio) == 8000
+
+
+def test_streaming_vad_matches_silero(espeak_wav):
+    from ser_model import vad
+    import torch
+
+    wave, _ = sf.read(espeak_wav, dtype="float32")
+    wave = soxr.resample(wave, 22050, 16000)[:16000 * 3]
+    model = vad.load_vad_model()
+    model.reset_states()
+    ours = StreamingVAD()
+    for i in range(0, len(wave) - 511, 512):
+        chunk = wave[i:i + 512]
+        assert ours.probability(chunk) == pytest.approx(model(torch.from_numpy(chunk), 16000).item(), abs=1e-6)
+
+
+def test_speech_flag_follows_the_voice(espeak_wav):
+    pcm, rate = sf.read(espeak_wav, dtype="int16")
+    pcm = np.concatenate([np.zeros(rate, np.int16), pcm, np.zeros(5 * rate, np.int16)])
+    jobs = feed_all(StreamSession(rate), pcm, [rate // 4])
+    flags = [j.speech for j in jobs]
+    assert flags[:2] == [False, False]  # the first second is silent
+    assert all(flags[3:10])
+    assert flags[-1] is False  # the last 3 s are silent
+
+
+def test_silence_is_not_speech():
+    jobs = feed_all(StreamSession(16000), np.zeros(16000 * 3, np.int16), [4000])
+    assert jobs and not any(j.speech for j in jobs)
+
+
+def test_stream_probabilities_equal_predict_proba(recognizer, espeak_wav):
+    """Parity: windows batched across the stream give the same probabilities as one by one."""
+    pcm, rate = sf.read(espeak_wav, dtype="int16")
+    jobs = feed_all(StreamSession(rate), pcm, [rate // 4])
+    batched = recognizer.predict_proba([j.audio for j in jobs])
+    for job, probs in zip(jobs, batched):
+        np.testing.assert_allclose(probs, recognizer.predict_proba([job.audio])[0], atol=1e-5)
+
+
+def test_stream_windows_match_file_prediction(recognizer, espeak_wav):
+    """At 16 kHz a stream window is the very audio the file path analyses, so the same probabilities."""
+    wave, rate = sf.read(espeak_wav, dtype="float32")
+    wave = soxr.resample(wave, rate, 16000)
+    pcm = (wave * 32768).clip(-32768, 32767).astype("<i2")
+    segments = recognizer.predict(pcm.astype(np.float32) / 32768).segments
+    jobs = [j for j in feed_all(StreamSession(16000), pcm, [4000]) if j.t1 - j.t0 == WINDOW_S]
+    assert len(jobs) >= 3
+    for job in jobs:
+        seg = min(segments, key=lambda s: abs(s.start - job.t0))  # the file's windows start on the same grid
+        assert seg.start == pytest.approx(job.t0, abs=1e-3) and seg.end == pytest.approx(job.t1, abs=1e-3)
+        probs = recognizer.predict_proba([job.audio])[0]
+        if seg.probabilities is not None:
+            np.testing.assert_allclose(probs, [seg.probabilities[k] for k in EMOTIONS], atol=2e-5)
+
+
+def one_hot(i: int, p: float = 0.9) -> np.ndarray:
+    probs = np.full(len(EMOTIONS), (1 - p) / (len(EMOTIONS) - 1))
+    probs[i] = p
+    return probs
+
+
+def job(t1: float, speech: bool = True) -> WindowJob:
+    return WindowJob(max(0.0, t1 - 3), t1, speech, np.zeros(0, np.float32))
+
+
+def test_smoothing_ignores_a_one_hop_blip_and_follows_a_lasting_change():
+    s = StreamSession(16000)
+    labels = []
+    sequence = [0, 0, 0, 3, 0, 0, 1, 1, 1, 1]  # neutral, a one-hop 'angry' blip, then 'happy' for good
+    for k, cls in enumerate(sequence):
+        event = s.apply(job(0.5 * (k + 1)), one_hot(cls, 0.6))
+        labels.append(event["label"])
+        assert event["speech"] is True
+        assert sum(event["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert event["confidence"] == event["probabilities"][event["label"]]
+    assert "angry" not in labels
+    assert labels[:6] == ["neutral"] * 6 and labels[-1] == "happy"
+    assert labels.index("happy") <= 6 + LABEL_PERSIST_HOPS
+
+
+def test_no_speech_hop_has_null_label_and_long_silence_resets():
+    s = StreamSession(16000)
+    s.apply(job(0.5), one_hot(2))
+    event = s.apply(job(1.0, speech=False), None)
+    assert event == {"t0": 0.0, "t1": 1.0, "speech": False, "label": None, "confidence": None,
+                     "probabilities": None}
+    for k in range(int(RESET_AFTER_SILENCE_S / HOP_S)):
+        s.apply(job(1.5 + 0.5 * k, speech=False), None)
+    assert s.apply(job(9.0), one_hot(4))["label"] == "fearful"  # no memory of 'sad'
+    with pytest.raises(ValueError):
+        s.apply(job(9.5), None)
+
+
+def test_summary_is_the_mean_over_speech_hops():
+    s = StreamSession(16000)
+    assert s.summary()["label"] is None and s.summary()["probabilities"] is None
+    s.feed(bytes(2 * 16000))
+    s.apply(job(0.5), one_hot(1, 0.5))
+    s.apply(job(1.0, speech=False), None)
+    s.apply(job(1.5), one_hot(1, 0.7))
+    summary = s.summary()
+    assert summary["label"] == "happy" and summary["duration"] == 1.0
+    assert summary["probabilities"]["happy"] == pytest.approx(0.6)
+    assert [seg["speech"] for seg in summary["segments"]] == [True, False, True]
+    assert set(summary["segments"][0]) == {"start", "end", "speech", "label", "probabilities"}
