@@ -29,11 +29,11 @@ N_VARIANTS = 2  # augmented copies per file, besides the clean one
 FEATURE_VERSION = f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{N_VARIANTS}"
 
 
-def _cache_path(path: Path, seed: int) -> Path:
+def _cache_path(path: Path, seed: int, cache_dir: Path | None = None) -> Path:
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{FEATURE_VERSION}|{seed}"
     digest = hashlib.sha1(key.encode()).hexdigest()
-    return CACHE_DIR / digest[:2] / f"{digest}.npz"
+    return Path(cache_dir or CACHE_DIR) / digest[:2] / f"{digest}.npz"
 
 
 def extract(path: Path, seed: int = 0, n_variants: int = N_VARIANTS) -> dict:
@@ -58,8 +58,8 @@ def _single_thread_worker() -> None:
 
 
 def _extract_to_cache(args) -> str:
-    path, seed = args
-    target = _cache_path(path, seed)
+    path, seed, cache_dir = args
+    target = _cache_path(path, seed, cache_dir)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp.npz")
@@ -71,9 +71,9 @@ def _extract_to_cache(args) -> str:
 class FeatureBank:
     """Cached features for a list of records, loaded into memory."""
 
-    def __init__(self, records: list[Record], seed: int = 0, workers: int = 2):
+    def __init__(self, records: list[Record], seed: int = 0, workers: int = 2, cache_dir: Path | None = None):
         self.records = list(records)
-        todo = [(r.path, seed) for r in self.records if not _cache_path(r.path, seed).exists()]
+        todo = [(r.path, seed, cache_dir) for r in self.records if not _cache_path(r.path, seed, cache_dir).exists()]
         if todo:
             with ProcessPoolExecutor(max(1, workers), initializer=_single_thread_worker) as pool:
                 list(tqdm(pool.map(_extract_to_cache, todo, chunksize=8), total=len(todo),
@@ -81,7 +81,7 @@ class FeatureBank:
         self.logmel: list[list[np.ndarray]] = []
         self.handcrafted: list[np.ndarray] = []
         for r in tqdm(self.records, desc="loading cache", unit="file", leave=False):
-            with np.load(_cache_path(r.path, seed)) as z:
+            with np.load(_cache_path(r.path, seed, cache_dir)) as z:
                 self.logmel.append([z[f"logmel{i}"] for i in range(N_VARIANTS + 1)])
                 self.handcrafted.append(z["handcrafted"])
         self.labels = np.array([LABEL_TO_INDEX[r.label] for r in self.records])

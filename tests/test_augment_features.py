@@ -1,0 +1,140 @@
+"""Augmentation keeps length and label and is reproducible; features are one shared path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_model import augment as A
+from ser_model import features as F
+from ser_model.audio import SAMPLE_RATE
+from ser_model.data import N_VARIANTS, FeatureBank, crop
+
+SR = SAMPLE_RATE
+
+
+def voice(seconds=1.5, f0=180.0, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6)) * 0.1
+    return (wave * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) + 1e-3 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def band_energy(wave, lo, hi):
+    spec = np.abs(np.fft.rfft(wave)) ** 2
+    freqs = np.fft.rfftfreq(len(wave), 1 / SR)
+    return spec[(freqs >= lo) & (freqs < hi)].sum()
+
+
+@pytest.mark.parametrize("fn", [
+    lambda w, r: A.add_noise(w, r, 10), lambda w, r: A.gain(w, -6), lambda w, r: A.time_shift(w, 0.1),
+    lambda w, r: A.time_shift(w, -0.1), lambda w, r: A.pitch_shift(w, 2), lambda w, r: A.time_stretch(w, 1.2),
+    lambda w, r: A.time_stretch(w, 0.8), lambda w, r: A.band_limit(w, 300, 3400),
+    lambda w, r: A.opus_round_trip(w), lambda w, r: A.reverb(w, r, 0.4), A.augment, A.browser_degrade,
+])
+def test_every_augmentation_keeps_length_and_finite_float32(fn):
+    wave = voice()
+    out = fn(wave, np.random.default_rng(1))
+    assert out.shape == wave.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert not np.allclose(out, wave)
+
+
+def test_augment_is_reproducible_from_its_seed():
+    wave = voice()
+    a = A.augment(wave, np.random.default_rng(7))
+    b = A.augment(wave, np.random.default_rng(7))
+    c = A.augment(wave, np.random.default_rng(8))
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
+def test_noise_hits_the_requested_snr():
+    wave = voice()
+    noisy = A.add_noise(wave, np.random.default_rng(0), 20.0)
+    noise = noisy - wave
+    snr = 10 * np.log10(np.mean(wave ** 2) / np.mean(noise ** 2))
+    assert abs(snr - 20.0) < 0.1
+
+
+def test_gain_scales_and_clips():
+    wave = voice()
+    assert np.allclose(A.gain(wave, -20), wave * 0.1, atol=1e-7)
+    assert np.abs(A.gain(wave, 40)).max() <= 1.0
+
+
+def test_time_shift_moves_the_signal():
+    wave = np.zeros(SR, np.float32)
+    wave[100] = 1.0
+    assert A.time_shift(wave, 0.01)[100 + 160] == 1.0
+    assert A.time_shift(wave, -0.005)[100 - 80] == 1.0
+
+
+def test_pitch_shift_moves_the_fundamental():
+    wave = np.sin(2 * np.pi * 200 * np.arange(SR) / SR).astype(np.float32)
+    shifted = A.pitch_shift(wave, 12)  # one octave up
+    assert band_energy(shifted, 380, 420) > 10 * band_energy(shifted, 180, 220)
+
+
+def test_band_limit_removes_out_of_band_energy():
+    t = np.arange(SR) / SR
+    wave = (np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 7000 * t)).astype(np.float32) * 0.3
+    out = A.band_limit(wave, 300, 3400)
+    assert band_energy(out, 6900, 7100) < 0.01 * band_energy(wave, 6900, 7100)
+    assert band_energy(out, 900, 1100) > 0.8 * band_energy(wave, 900, 1100)
+
+
+def test_opus_round_trip_is_lossy_but_close():
+    wave = voice()
+    out = A.opus_round_trip(wave)
+    assert np.corrcoef(wave, out)[0, 1] > 0.9 and not np.array_equal(wave, out)
+
+
+def test_log_mel_shape_and_frame_count():
+    wave = voice(2.0)
+    spec = F.log_mel(wave)
+    assert spec.shape == (F.N_MELS, F.num_frames(len(wave))) and spec.dtype == np.float32
+    assert F.handcrafted(wave).shape == (F.N_HANDCRAFTED,)
+
+
+def test_log_mel_of_a_window_equals_the_slice_of_the_whole():
+    """Streaming computes features per window; on hop-aligned windows they match batch features."""
+    wave = voice(3.0)
+    whole = F.log_mel(wave)
+    start = 50 * F.HOP_LENGTH
+    window = F.log_mel(wave[start:start + SR])
+    # centred frames away from the window edges see identical samples
+    assert np.allclose(window[:, 3:-3], whole[:, 53:50 + window.shape[1] - 3], atol=1e-4)
+
+
+def test_trim_silence_cuts_edges_but_keeps_margin():
+    wave = np.concatenate([np.zeros(SR), voice(1.0), np.zeros(SR)])
+    trimmed = F.trim_silence(wave)
+    assert 1.0 * SR <= len(trimmed) <= 1.0 * SR + 2 * F.TRIM_MARGIN_S * SR + 2 * F.WIN_LENGTH
+    assert len(F.trim_silence(np.zeros(SR, np.float32))) == SR  # all silence: left alone
+
+
+def test_crop_is_exact_length_and_repeats_short_clips():
+    spec = np.arange(20, dtype=np.float32).reshape(2, 10)
+    assert crop(spec, 25, None).shape == (2, 25)
+    assert crop(spec, 6, np.random.default_rng(0)).shape == (2, 6)
+    assert np.array_equal(crop(spec, 4, None), spec[:, 3:7])  # centred
+
+
+def test_feature_bank_keeps_labels_and_holds_distinct_variants(tmp_path):
+    import soundfile as sf
+
+    from ser_model.corpora import scan
+
+    folder = tmp_path / "Actor_01"
+    folder.mkdir()
+    for code, f0 in (("05", 220), ("04", 140)):
+        sf.write(folder / f"03-01-{code}-01-01-01-01.wav", voice(1.0, f0), SR)
+    bank = FeatureBank(scan(tmp_path).records, workers=1, cache_dir=tmp_path / "cache")
+    assert [r.label for r in bank.records] == ["sad", "angry"]  # sorted by path: 04 before 05
+    assert list(bank.labels) == [2, 3]
+    assert len(bank.logmel[0]) == N_VARIANTS + 1
+    assert not np.allclose(bank.logmel[0][0][:, :50], bank.logmel[0][1][:, :50])
+    # the clean variant is exactly the shared feature path on the trimmed file
+    clean = F.log_mel(F.trim_silence(sf.read(bank.records[0].path, dtype="float32")[0]))
+    assert np.allclose(bank.logmel[0][0].astype(np.float32), clean, atol=1e-2)
+    # a second bank reads the cache instead of recomputing
+    again = FeatureBank(bank.records, workers=1, cache_dir=tmp_path / "cache")
+    assert np.array_equal(again.logmel[1][2], bank.logmel[1][2])
