@@ -1,0 +1,43 @@
+"""Start the web app: ``python run.py [--host 127.0.0.1] [--port 5000] [--https] [--weights weights]``.
+
+This is the development/demo server (Werkzeug, threaded). For production use
+gunicorn with one threaded worker, see docs/webapp.md.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from webapp import create_app
+from webapp.extensions import socketio
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Speech emotion recognition web app")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--https", action="store_true",
+                        help="serve TLS with a self-signed certificate from certs/ (created on first use)")
+    parser.add_argument("--cert-dir", default=str(ROOT / "certs"), help="where --https keeps its certificate")
+    parser.add_argument("--weights", help="weights folder or checkpoint (default: weights/)")
+    args = parser.parse_args(argv)
+
+    app = create_app({"WEIGHTS": args.weights} if args.weights else None)
+    if app.extensions["ser_model"]["recognizer"] is None:
+        print(f"WARNING: {app.extensions['ser_model']['error']} -- the page loads, predictions fail.")
+    ssl_context = None
+    if args.https:
+        from webapp.tls import self_signed_cert
+
+        hosts = list(dict.fromkeys([args.host if args.host not in ("0.0.0.0", "::") else "localhost",
+                                    "localhost", "127.0.0.1"]))
+        ssl_context = tuple(str(p) for p in self_signed_cert(args.cert_dir, hosts))
+    scheme = "https" if args.https else "http"
+    print(f"Serving on {scheme}://{args.host}:{args.port}/", flush=True)
+    socketio.run(app, host=args.host, port=args.port, allow_unsafe_werkzeug=True, ssl_context=ssl_context)
+
+
+if __name__ == "__main__":
+    main()

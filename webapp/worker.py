@@ -1,0 +1,118 @@
+"""The inference worker: one thread that batches the windows of every stream.
+
+Connections only queue :class:`~ser_model.streaming.WindowJob` s; this thread
+collects what is queued (waiting ``BATCH_WAIT_MS`` after the first job, at most
+``BATCH_MAX``), runs one ``Recognizer.predict_proba`` call, and emits each
+smoothed result to its client. A summary request waits behind that client's
+windows in the same queue, so ``summary`` always follows the last ``emotion``.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict, str], None]  # (event, payload, sid)
+
+
+class InferenceWorker:
+    """Single consumer of a job queue shared by all streams."""
+
+    def __init__(self, recognizer, emit: Emit, *, batch_max: int = 32, batch_wait_ms: float = 5,
+                 queue_max: int = 512, stale_s: float = 2.0, threads: int | None = None):
+        self.recognizer, self.emit = recognizer, emit
+        self.batch_max, self.batch_wait_s, self.stale_s = batch_max, batch_wait_ms / 1000, stale_s
+        self.threads = threads
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.stats = {"windows": 0, "batches": 0, "dropped": 0, "errors": 0}
+
+    def start(self):
+        """Start the thread once (safe to call from any connection)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._thread = threading.Thread(target=self._run, name="ser-inference", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 2.0):
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, sid: str, session, jobs) -> bool:
+        """Queue a stream's windows; False when the queue is full (the caller reports server_busy)."""
+        self.start()
+        now = time.monotonic()
+        try:
+            for job in jobs:
+                self._queue.put_nowait(("window", sid, session, job, now))
+        except queue.Full:
+            return False
+        return True
+
+    def finish(self, sid: str, session):
+        """Emit ``summary`` to ``sid`` once the windows queued before it are done."""
+        self.start()
+        self._queue.put(("summary", sid, session, None, time.monotonic()))
+
+    def _run(self):
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        while not self._stopping.is_set():
+            try:
+                batch = self._collect()
+                if batch:
+                    self._process(batch)
+            except Exception:  # one bad batch must not stop the service
+                self.stats["errors"] += 1
+                log.exception("inference batch failed")
+
+    def _collect(self) -> list:
+        try:
+            batch = [self._queue.get(timeout=0.5)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list):
+        now = time.monotonic()
+        fresh = []
+        for item in batch:
+            kind, sid, session, job, queued = item
+            if kind == "window" and (session.closed or now - queued > self.stale_s):
+                self.stats["dropped"] += 1
+                continue
+            fresh.append(item)
+        speech = [item for item in fresh if item[0] == "window" and item[3].speech]  # silence needs no model
+        probs = self.recognizer.predict_proba([item[3].audio for item in speech]) if speech else []
+        self.stats["windows"] += len(speech)
+        self.stats["batches"] += 1 if speech else 0
+        by_item = {id(item): p for item, p in zip(speech, probs)}
+        for item in fresh:
+            kind, sid, session, job, _ = item
+            if kind == "window":
+                event = session.apply(job, by_item.get(id(item)))
+                if not session.closed:
+                    self.emit("emotion", event, sid)
+            else:
+                self.emit("summary", session.summary(), sid)
