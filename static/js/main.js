@@ -12,6 +12,8 @@ import { colorOf, percent, formatSeconds } from './emotions.js';
 import { showMessage, clearMessage, showConnection } from './messages.js';
 
 const LEVEL_FLOOR_DB = -60;  // the meter's empty end
+const HOP_MAX_S = 0.5;  // an `emotion` event is new for at most its last 0.5 s (CONTRACTS.md)
+const LEVEL_RELEASE = 0.85;  // per level message (~50 ms): fast attack, slow fall
 
 const byId = (id) => document.getElementById(id);
 
@@ -45,6 +47,7 @@ class LivePanel {
     this.lastEnd = 0;
     this.startedAt = 0;
     this.ticker = null;
+    this.shown = 0;  // the level meter's current value, 0..1
     this.chart = new ProbabilityChart(document.querySelector('[data-testid="probability-chart"]'));
     this.timeline = new Timeline(document.querySelector('[data-testid="timeline"]'), {
       minSpan: 10,
@@ -161,7 +164,9 @@ class LivePanel {
 
   level(rms) {
     const db = 20 * Math.log10(rms + 1e-9);
-    const value = Math.min(1, Math.max(0, (db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB));
+    const target = Math.min(1, Math.max(0, (db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB));
+    const value = rms > 0 ? Math.max(target, (this.shown || 0) * LEVEL_RELEASE) : 0;
+    this.shown = value;
     this.els.meter.style.setProperty('--level', value.toFixed(3));
     this.els.meter.setAttribute('aria-valuenow', String(Math.round(value * 100)));
   }
@@ -181,7 +186,9 @@ class LivePanel {
       this.els.confidence.textContent = 'no speech right now';
     }
     this.chart.update(speech ? event.probabilities : null);
-    const start = event.t0 < this.lastEnd && this.lastEnd < event.t1 ? this.lastEnd : event.t0;
+    // t0..t1 is the analysed window; its block covers only the audio new since the last event.
+    const newest = Math.max(event.t0, event.t1 - HOP_MAX_S);
+    const start = newest < this.lastEnd && this.lastEnd < event.t1 ? this.lastEnd : newest;
     this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence });
     this.lastEnd = Math.max(this.lastEnd, event.t1);
   }
