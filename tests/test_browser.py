@@ -291,6 +291,17 @@ def test_unreachable_server_shows_reconnecting_banner(page, server):
     page.wait_for_selector('#live-message[data-code="unreachable"]')
 
 
+@pytest.mark.browser
+def test_page_without_vendor_files_degrades(page, server):
+    # As after a checkout without `npm ci`: no Socket.IO client, no Chart.js.
+    page.route("**/vendor/**", lambda route: route.fulfill(status=404, body="not found"))
+    page.goto(server + "/")
+    page.wait_for_selector('#live-message[data-code="no-client"]')
+    assert "npm ci" in page.text_content("#live-message")
+    assert page.locator('[data-testid="probability-chart"] .bar-row').count() == len(EMOTIONS)
+    assert page.get_attribute("#connection-pill", "data-state") == "closed"
+
+
 # ---- uploads ----------------------------------------------------------------------------------
 
 @pytest.mark.browser

@@ -69,6 +69,7 @@ class LivePanel {
       });
     } catch (err) {
       showMessage(this.els.message, 'no-client');
+      showConnection(this.els.banner, this.els.pill, 'closed');
       return null;
     }
   }
@@ -179,7 +180,8 @@ class LivePanel {
     this.els.speech.textContent = speech ? 'Speech' : 'Silence';
     this.els.current.classList.toggle('is-silent', !speech);
     if (speech) {
-      this.els.current.textContent = event.label;
+      // Only on change: the label is a live region, announced each time it is rewritten.
+      if (this.els.current.textContent !== event.label) this.els.current.textContent = event.label;
       this.els.current.style.setProperty('--c', colorOf(event.label));
       this.els.confidence.textContent = `${percent(event.confidence)} confidence`;
     } else {
