@@ -16,6 +16,7 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
+BUSY_WARNING_S = 5.0  # tell a client about skipped hops at most this often
 Emit = Callable[[str, dict, str], None]  # (event, payload, sid)
 
 
@@ -32,6 +33,7 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.stats = {"windows": 0, "batches": 0, "dropped": 0, "errors": 0}
+        self._warned: dict[str, float] = {}  # sid -> when it was last told about skipped hops
 
     def start(self):
         """Start the thread once (safe to call from any connection)."""
@@ -72,13 +74,16 @@ class InferenceWorker:
 
             torch.set_num_threads(self.threads)
         while not self._stopping.is_set():
+            batch = self._collect()
+            if not batch:
+                continue
             try:
-                batch = self._collect()
-                if batch:
-                    self._process(batch)
+                self._process(batch)
             except Exception:  # one bad batch must not stop the service
                 self.stats["errors"] += 1
                 log.exception("inference batch failed")
+                for sid in {item[1] for item in batch}:
+                    self.emit("error", {"code": "internal", "message": "analysis failed for some audio"}, sid)
 
     def _collect(self) -> list:
         try:
@@ -101,6 +106,12 @@ class InferenceWorker:
             kind, sid, session, job, queued = item
             if kind == "window" and (session.closed or now - queued > self.stale_s):
                 self.stats["dropped"] += 1
+                if not session.closed and now - self._warned.get(sid, -BUSY_WARNING_S) >= BUSY_WARNING_S:
+                    if len(self._warned) > 10_000:  # sids of streams that vanished without stop
+                        self._warned.clear()
+                    self._warned[sid] = now
+                    self.emit("error", {"code": "server_busy",
+                                        "message": "the server is overloaded; some hops were skipped"}, sid)
                 continue
             fresh.append(item)
         speech = [item for item in fresh if item[0] == "window" and item[3].speech]  # silence needs no model
@@ -115,4 +126,5 @@ class InferenceWorker:
                 if not session.closed:
                     self.emit("emotion", event, sid)
             else:
+                self._warned.pop(sid, None)
                 self.emit("summary", session.summary(), sid)

@@ -1,0 +1,102 @@
+"""The inference worker with a fake model: batching across streams, ordering, load shedding, failures."""
+import threading
+import time
+
+import numpy as np
+
+from ser_model.labels import EMOTIONS
+from ser_model.streaming import StreamSession, WindowJob
+from webapp.worker import InferenceWorker
+
+
+class FakeRecognizer:
+    def __init__(self, delay_s=0.0, fail=False):
+        self.calls, self.delay_s, self.fail = [], delay_s, fail
+
+    def predict_proba(self, windows):
+        self.calls.append(len(windows))
+        time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("boom")
+        probs = np.full((len(windows), len(EMOTIONS)), 0.1 / 6)
+        probs[:, 3] = 0.9
+        return probs
+
+
+class Outbox:
+    def __init__(self):
+        self.events, self.lock = [], threading.Lock()
+
+    def __call__(self, event, payload, sid):
+        with self.lock:
+            self.events.append((sid, event, payload))
+
+    def wait(self, predicate, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate(self.events):
+            time.sleep(0.01)
+        return list(self.events)
+
+
+def window(t1, speech=True):
+    return WindowJob(max(0.0, t1 - 3), t1, speech, np.zeros(16000, np.float32))
+
+
+def test_batches_windows_of_many_streams_and_summary_comes_last():
+    rec, out = FakeRecognizer(), Outbox()
+    worker = InferenceWorker(rec, out, batch_wait_ms=50)
+    sessions = {f"s{i}": StreamSession(16000) for i in range(5)}
+    for sid, session in sessions.items():
+        worker.submit(sid, session, [window(0.5), window(1.0, speech=False), window(1.5)])
+        worker.finish(sid, session)
+    events = out.wait(lambda ev: sum(e[1] == "summary" for e in ev) == 5)
+    worker.stop()
+    assert rec.calls[0] == 10  # every speech window of all five streams in one call; silence skipped
+    for sid in sessions:
+        mine = [(e, p) for s, e, p in events if s == sid]
+        assert [e for e, _ in mine] == ["emotion"] * 3 + ["summary"]
+        assert [p["speech"] for _, p in mine[:3]] == [True, False, True]
+        assert mine[0][1]["label"] == "angry" and mine[-1][1]["label"] == "angry"
+
+
+def test_stale_windows_are_dropped_with_one_warning():
+    rec, out = FakeRecognizer(delay_s=0.3), Outbox()
+    worker = InferenceWorker(rec, out, batch_max=1, stale_s=0.2)
+    session = StreamSession(16000)
+    worker.submit("a", session, [window(0.5 * (k + 1)) for k in range(6)])
+    events = out.wait(lambda ev: any(e[1] == "error" for e in ev) and worker.pending == 0, timeout=10)
+    worker.stop()
+    assert [p["code"] for _, e, p in events if e == "error"] == ["server_busy"]
+    assert worker.stats["dropped"] >= 1
+    assert sum(e == "emotion" for _, e, _ in events) < 6
+
+
+def test_closed_sessions_get_nothing():
+    rec, out = FakeRecognizer(), Outbox()
+    worker = InferenceWorker(rec, out)
+    session = StreamSession(16000)
+    session.close()
+    worker.submit("gone", session, [window(0.5)])
+    time.sleep(0.3)
+    worker.stop()
+    assert out.events == [] and rec.calls == []
+
+
+def test_a_failing_batch_reports_and_the_worker_goes_on():
+    rec, out = FakeRecognizer(fail=True), Outbox()
+    worker = InferenceWorker(rec, out)
+    worker.submit("a", StreamSession(16000), [window(0.5)])
+    out.wait(lambda ev: ev)
+    rec.fail = False
+    worker.submit("b", StreamSession(16000), [window(0.5)])
+    events = out.wait(lambda ev: any(s == "b" for s, _, _ in ev))
+    worker.stop()
+    assert events[0][:2] == ("a", "error") and events[0][2]["code"] == "internal"
+    assert events[1][:2] == ("b", "emotion")
+
+
+def test_full_queue_refuses():
+    worker = InferenceWorker(FakeRecognizer(delay_s=1.0), Outbox(), queue_max=2, batch_max=1)
+    worker._thread = threading.current_thread()  # keep it from consuming: the queue just fills
+    assert worker.submit("a", StreamSession(16000), [window(0.5), window(1.0)])
+    assert not worker.submit("a", StreamSession(16000), [window(1.5)])
