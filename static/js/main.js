@@ -13,6 +13,7 @@ import { showMessage, clearMessage, showConnection } from './messages.js';
 
 const LEVEL_FLOOR_DB = -60;  // the meter's empty end
 const HOP_MAX_S = 0.5;  // an `emotion` event is new for at most its last 0.5 s (CONTRACTS.md)
+const NOTICE_MS = 6000;  // how long a passing notice (server busy) stays
 const LEVEL_RELEASE = 0.85;  // per level message (~50 ms): fast attack, slow fall
 
 const byId = (id) => document.getElementById(id);
@@ -48,6 +49,7 @@ class LivePanel {
     this.startedAt = 0;
     this.ticker = null;
     this.shown = 0;  // the level meter's current value, 0..1
+    this.noticeTimer = null;
     this.chart = new ProbabilityChart(document.querySelector('[data-testid="probability-chart"]'));
     this.timeline = new Timeline(document.querySelector('[data-testid="timeline"]'), {
       minSpan: 10,
@@ -64,7 +66,7 @@ class LivePanel {
     try {
       return new StreamClient({
         onEmotion: (event) => this.emotion(event),
-        onServerError: (error) => showMessage(this.els.message, 'server', error.message || error.code),
+        onServerError: (error) => this.serverError(error),
         onConnection: (state) => this.connection(state),
       });
     } catch (err) {
@@ -193,6 +195,15 @@ class LivePanel {
     const start = newest < this.lastEnd && this.lastEnd < event.t1 ? this.lastEnd : newest;
     this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence });
     this.lastEnd = Math.max(this.lastEnd, event.t1);
+  }
+
+  // Bad input or overload on our connection; overload only skips hops, so its notice passes.
+  serverError(error) {
+    const { message } = this.els;
+    if (error.code !== 'server_busy') return showMessage(message, 'server', error.message || error.code);
+    showMessage(message, 'overloaded');
+    clearTimeout(this.noticeTimer);
+    this.noticeTimer = setTimeout(() => message.dataset.code === 'overloaded' && clearMessage(message), NOTICE_MS);
   }
 
   connection(state) {

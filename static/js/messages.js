@@ -22,6 +22,7 @@ const MESSAGES = {
   ],
   lost: ['The connection to the server was lost, so recording stopped. The events received so far are kept below.'],
   server: ['The server reported a problem: ', { detail: true }],
+  overloaded: ['The server is busy, so some moments were not analysed: the timeline has gaps there.'],
   'no-summary': ['The server sent no summary for this session; the events received are kept below.'],
 };
 
