@@ -59,9 +59,13 @@ _MAGIC = (
 )
 
 
+def _has_container_magic(head: bytes) -> bool:
+    return any(head[off:off + len(sig)] == sig for off, sig in _MAGIC)
+
+
 def looks_like_audio(head: bytes) -> bool:
     """True if ``head`` starts like a supported audio container or an MPEG/AAC frame."""
-    if any(head[off:off + len(sig)] == sig for off, sig in _MAGIC):
+    if _has_container_magic(head):
         return True
     # MPEG audio / ADTS frame sync: 11 set bits.
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
@@ -83,19 +87,38 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE) -> np.ndarray:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception:  # libsndfile cannot read it: try ffmpeg
         samples, rate = _decode_with_ffmpeg(data, sr), sr
+    else:
+        if samples.shape[0] == 0:
+            # A header claiming zero frames may still be followed by audio (a WAV
+            # whose writer never patched the sizes, e.g. a crashed or streaming
+            # recorder); ffmpeg reads such files to the end. Truly empty stays empty.
+            try:
+                samples, rate = _decode_with_ffmpeg(data, sr), sr
+            except AudioError:
+                raise EmptyAudioError("the audio holds no samples") from None
     return to_model_rate(samples, rate, sr)
 
 
 def to_model_rate(samples: np.ndarray, rate: int, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Validate, down-mix (frames, channels) or (frames,) samples and resample to ``sr``."""
     samples = np.asarray(samples)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
-    if np.issubdtype(samples.dtype, np.integer):
+    if samples.ndim not in (1, 2):
+        raise InvalidSamplesError(
+            f"expected (frames,) or (frames, channels) samples, got shape {samples.shape}")
+    # Scale integers to [-1, 1) BEFORE down-mixing: the mean of an integer array is
+    # float64, which would otherwise skip the scaling and leave values in the thousands.
+    if np.issubdtype(samples.dtype, np.signedinteger):
         samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+    elif np.issubdtype(samples.dtype, np.unsignedinteger):  # e.g. 8-bit PCM: centred on 128
+        half = float(np.iinfo(samples.dtype).max // 2 + 1)
+        samples = (samples.astype(np.float64) - half).astype(np.float32) / half
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise InvalidSamplesError(f"samples must be integers or floats, not {samples.dtype}")
     samples = samples.astype(np.float32, copy=False)
     if samples.size == 0:
         raise EmptyAudioError("the audio holds no samples")
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
     if not np.isfinite(samples).all():
         raise InvalidSamplesError("the audio contains NaN or infinite samples")
     if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
@@ -121,6 +144,8 @@ def pcm16_to_float(payload: bytes) -> np.ndarray:
 
 def pad_or_trim(wave: np.ndarray, length: int) -> np.ndarray:
     """Zero-pad at the end or cut ``wave`` to exactly ``length`` samples."""
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
     if wave.shape[-1] >= length:
         return wave[..., :length]
     pad = [(0, 0)] * (wave.ndim - 1) + [(0, length - wave.shape[-1])]
@@ -145,20 +170,29 @@ def _decode_with_ffmpeg(data: bytes, sr: int) -> np.ndarray:
     if not ffmpeg_available():
         raise UndecodableAudioError("this audio format needs ffmpeg, which is not installed")
     out = _run_ffmpeg("pipe:0", data, sr)
-    if out is None:
+    if not out:
         # MP4/M4A with the index at the end cannot be read from a pipe: use a
         # memory-backed temporary file that is removed straight away.
         tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".audio") as tmp:
             tmp.write(data)
             tmp.flush()
-            out = _run_ffmpeg(tmp.name, None, sr)
+            retry = _run_ffmpeg(tmp.name, None, sr)
+        out = retry if retry is not None else out
+    if out == b"":  # ffmpeg read the file without error and found no samples in it
+        raise EmptyAudioError("the audio holds no samples")
     if out is None:
+        if not _has_container_magic(data[:64]):
+            # Only an 11-bit frame sync matched, which 1 in 2048 arbitrary files also
+            # start with: with nothing decodable behind it, it was not audio at all.
+            raise NotAudioError("the file is not in a supported audio format")
         raise UndecodableAudioError("the audio could not be decoded (truncated or corrupt?)")
-    return np.frombuffer(out, dtype="<f4").copy()
+    usable = len(out) - len(out) % 4
+    return np.frombuffer(out[:usable], dtype="<f4").copy()
 
 
 def _run_ffmpeg(src: str, stdin: bytes | None, sr: int) -> bytes | None:
+    """Decoded float32 PCM bytes; ``b""`` for a clean decode with no samples; None on failure."""
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", src,
            "-vn", "-f", "f32le", "-ac", "1", "-ar", str(sr), "pipe:1"]
     try:
@@ -166,6 +200,6 @@ def _run_ffmpeg(src: str, stdin: bytes | None, sr: int) -> bytes | None:
                               capture_output=True, timeout=FFMPEG_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return None
-    if proc.returncode != 0 or not proc.stdout:
+    if proc.returncode != 0:
         return None
     return proc.stdout
