@@ -46,15 +46,20 @@ def extract(path: Path, seed: int = 0, n_variants: int = N_VARIANTS) -> dict:
     return out
 
 
-def _single_thread_worker() -> None:
-    """Feature workers run one thread each: two processes x N BLAS threads thrash 2 cores."""
-    torch.set_num_threads(1)
+def limit_blas_threads() -> None:
+    """One BLAS thread for numpy: its matrices here are small, and threads thrash 2 cores."""
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
+        threadpool_limits(1, user_api="blas")
     except ImportError:
         pass
+
+
+def _single_thread_worker() -> None:
+    """Feature workers run one thread each (torch and BLAS)."""
+    torch.set_num_threads(1)
+    limit_blas_threads()
 
 
 def _extract_to_cache(args) -> str:

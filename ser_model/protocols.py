@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpora import Record, scan
-from .data import FeatureBank
+from .data import FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
 from .metrics import format_report, plot_confusion, plot_curves, summarize_folds
@@ -66,7 +66,7 @@ def _records(data: list[Path]) -> dict[str, list[Record]]:
     return scan(*data).by_corpus()
 
 
-def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None) -> dict:
+def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None, name=None) -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
     bank = FeatureBank(by["ravdess"] + extra_recs)
@@ -77,11 +77,29 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
         print(f"--- fold {k + 1}/{len(RAVDESS_FOLDS)}: test actors {test_actors}", flush=True)
         test = [r for r in by["ravdess"] if actor(r) in test_actors]
         train_recs = [r for r in by["ravdess"] if actor(r) not in test_actors] + extra_recs
-        results.append(run_split(bank, train_recs, test, cfg))
+        results.append({"fold": k + 1, **run_split(bank, train_recs, test, cfg)})
+        if name:  # each fold also on its own, so folds can run in parallel processes and be merged
+            fold_dir = REPORTS / "folds" / name
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            (fold_dir / f"fold{k + 1}.json").write_text(json.dumps(results[-1], indent=1) + "\n")
         print(f"    UA {results[-1]['clean']['ua']:.3f}  WA {results[-1]['clean']['wa']:.3f}  "
               f"degraded UA {results[-1]['degraded']['ua']:.3f}", flush=True)
-    return {"folds": results, "clean": summarize_folds([r["clean"] for r in results]),
-            "degraded": summarize_folds([r["degraded"] for r in results])}
+    return summarize_cv(results)
+
+
+def summarize_cv(results: list[dict]) -> dict:
+    out = {"folds": results, "clean": summarize_folds([r["clean"] for r in results])}
+    if all("degraded" in r for r in results):
+        out["degraded"] = summarize_folds([r["degraded"] for r in results])
+    return out
+
+
+def merge_folds(name: str, command: str) -> dict:
+    """Combine reports/folds/NAME/fold*.json (from parallel --folds runs) into one CV result."""
+    files = sorted((REPORTS / "folds" / name).glob("fold*.json"))
+    result = summarize_cv([json.loads(f.read_text()) for f in files])
+    result["command"] = command
+    return result
 
 
 def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
@@ -117,9 +135,10 @@ def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str) -
 PROTOCOLS = ("ravdess-cv", "tess-loso", "tess-random", "ravdess-to-tess", "tess-to-ravdess")
 
 
-def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None) -> dict:
+def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None,
+        name=None) -> dict:
     if protocol == "ravdess-cv":
-        return ravdess_cv(data, cfg, extra, folds)
+        return ravdess_cv(data, cfg, extra, folds, name)
     if protocol == "tess-loso":
         return tess_loso(data, cfg)
     if protocol == "tess-random":
@@ -145,7 +164,7 @@ def save_report(name: str, result: dict, out_dir: Path = REPORTS) -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("protocol", choices=PROTOCOLS)
+    p.add_argument("protocol", choices=PROTOCOLS + ("merge",), help="merge: combine per-fold files of --name")
     p.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA])
     p.add_argument("--arch", default="attn_cnn", choices=("attn_cnn", "cnn_lstm", "cnn1d"))
     p.add_argument("--with", dest="extra", nargs="*", default=["tess"], help="corpora added to training (ravdess-cv)")
@@ -153,14 +172,23 @@ def main(argv=None) -> None:
     p.add_argument("--folds", type=int, nargs="*", help="run only these fold numbers (1-based)")
     p.add_argument("--name", help="report name (default: protocol_arch)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--command", nargs="*", help="merge: the commands that produced the folds (recorded)")
+    p.add_argument("--threads", type=int, help="torch threads (default 2)")
     args = p.parse_args(argv)
-    overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs else {})}
+    limit_blas_threads()
+    if args.protocol == "merge":
+        result = merge_folds(args.name, " && ".join(args.command or []))
+        print(json.dumps({k: result[k] for k in ("clean", "degraded") if k in result}, indent=1))
+        print(f"report: {save_report(args.name, result)}")
+        return
+    overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs else {}),
+                 **({"threads": args.threads} if args.threads else {})}
     cfg = TrainConfig.for_arch(args.arch, **overrides)
     folds = [f - 1 for f in args.folds] if args.folds else None
-    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds)
+    name = args.name or f"{args.protocol}_{args.arch}"
+    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name)
     result["train_config"] = config_dict(cfg)
     result["command"] = "python -m ser_model.protocols " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
-    name = args.name or f"{args.protocol}_{args.arch}"
     path = save_report(name, result)
     summary = result.get("clean")
     print(format_report(summary) if "per_class" in summary else json.dumps(summary, indent=1))

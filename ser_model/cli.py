@@ -1,0 +1,139 @@
+"""Command line: ``python -m ser_model {predict,train,evaluate}`` (see CONTRACTS.md).
+
+This module owns all argument parsing; the library functions it calls take
+plain values. Progress bars go to stderr, so ``--json`` output stays clean.
+"""
+from __future__ import annotations
+
+import os
+
+# One BLAS thread: numpy's linear algebra here is tiny and threads thrash 2 cores.
+# (torch keeps its own pool, sized by torch.set_num_threads.)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .inference import DEFAULT_WEIGHTS  # noqa: E402
+
+
+def _predict(args) -> int:
+    from .audio import AudioError
+    from .inference import Recognizer
+
+    recognizer = Recognizer.load(args.weights)
+    status = 0
+    for file in args.files:
+        try:
+            result = recognizer.predict_file(file)
+        except (AudioError, FileNotFoundError, IsADirectoryError) as err:
+            status = 1
+            code = getattr(err, "code", "not_found")
+            if args.json:
+                print(json.dumps({"file": file, "error": str(err), "code": code}))
+            else:
+                print(f"{file}: error: {err}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": file, **result.to_dict()}))
+        else:
+            print(_describe(file, result))
+    return status
+
+
+def _describe(file: str, result) -> str:
+    lines = [f"{file}: {result.label} ({result.confidence:.0%}), {result.duration:.1f} s"
+             + ("" if result.speech_detected else "  [no speech detected]")]
+    for label, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {label:<10} {p:6.1%} {'#' * round(p * 40)}")
+    lines.append("  timeline: " + " ".join(
+        f"{s.start:.1f}-{s.end:.1f}s:{s.label if s.speech else '(silence)'}" for s in result.segments))
+    return "\n".join(lines)
+
+
+def _train(args) -> int:
+    from .corpora import scan
+    from .data import FeatureBank
+    from .modelcard import write_training_outputs
+    from .train import TrainConfig, train
+
+    scanned = scan(*args.data)
+    records = [r for r in scanned.records if not args.corpora or r.corpus in args.corpora]
+    if not records:
+        print(f"no labelled audio found under {', '.join(map(str, args.data))}", file=sys.stderr)
+        return 2
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    cfg = TrainConfig.for_arch(args.arch, **overrides)
+    bank = FeatureBank(records, workers=args.workers)
+    model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
+    paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
+                                   make_default=args.default)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .corpora import scan
+    from .evaluate import evaluate_records
+    from .inference import Recognizer
+    from .metrics import format_report, plot_confusion
+
+    scanned = scan(args.data)
+    if not scanned.records:
+        print(f"no labelled audio found under {args.data}", file=sys.stderr)
+        return 2
+    metrics = evaluate_records(Recognizer.load(args.weights), scanned.records, skipped=scanned.n_skipped,
+                               degrade=args.degrade, progress=not args.quiet)
+    if args.report_dir:
+        out = Path(args.report_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (out / "report.txt").write_text(format_report(metrics) + "\n")
+        plot_confusion(metrics, out / "confusion.png", title=f"{Path(args.weights).name} on {args.data}")
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_report(metrics))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("predict", help="predict the emotion of audio files")
+    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    pr.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder or checkpoint")
+    pr.set_defaults(func=_predict)
+
+    tr = sub.add_parser("train", help="train a model on corpus folders")
+    tr.add_argument("--data", nargs="+", required=True, type=Path, metavar="DIR")
+    tr.add_argument("--out", required=True, help="checkpoint path, e.g. weights/NAME")
+    tr.add_argument("--arch", default="attn_cnn", choices=("attn_cnn", "cnn_lstm", "cnn1d"))
+    tr.add_argument("--corpora", nargs="*", help="use only these corpora (e.g. ravdess tess)")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--threads", type=int)
+    tr.add_argument("--workers", type=int, default=2, help="feature-extraction processes")
+    tr.add_argument("--default", action="store_true", help="make it the folder's default model")
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="score a model on labelled corpus files")
+    ev.add_argument("--weights", required=True, help="weights folder (its default model) or a checkpoint")
+    ev.add_argument("--data", required=True, type=Path, metavar="DIR")
+    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object, last line")
+    ev.add_argument("--degrade", action="store_true", help="noise 20 dB SNR + random gain + Opus first")
+    ev.add_argument("--report-dir", help="also write metrics.json, report.txt and confusion.png here")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_evaluate)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,128 @@
+"""What ``train`` writes next to a checkpoint: model card, curves, confusion, registry entry."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import features as F
+from .audio import SAMPLE_RATE
+from .checkpoint import register, save_checkpoint
+from .inference import HOP_S, WINDOW_S
+from .labels import EMOTIONS
+from .metrics import compute_metrics, format_report, plot_confusion, plot_curves
+from .model import count_parameters
+from .train import BatchMaker, config_dict
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+
+LICENCES = """\
+The training corpora are licensed for **non-commercial use only**, and so is this model:
+- RAVDESS: CC BY-NC-SA 4.0. Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of
+  Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391.
+- TESS: CC BY-NC-ND 4.0. Dupuis K, Pichora-Fuller MK (2010) Toronto Emotional Speech Set,
+  University of Toronto.
+- ASED (if listed under training data): no licence stated (Northwest University, 2021); research use only.
+"""
+
+
+def _training_confusion(model, bank, cfg) -> dict:
+    """Confusion on the (clean) training files: a fit check, not a held-out result."""
+    batches = BatchMaker(bank, list(range(len(bank.records))), cfg, model_kind(cfg))
+    preds = []
+    with torch.inference_mode():
+        for i in range(0, len(bank.records), 64):
+            idx = list(range(i, min(i + 64, len(bank.records))))
+            preds += model(batches.features(idx, train=False)).argmax(1).tolist()
+    return compute_metrics(bank.labels.tolist(), preds, EMOTIONS)
+
+
+def model_kind(cfg) -> str:
+    return "handcrafted" if cfg.arch == "cnn1d" else "logmel"
+
+
+def write_training_outputs(out: Path, model, mcfg, cfg, history, bank, scanned, make_default=False) -> list[Path]:
+    """Save checkpoint, curves PNG, training confusion PNG/report, model card; register in its folder."""
+    counts = Counter(r.corpus for r in bank.records)
+    speakers = {c: len({r.speaker for r in bank.records if r.corpus == c}) for c in counts}
+    meta = {"train_config": config_dict(cfg), "history": history,
+            "data": {c: {"files": n, "speakers": speakers[c]} for c, n in counts.items()},
+            "skipped": scanned.n_skipped}
+    ckpt = save_checkpoint(out, model, mcfg, meta)
+    stem = ckpt.with_suffix("")
+    plot_curves(history, Path(f"{stem}_curves.png"), title=f"{stem.name}: training curves")
+    fit = _training_confusion(model, bank, cfg)
+    plot_confusion(fit, Path(f"{stem}_train_confusion.png"), title=f"{stem.name}: training files (not held out)")
+    Path(f"{stem}_train_report.txt").write_text(format_report(fit) + "\n")
+    card = Path(f"{stem}.md")
+    card.write_text(model_card(stem.name, model, mcfg, cfg, meta))
+    register(ckpt.parent, stem.name, ckpt, default=make_default)
+    return [ckpt, card, Path(f"{stem}_curves.png"), Path(f"{stem}_train_confusion.png")]
+
+
+def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
+    data_rows = "\n".join(f"| {c} | {v['files']} | {v['speakers']} |" for c, v in sorted(meta["data"].items()))
+    results = results_table()
+    return f"""# Model card: `{name}`
+
+Speech emotion recognition from the voice alone (no words), seven classes.
+
+## Interface
+- Labels, in output order: {", ".join(f"`{e}`" for e in EMOTIONS)}.
+- Input: mono audio at {SAMPLE_RATE} Hz (anything else is decoded and resampled first), analysed in
+  {WINDOW_S:g} s windows every {HOP_S:g} s; silence at a window's edges is trimmed; the file label is the
+  mean of the speech windows' probabilities (Silero VAD decides which windows hold speech).
+- Features: log-mel, {F.N_MELS} bands {F.FMIN:g}-{F.FMAX:g} Hz, FFT {F.N_FFT}, window {F.WIN_LENGTH}
+  ({F.WIN_LENGTH * 1000 // SAMPLE_RATE} ms), hop {F.HOP_LENGTH} ({F.HOP_LENGTH * 1000 // SAMPLE_RATE} ms), natural log;
+  standardised per band with training-set statistics stored in the checkpoint.
+- Architecture: `{mcfg.arch}`, {count_parameters(model):,} parameters (see `ser_model/model.py`).
+- Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.
+
+## Training data
+| corpus | files | speakers |
+|---|---|---|
+{data_rows}
+
+Training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size}, AdamW (lr {cfg.lr:g}, one-cycle),
+random {cfg.crop_s:g} s crops, batches balanced over corpora and classes; augmentation (after any
+speaker split): pitch shift, time stretch, reverberation, band-limiting, noise 5-30 dB SNR, Opus
+round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), label smoothing {cfg.label_smoothing:g}.
+Seed {cfg.seed}.
+
+## Evaluation (speaker-independent)
+{results}
+
+## Limits
+Acted emotions by a few dozen North-American English speakers (plus Amharic if ASED is listed
+above): expect lower accuracy on spontaneous speech, other languages, children, and noisy rooms.
+An emotion label is a guess about how a voice sounds, not about how a person feels; do not use it
+for decisions about people.
+
+## Licence
+{LICENCES}"""
+
+
+def _fmt(summary: dict, key: str) -> str:
+    s = summary.get(key)
+    if isinstance(s, dict):
+        return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+    return f"{100 * s:.1f}" if isinstance(s, (int, float)) else "-"
+
+
+def results_table(reports_dir: Path = REPORTS) -> str:
+    """Markdown table of every protocol report in ``reports_dir`` (UA and WA, %)."""
+    rows = []
+    for path in sorted(reports_dir.glob("*.json")):
+        r = json.loads(path.read_text())
+        if "clean" not in r:
+            continue
+        degraded = _fmt(r["degraded"], "ua") if "degraded" in r else "-"
+        rows.append(f"| {path.stem} | {_fmt(r['clean'], 'ua')} | {_fmt(r['clean'], 'wa')} | {degraded} | "
+                    f"`{r.get('command', '')}` |")
+    if not rows:
+        return "No protocol reports found (run `python -m ser_model.protocols ...`)."
+    return ("| protocol / model | UA % | WA % | UA % degraded | command |\n|---|---|---|---|---|\n"
+            + "\n".join(rows))

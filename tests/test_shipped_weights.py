@@ -1,0 +1,80 @@
+"""The committed default model loads without data or network and predicts generated audio."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_model import EMOTIONS, Recognizer
+from ser_model.checkpoint import resolve_checkpoint, sha256
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load(WEIGHTS)
+
+
+def test_registry_default_exists_with_matching_checksum_and_size():
+    registry = json.loads((WEIGHTS / "registry.json").read_text())
+    entry = registry["models"][registry["default"]]
+    path = WEIGHTS / entry["file"]
+    assert sha256(path) == entry["sha256"]
+    assert path.stat().st_size <= 20 * 1024 * 1024
+    assert resolve_checkpoint(WEIGHTS) == path
+    assert (WEIGHTS / f"{registry['default']}.md").exists()  # its model card
+
+
+def test_model_card_states_labels_evaluation_and_licences():
+    registry = json.loads((WEIGHTS / "registry.json").read_text())
+    card = (WEIGHTS / f"{registry['default']}.md").read_text()
+    for needle in ("non-commercial", "CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0", "speaker-independent", *EMOTIONS):
+        assert needle in card
+
+
+def test_shipped_model_predicts_a_generated_file(recognizer, tmp_path):
+    sr = 22050
+    t = np.arange(int(2.5 * sr)) / sr
+    wave = 0.2 * np.sin(2 * np.pi * 180 * t * (1 + 0.05 * np.sin(2 * np.pi * 2 * t)))
+    path = tmp_path / "voice.wav"
+    sf.write(path, np.stack([wave, wave], 1), sr)  # stereo at another rate: decoded and resampled
+    result = recognizer.predict_file(path).to_dict()
+    assert result["label"] in EMOTIONS
+    assert set(result["probabilities"]) == set(EMOTIONS)
+    assert abs(sum(result["probabilities"].values()) - 1) < 1e-3
+    assert abs(result["duration"] - 2.5) < 0.01
+
+
+def test_long_audio_gets_a_timeline_with_silence_marked(recognizer):
+    sr = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * sr) / sr
+    voiced = 0.3 * np.sin(2 * np.pi * 150 * t) * (rng.random(len(t)) > 0.0)
+    wave = np.concatenate([np.zeros(4 * sr), voiced, np.zeros(4 * sr)]).astype(np.float32)
+    result = recognizer.predict(wave, sr)
+    assert result.duration == 11.0
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and starts[0] == 0.0 and result.segments[-1].end == 11.0
+    assert all(b - a <= 0.5 + 1e-6 for a, b in zip(starts, starts[1:]))
+    assert result.segments[0].speech is False and result.segments[-1].speech is False  # pure silence
+    for s in result.segments:
+        assert (s.label is None) == (not s.speech) and (s.probabilities is None) == (not s.speech)
+
+
+@pytest.mark.realdata
+def test_shipped_model_fits_its_training_speech():
+    """A fit check on training files (not held out): a broken export would be near chance."""
+    files = sorted((DATASETS / "RAVDESS" / "Actor_03").glob("*.flac")) if DATASETS.exists() else []
+    if not files:
+        pytest.skip("../shared/datasets is not here")
+    from ser_model.corpora import scan
+
+    recognizer = Recognizer.load(WEIGHTS)
+    records = scan(DATASETS / "RAVDESS" / "Actor_03").records
+    hits = [recognizer.predict_file(r.path).label == r.label for r in records]
+    assert np.mean(hits) >= 0.6
