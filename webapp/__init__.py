@@ -35,6 +35,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(float(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024)
 
     recognizer, model_info = load_recognizer(app.config["WEIGHTS"])
+    if recognizer is not None:
+        warm_up(recognizer, int(app.config["INFERENCE_THREADS"]))
     app.extensions["ser_model"] = {"recognizer": recognizer, **model_info}
     app.extensions["ser_upload_slots"] = threading.BoundedSemaphore(int(app.config["UPLOAD_CONCURRENCY"]))
 
@@ -59,3 +61,21 @@ def load_recognizer(weights: str | Path):
     if weights.is_dir():
         name = json.loads((weights / REGISTRY_FILE).read_text()).get("default", name)
     return recognizer, {"name": name, "file": recognizer.meta.get("file"), "error": None}
+
+
+def warm_up(recognizer, threads: int):
+    """Run the model once (lazy imports, caches), then cap torch, BLAS and OpenMP thread pools.
+
+    Pools of 2+ threads spin against each other and against other work on a small machine:
+    one thread per pool made a window 2.7x faster on 2 busy cores (docs/webapp.md).
+    """
+    import numpy as np
+    import torch
+
+    recognizer.predict_proba([np.zeros(16000, dtype=np.float32)])
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)

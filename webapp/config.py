@@ -3,7 +3,6 @@
 Override with ``create_app({...})`` or environment variables prefixed ``SER_``
 (``SER_WEIGHTS=/models``, ``SER_MAX_UPLOAD_MB=50``; values are parsed as JSON when they can be).
 """
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +23,9 @@ DEFAULTS = dict(
     BATCH_MAX=32,  # windows per predict_proba call
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
     QUEUE_MAX=512,  # pending windows; beyond: server_busy for the sender
-    STALE_S=2.0,  # windows waiting longer are dropped (load shedding)
-    INFERENCE_THREADS=min(4, os.cpu_count() or 1),  # torch intra-op threads
+    COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too
+    STALE_S=2.0,  # windows waiting longer are never analysed (load shedding)
+    INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads: 1 is fastest on a busy 2-core machine (docs/webapp.md)
     # Front-end libraries served from node_modules under /vendor/<package>/<path>
     VENDOR_DIR=str(ROOT / "node_modules"),
     VENDOR_PACKAGES={"socket.io-client": "dist/", "chart.js": "dist/", "@kurkle/color": "dist/"},

@@ -46,7 +46,7 @@ class StreamHub:
         self.recognizer, self.config = recognizer, config
         self.worker = InferenceWorker(
             recognizer, _emit_to, batch_max=config["BATCH_MAX"], batch_wait_ms=config["BATCH_WAIT_MS"],
-            queue_max=config["QUEUE_MAX"], stale_s=config["STALE_S"], threads=config["INFERENCE_THREADS"])
+            queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"])
         self._streams: dict[str, tuple[StreamSession, RateLimit]] = {}
         self._lock = threading.Lock()
 
