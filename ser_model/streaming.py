@@ -133,13 +133,20 @@ class StreamResampler:
         self._history = np.zeros(0, dtype=np.float32)  # the latest input, for provisional()
         self.n_in = 0
 
-    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Resample the next input frame; returns the output soxr releases now."""
         self.n_in += len(x)
         if self._stream is None:
             return x
         keep = int(TAIL_CONTEXT_S * self.rate) + self.rate // 2 + self._block
         self._history = np.concatenate([self._history, x])[-keep:]
-        return self._stream.resample_chunk(x, last=last)
+        return self._stream.resample_chunk(x)
+
+    def flush(self) -> np.ndarray:
+        """End of input: the output still held back."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
     def provisional(self, n_out: int, count: int) -> np.ndarray:
         """``count`` output samples after the ``n_out`` released ones, from the input so far."""
@@ -219,8 +226,7 @@ class StreamSession:
         if self.finished:
             return []
         self.finished = True
-        if self._resampler._stream is not None:
-            self._take(self._resampler.push(np.zeros(0, dtype=np.float32), last=True))
+        self._take(self._resampler.flush())
         jobs = self._due_windows()
         if self._n_out - self._last_end >= FINAL_WINDOW_MIN_S * SAMPLE_RATE:
             jobs.append(self._window(self._n_out))
