@@ -31,8 +31,11 @@ def main(argv=None):
     if args.https:
         from webapp.tls import self_signed_cert
 
-        hosts = list(dict.fromkeys([args.host if args.host not in ("0.0.0.0", "::") else "localhost",
-                                    "localhost", "127.0.0.1"]))
+        import socket
+
+        wildcard = args.host in ("0.0.0.0", "::")
+        hosts = list(dict.fromkeys(["localhost" if wildcard else args.host, "localhost", "127.0.0.1"]
+                                   + ([socket.gethostname()] if wildcard else [])))
         ssl_context = tuple(str(p) for p in self_signed_cert(args.cert_dir, hosts))
     scheme = "https" if args.https else "http"
     print(f"Serving on {scheme}://{args.host}:{args.port}/", flush=True)
