@@ -126,3 +126,25 @@ def results_table(reports_dir: Path = REPORTS) -> str:
         return "No protocol reports found (run `python -m ser_model.protocols ...`)."
     return ("| protocol / model | UA % | WA % | UA % degraded | command |\n|---|---|---|---|---|\n"
             + "\n".join(rows))
+
+
+def refresh_model_card(checkpoint: str | Path) -> Path:
+    """Re-render a checkpoint's model card, e.g. after new protocol reports were written.
+
+        python -m ser_model.modelcard weights/attn_cnn.pt
+    """
+    from .checkpoint import load_checkpoint
+    from .train import TrainConfig
+
+    model, mcfg, meta = load_checkpoint(checkpoint)
+    cfg = TrainConfig(**{**meta["train_config"], "channels": tuple(meta["train_config"]["channels"])})
+    card = Path(checkpoint).with_suffix(".md")
+    card.write_text(model_card(card.stem, model, mcfg, cfg, meta))
+    return card
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        print(refresh_model_card(arg))
