@@ -24,7 +24,7 @@ class ModelConfig:
     n_classes: int = NUM_CLASSES
     n_mels: int = N_MELS
     n_features: int = N_HANDCRAFTED  # cnn1d input length
-    channels: tuple = (24, 48, 96, 128)  # attn_cnn conv widths
+    channels: tuple = (16, 32, 64, 128)  # attn_cnn conv widths (the shipped model)
     dropout: float = 0.3
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)

@@ -38,7 +38,7 @@ class TrainConfig:
     patience: int = 8  # early stopping (only with validation data)
     seed: int = 0
     threads: int = 2
-    channels: tuple = (16, 32, 64, 128)
+    channels: tuple = ModelConfig.channels  # attn_cnn widths; one default, in model.py
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
