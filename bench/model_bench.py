@@ -1,0 +1,64 @@
+"""Latency of one 3 s analysis window on one CPU thread (target: at most 20 ms).
+
+    python bench/model_bench.py [--weights weights/] [--repeats 100]
+
+Times the features (trim + log-mel) and the network separately and together, as
+``Recognizer.predict_proba`` runs them, and prints medians and 90th percentiles.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ser_model import Recognizer  # noqa: E402
+from ser_model.audio import SAMPLE_RATE  # noqa: E402
+from ser_model.data import limit_blas_threads  # noqa: E402
+from ser_model.model import count_parameters  # noqa: E402
+
+
+def timed(fn, repeats: int) -> list[float]:
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--repeats", type=int, default=100)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    rec = Recognizer.load(args.weights)
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    window = (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+              + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    feats = torch.from_numpy(rec.features(window))[None]
+    with torch.inference_mode():
+        rows = [("features (trim + log-mel)", timed(lambda: rec.features(window), args.repeats)),
+                ("network forward", timed(lambda: rec.model(feats), args.repeats)),
+                ("predict_proba, 1 window", timed(lambda: rec.predict_proba([window]), args.repeats)),
+                ("predict_proba, 16 windows / 16", [x / 16 for x in timed(lambda: rec.predict_proba([window] * 16),
+                                                                         max(10, args.repeats // 8))])]
+    print(f"model {rec.meta.get('file')}: {rec.config.arch}, {count_parameters(rec.model):,} parameters; "
+          f"one 3 s window, 1 CPU thread, {args.repeats} runs")
+    print(f"| {'step':<32} | median ms | p90 ms |\n|{'-' * 34}|-----------|--------|")
+    for name, ms in rows:
+        print(f"| {name:<32} | {statistics.median(ms):9.2f} | {np.percentile(ms, 90):6.2f} |")
+
+
+if __name__ == "__main__":
+    main()
