@@ -19,7 +19,7 @@ from .corpora import Record, scan
 from .data import FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
-from .metrics import format_report, plot_confusion, plot_curves, summarize_folds
+from .metrics import compute_metrics, format_report, plot_confusion, plot_curves, summarize_folds
 from .train import TrainConfig, config_dict, train
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -147,15 +147,22 @@ def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...
     return cross_corpus(data, cfg, source, target)
 
 
+def pooled_metrics(confusion: np.ndarray, labels: list[str]) -> dict:
+    """Metrics of the pooled predictions behind a summed confusion matrix."""
+    y_true = [t for t in range(len(labels)) for p in range(len(labels)) for _ in range(int(confusion[t][p]))]
+    y_pred = [p for t in range(len(labels)) for p in range(len(labels)) for _ in range(int(confusion[t][p]))]
+    return compute_metrics(y_true, y_pred, labels)
+
+
 def save_report(name: str, result: dict, out_dir: Path = REPORTS) -> Path:
     """Write the result JSON, a summed confusion matrix and the first run's curves."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     runs = result.get("folds") or [result]
     confusion = np.sum([r["clean"]["confusion"] for r in runs], axis=0)
-    first = runs[0]["clean"]
-    summed = {**first, "confusion": confusion.tolist()}
-    plot_confusion(summed, out_dir / f"{name}_confusion.png", title=f"{name} (all folds, clean)")
+    pooled = pooled_metrics(confusion, runs[0]["clean"]["labels"])
+    plot_confusion(pooled, out_dir / f"{name}_confusion.png",
+                   title=f"{name}: held-out files of all {len(runs)} fold(s) pooled, clean")
     if runs[0].get("history"):
         plot_curves({k: v for k, v in runs[0]["history"].items() if isinstance(v, list) and len(v) > 1},
                     out_dir / f"{name}_curves.png", title=f"{name}: training curves (fold 1)")
