@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .features import N_HANDCRAFTED, N_MELS
 from .labels import NUM_CLASSES
 
-ARCHITECTURES = ("attn_cnn", "cnn_lstm", "cnn1d")
+ARCHITECTURES = ("attn_cnn", "tdnn", "cnn_lstm", "cnn1d")
 
 
 @dataclass
@@ -26,6 +26,8 @@ class ModelConfig:
     n_features: int = N_HANDCRAFTED  # cnn1d input length
     channels: tuple = (16, 32, 64, 128)  # attn_cnn conv widths (the shipped model)
     dropout: float = 0.3
+    tdnn_width: int = 128  # tdnn: channels of its dilated conv blocks (embedding: twice this)
+    utterance_norm: bool = False  # attn_cnn: subtract each window's own per-band mean (channel/speaker)
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -82,10 +84,43 @@ class AttnCNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.pool = AttentiveStatsPool(c_in)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * c_in, cfg.n_classes))
+        self.utterance_norm = cfg.utterance_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(self.norm(x).unsqueeze(1))  # (B, C, F', T')
+        x = self.norm(x)  # (B, F, T)
+        if self.utterance_norm:
+            x = x - x.mean(dim=-1, keepdim=True)
+        x = self.features(x.unsqueeze(1))  # (B, C, F', T')
         return self.head(self.pool(x.mean(dim=2)))  # (B, n_classes)
+
+
+class TDNN(nn.Module):
+    """Ours, alternative: mel bands as channels, residual dilated 1-D convs over time (ECAPA-like,
+    without SE/Res2Net), multi-layer aggregation, attentive statistics pooling."""
+
+    def __init__(self, cfg: ModelConfig, dilations=(2, 3, 4)):
+        super().__init__()
+        width, embed = cfg.tdnn_width, 2 * cfg.tdnn_width
+        self.norm = Standardize(cfg.n_mels, cfg.feature_mean, cfg.feature_std)
+        self.utterance_norm = cfg.utterance_norm
+        self.stem = nn.Sequential(nn.Conv1d(cfg.n_mels, width, 5, padding=2), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(width, width, 3, padding=d, dilation=d), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
+            for d in dilations)
+        self.aggregate = nn.Sequential(nn.Conv1d(width * len(dilations), embed, 1), nn.BatchNorm1d(embed), nn.ReLU(inplace=True))
+        self.pool = AttentiveStatsPool(embed)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * embed, cfg.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)  # (B, F, T)
+        if self.utterance_norm:
+            x = x - x.mean(dim=-1, keepdim=True)
+        x = self.stem(x)  # (B, W, T)
+        outs = []
+        for block in self.blocks:
+            x = x + block(x)
+            outs.append(x)
+        return self.head(self.pool(self.aggregate(torch.cat(outs, dim=1))))  # (B, n_classes)
 
 
 class CNNLSTM(nn.Module):
@@ -134,6 +169,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     """Instantiate the network named by ``cfg.arch``."""
     if cfg.arch == "attn_cnn":
         return AttnCNN(cfg)
+    if cfg.arch == "tdnn":
+        return TDNN(cfg)
     if cfg.arch == "cnn_lstm":
         return CNNLSTM(cfg)
     if cfg.arch == "cnn1d":

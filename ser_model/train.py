@@ -39,12 +39,14 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     channels: tuple = ModelConfig.channels  # attn_cnn widths; one default, in model.py
+    utterance_norm: bool = ModelConfig.utterance_norm
+    tdnn_width: int = ModelConfig.tdnn_width
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
         """Per-architecture defaults: the reference recipes use Adam at 1e-3; the baselines get
         a smaller step budget (600 and at most 1200 steps) so the whole table trains on 2 CPU cores."""
-        base = {"attn_cnn": {},
+        base = {"attn_cnn": {}, "tdnn": {},
                 "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 20, "steps_per_epoch": 30},
                 "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 40, "steps_per_epoch": 30}}[arch]
         return cls(arch=arch, **{**base, **overrides})
@@ -96,7 +98,8 @@ def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = N
     torch.set_num_threads(cfg.threads)
     kind = "handcrafted" if cfg.arch == "cnn1d" else "logmel"
     mean, std = _fit_standardizer(bank, train_idx, kind)
-    mcfg = ModelConfig(arch=cfg.arch, channels=tuple(cfg.channels), feature_mean=mean, feature_std=std,
+    mcfg = ModelConfig(arch=cfg.arch, channels=tuple(cfg.channels), utterance_norm=cfg.utterance_norm,
+                       tdnn_width=cfg.tdnn_width, feature_mean=mean, feature_std=std,
                        n_mels=N_MELS, n_features=N_HANDCRAFTED)
     model = build_model(mcfg)
     batches = BatchMaker(bank, train_idx, cfg, kind)

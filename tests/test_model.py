@@ -64,22 +64,36 @@ def tone_bank(tone_corpus, tmp_path_factory) -> FeatureBank:
     return FeatureBank(scan(tone_corpus).records, workers=1, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
-@pytest.mark.parametrize("arch,shape", [("attn_cnn", (3, N_MELS, 301)), ("cnn_lstm", (3, N_MELS, 301)),
-                                        ("cnn1d", (3, N_HANDCRAFTED))])
+@pytest.mark.parametrize("arch,shape", [("attn_cnn", (3, N_MELS, 301)), ("tdnn", (3, N_MELS, 301)),
+                                        ("cnn_lstm", (3, N_MELS, 301)), ("cnn1d", (3, N_HANDCRAFTED))])
 def test_models_map_features_to_seven_logits(arch, shape):
     model = build_model(ModelConfig(arch=arch)).eval()
     assert model(torch.randn(*shape)).shape == (3, len(EMOTIONS))
     assert count_parameters(model) <= 5_000_000
 
 
-def test_attn_cnn_accepts_any_window_length():
-    model = build_model(ModelConfig()).eval()
+@pytest.mark.parametrize("arch", ["attn_cnn", "tdnn"])
+def test_pooling_models_accept_any_window_length(arch):
+    model = build_model(ModelConfig(arch=arch)).eval()
     for frames in (51, 201, 301, 1001):
         assert model(torch.randn(1, N_MELS, frames)).shape == (1, 7)
 
 
+@pytest.mark.parametrize("arch", ["attn_cnn", "tdnn"])
+def test_utterance_norm_ignores_a_constant_spectral_tilt(arch):
+    """With utterance_norm a fixed per-band offset (microphone colour, overall level) changes nothing."""
+    torch.manual_seed(0)
+    x = torch.randn(2, N_MELS, 201)
+    tilt = torch.linspace(-3, 3, N_MELS).view(1, -1, 1)
+    normed = build_model(ModelConfig(arch=arch, utterance_norm=True)).eval()
+    plain = build_model(ModelConfig(arch=arch, utterance_norm=False)).eval()
+    plain.load_state_dict(normed.state_dict())
+    assert torch.allclose(normed(x), normed(x + tilt), atol=1e-4)
+    assert not torch.allclose(plain(x), plain(x + tilt), atol=1e-3)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["attn_cnn", "cnn_lstm", "cnn1d"])
+@pytest.mark.parametrize("arch", ["attn_cnn", "tdnn", "cnn_lstm", "cnn1d"])
 def test_each_model_learns_pitch_coded_tones(arch, tone_bank):
     """Train on actors 1-3, test on unseen actor 4: clearly above chance (1/7).
 
@@ -88,6 +102,7 @@ def test_each_model_learns_pitch_coded_tones(arch, tone_bank):
     train_idx = [i for i, r in enumerate(tone_bank.records) if r.speaker != "ravdess-04"]
     test_idx = [i for i, r in enumerate(tone_bank.records) if r.speaker == "ravdess-04"]
     budget = {"attn_cnn": dict(epochs=12, batch_size=16, lr=3e-3),
+              "tdnn": dict(epochs=12, batch_size=16, lr=3e-3),
               "cnn_lstm": dict(epochs=40, batch_size=16, lr=3e-3),  # no batch norm: it starts slowly
               "cnn1d": dict(epochs=30, batch_size=32, lr=1e-3)}[arch]  # its own recipe's Adam rate
     cfg = TrainConfig.for_arch(arch, steps_per_epoch=8, crop_s=0.6, threads=1, mixup_alpha=0.0, **budget)
@@ -148,3 +163,21 @@ def test_predict_cli_prints_one_json_per_file(tone_corpus, tmp_path):
     assert lines[0]["label"] in EMOTIONS and abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-3
     assert lines[0]["segments"][0]["start"] == 0.0
     assert lines[2]["code"] == "not_audio"
+
+
+def test_train_cli_writes_checkpoint_card_plots_and_their_numbers(tone_corpus, tmp_path):
+    env = {**__import__("os").environ, "SER_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "ser_model", "train", "--data", str(tone_corpus),
+                          "--out", str(tmp_path / "w" / "tiny"), "--arch", "tdnn", "--tdnn-width", "16",
+                          "--epochs", "2", "--steps-per-epoch", "2", "--threads", "1", "--workers", "1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    w = tmp_path / "w"
+    for name in ("tiny.pt", "tiny.md", "tiny_curves.png", "tiny_train_confusion.png", "registry.json"):
+        assert (w / name).stat().st_size > 0, name
+    figures = json.loads((w / "tiny_figures.json").read_text())
+    assert len(figures["history"]["train_loss"]) == 2
+    assert np.array(figures["train_fit"]["confusion"]).sum() == 4 * 7 * 3
+    model, cfg, meta = load_checkpoint(w)
+    assert cfg.arch == "tdnn" and cfg.tdnn_width == 16 and meta["train_config"]["steps_per_epoch"] == 2
+    assert "non-commercial" in (w / "tiny.md").read_text()
