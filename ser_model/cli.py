@@ -18,6 +18,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from .inference import DEFAULT_WEIGHTS  # noqa: E402
+from .model import ARCHITECTURES  # noqa: E402
 
 
 def _predict(args) -> int:
@@ -58,15 +59,14 @@ def _train(args) -> int:
     from .corpora import scan
     from .data import FeatureBank
     from .modelcard import write_training_outputs
-    from .train import TrainConfig, train
+    from .train import train
 
     scanned = scan(*args.data)
     records = [r for r in scanned.records if not args.corpora or r.corpus in args.corpora]
     if not records:
         print(f"no labelled audio found under {', '.join(map(str, args.data))}", file=sys.stderr)
         return 2
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    cfg = TrainConfig.for_arch(args.arch, **overrides)
+    cfg = training_config(args)
     bank = FeatureBank(records, workers=args.workers)
     model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
@@ -101,6 +101,35 @@ def _evaluate(args) -> int:
     return 0
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``python -m ser_model.protocols``; unset ones keep TrainConfig's."""
+    p.add_argument("--arch", default="attn_cnn", choices=ARCHITECTURES)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch threads (default 2)")
+    p.add_argument("--channels", type=int, nargs="+", help="attn_cnn conv widths")
+    p.add_argument("--tdnn-width", type=int, help="tdnn channels")
+    p.add_argument("--utterance-norm", action="store_true", help="subtract each window's mean log-mel per band")
+    p.add_argument("--crop-s", type=float, help="training crop length in seconds")
+    p.add_argument("--mixup", type=float, help="mixup alpha (0: off)")
+
+
+def training_config(args: argparse.Namespace):
+    """The TrainConfig that ``add_training_options``'s values ask for."""
+    from .train import TrainConfig
+
+    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s")
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.channels:
+        overrides["channels"] = tuple(args.channels)
+    if args.mixup is not None:
+        overrides["mixup_alpha"] = args.mixup
+    if args.utterance_norm:
+        overrides["utterance_norm"] = True
+    return TrainConfig.for_arch(args.arch, **overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,11 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model on corpus folders")
     tr.add_argument("--data", nargs="+", required=True, type=Path, metavar="DIR")
     tr.add_argument("--out", required=True, help="checkpoint path, e.g. weights/NAME")
-    tr.add_argument("--arch", default="attn_cnn", choices=("attn_cnn", "cnn_lstm", "cnn1d"))
     tr.add_argument("--corpora", nargs="*", help="use only these corpora (e.g. ravdess tess)")
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--threads", type=int)
+    add_training_options(tr)
     tr.add_argument("--workers", type=int, default=2, help="feature-extraction processes")
     tr.add_argument("--default", action="store_true", help="make it the folder's default model")
     tr.set_defaults(func=_train)

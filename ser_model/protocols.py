@@ -20,6 +20,7 @@ from .data import FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
 from .metrics import compute_metrics, format_report, plot_confusion, plot_curves, summarize_folds
+from .cli import add_training_options, training_config
 from .train import TrainConfig, config_dict, train
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -66,7 +67,8 @@ def _records(data: list[Path]) -> dict[str, list[Record]]:
     return scan(*data).by_corpus()
 
 
-def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None, name=None) -> dict:
+def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None, name=None,
+               reports: Path = REPORTS) -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
     bank = FeatureBank(by["ravdess"] + extra_recs)
@@ -79,7 +81,7 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
         train_recs = [r for r in by["ravdess"] if actor(r) not in test_actors] + extra_recs
         results.append({"fold": k + 1, **run_split(bank, train_recs, test, cfg)})
         if name:  # each fold also on its own, so folds can run in parallel processes and be merged
-            fold_dir = REPORTS / "folds" / name
+            fold_dir = reports / "folds" / name
             fold_dir.mkdir(parents=True, exist_ok=True)
             (fold_dir / f"fold{k + 1}.json").write_text(json.dumps(results[-1], indent=1) + "\n")
         print(f"    UA {results[-1]['clean']['ua']:.3f}  WA {results[-1]['clean']['wa']:.3f}  "
@@ -94,9 +96,9 @@ def summarize_cv(results: list[dict]) -> dict:
     return out
 
 
-def merge_folds(name: str, command: str) -> dict:
+def merge_folds(name: str, command: str, reports: Path = REPORTS) -> dict:
     """Combine reports/folds/NAME/fold*.json (from parallel --folds runs) into one CV result."""
-    files = sorted((REPORTS / "folds" / name).glob("fold*.json"))
+    files = sorted((reports / "folds" / name).glob("fold*.json"))
     result = summarize_cv([json.loads(f.read_text()) for f in files])
     result["command"] = command
     return result
@@ -136,9 +138,9 @@ PROTOCOLS = ("ravdess-cv", "tess-loso", "tess-random", "ravdess-to-tess", "tess-
 
 
 def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None,
-        name=None) -> dict:
+        name=None, reports: Path = REPORTS) -> dict:
     if protocol == "ravdess-cv":
-        return ravdess_cv(data, cfg, extra, folds, name)
+        return ravdess_cv(data, cfg, extra, folds, name, reports)
     if protocol == "tess-loso":
         return tess_loso(data, cfg)
     if protocol == "tess-random":
@@ -173,30 +175,26 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("protocol", choices=PROTOCOLS + ("merge",), help="merge: combine per-fold files of --name")
     p.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA])
-    p.add_argument("--arch", default="attn_cnn", choices=("attn_cnn", "cnn_lstm", "cnn1d"))
     p.add_argument("--with", dest="extra", nargs="*", default=["tess"], help="corpora added to training (ravdess-cv)")
-    p.add_argument("--epochs", type=int)
     p.add_argument("--folds", type=int, nargs="*", help="run only these fold numbers (1-based)")
     p.add_argument("--name", help="report name (default: protocol_arch)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--command", nargs="*", help="merge: the commands that produced the folds (recorded)")
-    p.add_argument("--threads", type=int, help="torch threads (default 2)")
+    add_training_options(p)
+    p.add_argument("--reports", type=Path, default=REPORTS, help="where reports go (default reports/)")
     args = p.parse_args(argv)
     limit_blas_threads()
     if args.protocol == "merge":
-        result = merge_folds(args.name, " && ".join(args.command or []))
+        result = merge_folds(args.name, " && ".join(args.command or []), args.reports)
         print(json.dumps({k: result[k] for k in ("clean", "degraded") if k in result}, indent=1))
-        print(f"report: {save_report(args.name, result)}")
+        print(f"report: {save_report(args.name, result, args.reports)}")
         return
-    overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs else {}),
-                 **({"threads": args.threads} if args.threads else {})}
-    cfg = TrainConfig.for_arch(args.arch, **overrides)
+    cfg = training_config(args)
     folds = [f - 1 for f in args.folds] if args.folds else None
     name = args.name or f"{args.protocol}_{args.arch}"
-    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name)
+    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports)
     result["train_config"] = config_dict(cfg)
     result["command"] = "python -m ser_model.protocols " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
-    path = save_report(name, result)
+    path = save_report(name, result, args.reports)
     summary = result.get("clean")
     print(format_report(summary) if "per_class" in summary else json.dumps(summary, indent=1))
     if "degraded" in result:
