@@ -57,15 +57,18 @@ def write_training_outputs(out: Path, model, mcfg, cfg, history, bank, scanned, 
     fit = _training_confusion(model, bank, cfg)
     plot_confusion(fit, Path(f"{stem}_train_confusion.png"), title=f"{stem.name}: training files (not held out)")
     Path(f"{stem}_train_report.txt").write_text(format_report(fit) + "\n")
+    # the numbers behind both plots, for anyone who would rather re-plot than squint
+    Path(f"{stem}_figures.json").write_text(json.dumps({"history": history, "train_fit": fit}, indent=1) + "\n")
     card = Path(f"{stem}.md")
     card.write_text(model_card(stem.name, model, mcfg, cfg, meta))
     register(ckpt.parent, stem.name, ckpt, default=make_default)
-    return [ckpt, card, Path(f"{stem}_curves.png"), Path(f"{stem}_train_confusion.png")]
+    return [ckpt, card, Path(f"{stem}_curves.png"), Path(f"{stem}_train_confusion.png"), Path(f"{stem}_figures.json")]
 
 
 def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     data_rows = "\n".join(f"| {c} | {v['files']} | {v['speakers']} |" for c, v in sorted(meta["data"].items()))
     results = results_table()
+    utterance_note = "; then each window's own mean per band is subtracted" if mcfg.utterance_norm else ""
     return f"""# Model card: `{name}`
 
 Speech emotion recognition from the voice alone (no words), seven classes.
@@ -77,7 +80,7 @@ Speech emotion recognition from the voice alone (no words), seven classes.
   mean of the speech windows' probabilities (Silero VAD decides which windows hold speech).
 - Features: log-mel, {F.N_MELS} bands {F.FMIN:g}-{F.FMAX:g} Hz, FFT {F.N_FFT}, window {F.WIN_LENGTH}
   ({F.WIN_LENGTH * 1000 // SAMPLE_RATE} ms), hop {F.HOP_LENGTH} ({F.HOP_LENGTH * 1000 // SAMPLE_RATE} ms), natural log;
-  standardised per band with training-set statistics stored in the checkpoint.
+  standardised per band with training-set statistics stored in the checkpoint{utterance_note}.
 - Architecture: `{mcfg.arch}`, {count_parameters(model):,} parameters (see `ser_model/model.py`).
 - Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.
 
