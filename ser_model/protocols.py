@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def _records(data: list[Path]) -> dict[str, list[Record]]:
 
 
 def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None, name=None,
-               reports: Path = REPORTS) -> dict:
+               reports: Path = REPORTS, command: str = "") -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
     bank = FeatureBank(by["ravdess"] + extra_recs)
@@ -83,7 +84,8 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
         if name:  # each fold also on its own, so folds can run in parallel processes and be merged
             fold_dir = reports / "folds" / name
             fold_dir.mkdir(parents=True, exist_ok=True)
-            (fold_dir / f"fold{k + 1}.json").write_text(json.dumps(results[-1], indent=1) + "\n")
+            fold = {**results[-1], "train_config": config_dict(cfg), "command": command}
+            (fold_dir / f"fold{k + 1}.json").write_text(json.dumps(fold, indent=1) + "\n")
         print(f"    UA {results[-1]['clean']['ua']:.3f}  WA {results[-1]['clean']['wa']:.3f}  "
               f"degraded UA {results[-1]['degraded']['ua']:.3f}", flush=True)
     return summarize_cv(results)
@@ -98,9 +100,11 @@ def summarize_cv(results: list[dict]) -> dict:
 
 def merge_folds(name: str, command: str, reports: Path = REPORTS) -> dict:
     """Combine reports/folds/NAME/fold*.json (from parallel --folds runs) into one CV result."""
-    files = sorted((reports / "folds" / name).glob("fold*.json"))
-    result = summarize_cv([json.loads(f.read_text()) for f in files])
-    result["command"] = command
+    folds = [json.loads(f.read_text()) for f in sorted((reports / "folds" / name).glob("fold*.json"))]
+    result = summarize_cv(folds)
+    result["train_config"] = folds[0].get("train_config")
+    # the commands the folds recorded themselves, unless given
+    result["command"] = command or " && ".join(dict.fromkeys(f["command"] for f in folds if f.get("command")))
     return result
 
 
@@ -138,9 +142,9 @@ PROTOCOLS = ("ravdess-cv", "tess-loso", "tess-random", "ravdess-to-tess", "tess-
 
 
 def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None,
-        name=None, reports: Path = REPORTS) -> dict:
+        name=None, reports: Path = REPORTS, command: str = "") -> dict:
     if protocol == "ravdess-cv":
-        return ravdess_cv(data, cfg, extra, folds, name, reports)
+        return ravdess_cv(data, cfg, extra, folds, name, reports, command)
     if protocol == "tess-loso":
         return tess_loso(data, cfg)
     if protocol == "tess-random":
@@ -191,9 +195,10 @@ def main(argv=None) -> None:
     cfg = training_config(args)
     folds = [f - 1 for f in args.folds] if args.folds else None
     name = args.name or f"{args.protocol}_{args.arch}"
-    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports)
+    command = "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports, command)
     result["train_config"] = config_dict(cfg)
-    result["command"] = "python -m ser_model.protocols " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    result["command"] = command
     path = save_report(name, result, args.reports)
     summary = result.get("clean")
     print(format_report(summary) if "per_class" in summary else json.dumps(summary, indent=1))

@@ -29,3 +29,21 @@ def test_pooled_metrics_recompute_from_the_summed_confusion():
     m = pooled_metrics(confusion, ["a", "b"])
     assert m["n"] == 8 and m["confusion"] == confusion.tolist()
     assert abs(m["wa"] - 7 / 8) < 1e-9 and abs(m["ua"] - (3 / 4 + 1) / 2) < 1e-9
+
+
+def test_merge_folds_averages_fold_files_and_keeps_their_commands(tmp_path):
+    import json
+
+    from ser_model.metrics import compute_metrics
+    from ser_model.protocols import merge_folds
+
+    folder = tmp_path / "folds" / "exp"
+    folder.mkdir(parents=True)
+    for k, (truth, pred) in enumerate([([0, 1, 1, 0], [0, 1, 1, 0]), ([0, 1, 1, 0], [0, 0, 0, 0])], start=1):
+        fold = {"fold": k, "clean": compute_metrics(truth, pred, ["a", "b"]), "train_config": {"arch": "tdnn"},
+                "command": f"python -m ser_model.protocols ravdess-cv --folds {k}"}
+        (folder / f"fold{k}.json").write_text(json.dumps(fold))
+    merged = merge_folds("exp", "", tmp_path)
+    assert merged["clean"]["ua"]["values"] == [1.0, 0.5] and abs(merged["clean"]["ua"]["mean"] - 0.75) < 1e-9
+    assert merged["command"].count("ravdess-cv") == 2 and merged["train_config"] == {"arch": "tdnn"}
+    assert "degraded" not in merged
