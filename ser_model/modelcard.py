@@ -109,7 +109,7 @@ for decisions about people.
 
 
 PROTOCOL_TITLES = {  # report-name prefix -> what it measures
-    "ravdess-cv": "RAVDESS 5-fold CV by actor (4 actors per fold, 2 F + 2 M), TESS in training",
+    "ravdess-cv": "RAVDESS 5-fold CV by actor (4 actors per fold, 2 F + 2 M)",
     "tess-loso": "TESS leave-one-speaker-out (train one actress, test the other)",
     "ravdess-to-tess": "cross-corpus: train RAVDESS 1-20, test all of TESS",
     "tess-to-ravdess": "cross-corpus: train TESS, test RAVDESS 1-20",
@@ -135,18 +135,20 @@ def results_table(reports_dir: Path = REPORTS) -> str:
     for prefix, title in PROTOCOL_TITLES.items():
         for path in sorted(reports_dir.glob(f"{prefix}_*.json")):
             r = json.loads(path.read_text())
-            arch = path.stem[len(prefix) + 1:]
+            arch = (r.get("train_config") or {}).get("arch") or path.stem[len(prefix) + 1:]
             folds = len(r.get("folds", [])) or 1
+            speakers = (r.get("folds") or [r])[0].get("train_speakers", [])
+            corpora = "+".join(sorted({s.split("-")[0] for s in speakers})) or "-"
             clean, degraded = r.get("clean"), r.get("degraded")
             drop = "-"
             if degraded:
                 drop = f"{100 * (_mean(clean, 'ua') - _mean(degraded, 'ua')):.1f}"
-            rows.append(f"| {title} | `{arch}` | {folds} | {_pct(clean, 'ua')} | {_pct(clean, 'wa')} | "
+            rows.append(f"| {title} | `{arch}` | {corpora} | {folds} | {_pct(clean, 'ua')} | {_pct(clean, 'wa')} | "
                         f"{_pct(degraded, 'ua')} | {drop} | `{r.get('command', '')}` |")
     if not rows:
         return "No protocol reports found (run `python -m ser_model.protocols ...`)."
-    return ("| protocol | model | folds | UA % | WA % | UA % degraded* | drop (points) | command |\n"
-            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+    return ("| protocol | model | trained on | folds | UA % | WA % | UA % degraded* | drop (points) | command |\n"
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             "*degraded: the held-out files with noise at 20 dB SNR, random gain (-12..+6 dB) and an Opus "
             "round trip (~31 kbit/s), seeded per file (`ser_model.augment.browser_degrade`).")
 

@@ -129,7 +129,8 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
     bank = FeatureBank(tess)
     # speakers are shared by design here, so bypass run_split's leak check
     model, mcfg, history = train(bank, bank.subset(train_recs), None, cfg)
-    return {"clean": evaluate_records(Recognizer(model, mcfg), test), "history": history}
+    return {"train_speakers": sorted({r.speaker for r in train_recs}), "n_train": len(train_recs),
+            "clean": evaluate_records(Recognizer(model, mcfg), test), "history": history}
 
 
 def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str) -> dict:
