@@ -102,7 +102,7 @@ def merge_folds(name: str, command: str, reports: Path = REPORTS) -> dict:
     """Combine reports/folds/NAME/fold*.json (from parallel --folds runs) into one CV result."""
     folds = [json.loads(f.read_text()) for f in sorted((reports / "folds" / name).glob("fold*.json"))]
     result = summarize_cv(folds)
-    result["train_config"] = folds[0].get("train_config")
+    result["train_config"] = next((f["train_config"] for f in folds if f.get("train_config")), None)
     # the commands the folds recorded themselves, unless given
     result["command"] = command or " && ".join(dict.fromkeys(f["command"] for f in folds if f.get("command")))
     return result
