@@ -35,7 +35,7 @@ class TrainConfig:
     gain_db: float = 10.0  # random gain range (+/-) applied to log-mel
     mixup_alpha: float = 0.4
     label_smoothing: float = 0.1
-    patience: int = 8  # early stopping (only with validation data)
+    patience: int = 10  # cnn1d early stopping, in epochs without a better validation UA
     seed: int = 0
     threads: int = 2
     channels: tuple = ModelConfig.channels  # attn_cnn widths; one default, in model.py
@@ -44,11 +44,11 @@ class TrainConfig:
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
-        """Per-architecture defaults: the reference recipes use Adam at 1e-3; the baselines get
-        a smaller step budget (600 and at most 1200 steps) so the whole table trains on 2 CPU cores."""
+        """Per-architecture defaults: the reference recipes use Adam at 1e-3 and no mixup;
+        cnn_lstm gets 1500 steps, cnn1d at most 1800 (it stops early)."""
         base = {"attn_cnn": {}, "tdnn": {},
-                "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 20, "steps_per_epoch": 30},
-                "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 40, "steps_per_epoch": 30}}[arch]
+                "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 50, "steps_per_epoch": 30},
+                "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 60, "steps_per_epoch": 30}}[arch]
         return cls(arch=arch, **{**base, **overrides})
 
 
@@ -106,14 +106,16 @@ def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = N
     total = cfg.epochs * cfg.steps_per_epoch
     if cfg.arch == "cnn1d":  # the reference recipe: Adam, reduce-LR-on-plateau, early stopping
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
         sched = None
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
         plateau = None
     history: dict[str, list[float]] = {"train_loss": [], "train_acc": []}
-    best = (float("inf"), None, 0)  # (val loss, state, epoch)
+    # cnn1d keeps the epoch with the best validation UA: the validation set is two actors, and
+    # their loss is so noisy that stopping on it picked epoch 0 or 1 on three of five folds
+    best = (-1.0, None, 0)  # (val UA, state, epoch)
     bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch} ({count_parameters(model) / 1e3:.0f}k params)",
                unit="epoch", disable=not progress)
     for epoch in bar:
@@ -146,9 +148,9 @@ def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = N
                 history.setdefault(k, []).append(v)
             postfix.update(val_ua=f"{val_ua:.3f}")
             if plateau:
-                plateau.step(val_loss)
-            if val_loss < best[0]:
-                best = (val_loss, copy.deepcopy(model.state_dict()), epoch)
+                plateau.step(val_ua)
+            if val_ua > best[0]:
+                best = (val_ua, copy.deepcopy(model.state_dict()), epoch)
             elif cfg.arch == "cnn1d" and epoch - best[2] >= cfg.patience:
                 break
         bar.set_postfix(postfix)
