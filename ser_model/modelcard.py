@@ -69,6 +69,9 @@ def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     data_rows = "\n".join(f"| {c} | {v['files']} | {v['speakers']} |" for c, v in sorted(meta["data"].items()))
     results = results_table()
     utterance_note = "; then each window's own mean per band is subtracted" if mcfg.utterance_norm else ""
+    corpora = "+".join(sorted(meta["data"]))
+    speakers = sum(v["speakers"] for v in meta["data"].values())
+    languages = "English and Amharic" if "ased" in meta["data"] else "English"
     return f"""# Model card: `{name}`
 
 Speech emotion recognition from the voice alone (no words), seven classes.
@@ -96,11 +99,14 @@ round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), la
 Seed {cfg.seed}.
 
 ## Evaluation (speaker-independent)
+The rows for `{mcfg.arch}` trained on {corpora} measure this model's recipe: the same settings,
+trained with each test fold's speakers left out. This model itself was then trained on all of them.
+
 {results}
 
 ## Limits
-Acted emotions by a few dozen North-American English speakers (plus Amharic if ASED is listed
-above): expect lower accuracy on spontaneous speech, other languages, children, and noisy rooms.
+Acted emotions by {speakers} {languages}-speaking actors: expect lower accuracy on spontaneous speech,
+other languages and accents, children, and noisy rooms.
 An emotion label is a guess about how a voice sounds, not about how a person feels; do not use it
 for decisions about people.
 
