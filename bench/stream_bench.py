@@ -107,30 +107,43 @@ def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
 
 
 class ProcStats:
-    """CPU seconds and RSS of one process (psutil when installed, else /proc)."""
+    """CPU seconds and RSS of a server process and its children (gunicorn's worker), from /proc."""
 
     def __init__(self, pid: int):
         self.pid, self.peak_rss = pid, 0
-        try:
-            import psutil
 
-            self._proc = psutil.Process(pid)
-        except ImportError:
-            self._proc = None
+    def _tree(self) -> list[int]:
+        pids, i = [self.pid], 0
+        while i < len(pids):
+            for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+                try:
+                    pids += [int(c) for c in task.read_text().split()]
+                except OSError:  # the thread or process ended meanwhile
+                    pass
+            i += 1
+        return pids
+
+    @staticmethod
+    def _read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
 
     def cpu_seconds(self) -> float:
-        if self._proc is not None:
-            t = self._proc.cpu_times()
-            return t.user + t.system
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._tree():
+            stat = self._read(f"/proc/{pid}/stat")
+            if stat:
+                fields = stat.rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def sample_rss(self) -> int:
-        if self._proc is not None:
-            rss = self._proc.memory_info().rss
-        else:
-            line = next(l for l in Path(f"/proc/{self.pid}/status").read_text().splitlines() if l.startswith("VmRSS"))
-            rss = int(line.split()[1]) * 1024
+        rss = 0
+        for pid in self._tree():
+            line = next((l for l in self._read(f"/proc/{pid}/status").splitlines() if l.startswith("VmRSS")), "")
+            rss += int(line.split()[1]) * 1024 if line else 0
         self.peak_rss = max(self.peak_rss, rss)
         return rss
 
