@@ -45,9 +45,9 @@ class TrainConfig:
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
         """Per-architecture defaults: the reference recipes use Adam at 1e-3 and no mixup;
-        cnn_lstm gets 1500 steps, cnn1d at most 1800 (it stops early)."""
+        cnn_lstm gets 1200 steps, cnn1d at most 1800 (it stops early)."""
         base = {"attn_cnn": {}, "tdnn": {},
-                "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 50, "steps_per_epoch": 30},
+                "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 40, "steps_per_epoch": 30},
                 "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 60, "steps_per_epoch": 30}}[arch]
         return cls(arch=arch, **{**base, **overrides})
 
