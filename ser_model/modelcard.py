@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -135,13 +136,25 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
+def _model_name(report: dict, fallback: str) -> str:
+    """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths (from the recorded
+    training config, else from the command's ``--channels``)."""
+    cfg = report.get("train_config") or {}
+    arch = cfg.get("arch") or fallback
+    channels = cfg.get("channels")
+    if not channels:
+        found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
+        channels = found.group(1).split() if found else None
+    return f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
+
+
 def results_table(reports_dir: Path = REPORTS) -> str:
     """Markdown table of every protocol report in ``reports_dir``: UA and WA in %, mean ± std over folds."""
     rows = []
     for prefix, title in PROTOCOL_TITLES.items():
         for path in sorted(reports_dir.glob(f"{prefix}_*.json")):
             r = json.loads(path.read_text())
-            arch = (r.get("train_config") or {}).get("arch") or path.stem[len(prefix) + 1:]
+            arch = _model_name(r, path.stem[len(prefix) + 1:])
             folds = len(r.get("folds", [])) or 1
             speakers = (r.get("folds") or [r])[0].get("train_speakers", [])
             corpora = "+".join(sorted({s.split("-")[0] for s in speakers})) or "-"
