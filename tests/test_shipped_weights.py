@@ -69,8 +69,7 @@ def test_long_audio_gets_a_timeline_with_silence_marked(recognizer):
 @pytest.mark.realdata
 def test_shipped_model_fits_its_training_speech():
     """A fit check on training files (not held out): a broken export would be near chance (14 %).
-    The shipped recipe is heavily regularised (augmentation, mixup): it fits its own training
-    actors at about 67 % UA, this actor at about 52 %."""
+    The shipped model fits its training actors at 83 % UA (its train report), this one at 82 %."""
     files = sorted((DATASETS / "RAVDESS" / "Actor_03").glob("*.flac")) if DATASETS.exists() else []
     if not files:
         pytest.skip("../shared/datasets is not here")
@@ -79,4 +78,4 @@ def test_shipped_model_fits_its_training_speech():
     recognizer = Recognizer.load(WEIGHTS)
     records = scan(DATASETS / "RAVDESS" / "Actor_03").records
     hits = [recognizer.predict_file(r.path).label == r.label for r in records]
-    assert np.mean(hits) >= 0.4
+    assert np.mean(hits) >= 0.6
