@@ -100,7 +100,7 @@ round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), la
 Seed {cfg.seed}.
 
 ## Evaluation (speaker-independent)
-The rows for `{mcfg.arch}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_name({"train_config": {"arch": mcfg.arch, "channels": list(mcfg.channels)}}, mcfg.arch)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
