@@ -152,7 +152,9 @@ def test_stream_windows_match_file_prediction(recognizer, espeak_wav):
         assert seg.start == pytest.approx(job.t0, abs=1e-3) and seg.end == pytest.approx(job.t1, abs=1e-3)
         probs = recognizer.predict_proba([job.audio])[0]
         if seg.probabilities is not None:
-            np.testing.assert_allclose(probs, [seg.probabilities[k] for k in EMOTIONS], atol=2e-5)
+            # the file's probabilities are rounded to 5 decimals, and one window through the
+            # network differs from the same window in a batch by float noise (~1e-5)
+            np.testing.assert_allclose(probs, [seg.probabilities[k] for k in EMOTIONS], atol=5e-5)
 
 
 def one_hot(i: int, p: float = 0.9) -> np.ndarray:
