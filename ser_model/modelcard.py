@@ -20,14 +20,23 @@ from .train import BatchMaker, config_dict
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
-LICENCES = """\
-The training corpora are licensed for **non-commercial use only**, and so is this model:
-- RAVDESS: CC BY-NC-SA 4.0. Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of
-  Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391.
-- TESS: CC BY-NC-ND 4.0. Dupuis K, Pichora-Fuller MK (2010) Toronto Emotional Speech Set,
-  University of Toronto.
-- ASED (if listed under training data): no licence stated (Northwest University, 2021); research use only.
-"""
+CORPUS_LICENCES = {
+    "ravdess": "RAVDESS: CC BY-NC-SA 4.0. Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual "
+               "Database of Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391.",
+    "tess": "TESS: CC BY-NC-ND 4.0. Dupuis K, Pichora-Fuller MK (2010) Toronto Emotional Speech Set, "
+            "University of Toronto.",
+    "ased": "ASED: no licence stated (Northwest University, 2021); research use only.",
+}
+
+
+def licences(trained_on) -> str:
+    """The licence lines of the corpora a model was trained on, then of the others the project's
+    evaluation used."""
+    used = [CORPUS_LICENCES[c] for c in sorted(trained_on) if c in CORPUS_LICENCES]
+    other = [line for c, line in CORPUS_LICENCES.items() if c not in trained_on]
+    return ("The training corpora are licensed for **non-commercial use only**, and so is this model:\n"
+            + "".join(f"- {line}\n" for line in used)
+            + "\nThe project's evaluation and experiments also used:\n" + "".join(f"- {line}\n" for line in other))
 
 
 def _training_confusion(model, bank, cfg) -> dict:
@@ -112,7 +121,7 @@ An emotion label is a guess about how a voice sounds, not about how a person fee
 for decisions about people.
 
 ## Licence
-{LICENCES}"""
+{licences(meta["data"])}"""
 
 
 PROTOCOL_TITLES = {  # report-name prefix -> what it measures
