@@ -36,7 +36,8 @@ def licences(trained_on) -> str:
     other = [line for c, line in CORPUS_LICENCES.items() if c not in trained_on]
     return ("The training corpora are licensed for **non-commercial use only**, and so is this model:\n"
             + "".join(f"- {line}\n" for line in used)
-            + "\nThe project's evaluation and experiments also used:\n" + "".join(f"- {line}\n" for line in other))
+            + ("\nThe project's evaluation and experiments also used:\n" if other else "")
+            + "".join(f"- {line}\n" for line in other))
 
 
 def _training_confusion(model, bank, cfg) -> dict:
@@ -109,7 +110,7 @@ round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), la
 Seed {cfg.seed}.
 
 ## Evaluation (speaker-independent)
-The rows for `{_model_name({"train_config": {"arch": mcfg.arch, "channels": list(mcfg.channels)}}, mcfg.arch)}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_label(mcfg.arch, mcfg.channels)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
@@ -145,16 +146,20 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
+def _model_label(arch: str, channels) -> str:
+    """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known."""
+    return f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
+
+
 def _model_name(report: dict, fallback: str) -> str:
-    """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths (from the recorded
-    training config, else from the command's ``--channels``)."""
+    """A report's model label, with the widths from its recorded training config, else from the
+    command's ``--channels``."""
     cfg = report.get("train_config") or {}
-    arch = cfg.get("arch") or fallback
     channels = cfg.get("channels")
     if not channels:
         found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
         channels = found.group(1).split() if found else None
-    return f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
+    return _model_label(cfg.get("arch") or fallback, channels)
 
 
 def results_table(reports_dir: Path = REPORTS) -> str:
