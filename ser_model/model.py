@@ -6,7 +6,7 @@ normalisation lives inside the model so every caller feeds raw features.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,7 @@ class ModelConfig:
     dropout: float = 0.3
     tdnn_width: int = 128  # tdnn: channels of its dilated conv blocks (embedding: twice this)
     utterance_norm: bool = False  # attn_cnn: subtract each window's own per-band mean (channel/speaker)
+    members: int = 1  # >1: an ensemble of this many networks of this config, probabilities averaged
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -165,8 +166,23 @@ class CNN1D(nn.Module):
         return self.head(self.features(self.norm(x).unsqueeze(1)))  # (B, n_classes)
 
 
+class Ensemble(nn.Module):
+    """Networks whose class probabilities are averaged; returns log-probabilities, so a caller's
+    softmax gives the mean probability and its argmax the ensemble's vote."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=-1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp(min=1e-12))
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Instantiate the network named by ``cfg.arch``."""
+    """Instantiate the network named by ``cfg.arch`` (an Ensemble of them if ``cfg.members`` > 1)."""
+    if cfg.members > 1:
+        return Ensemble([build_model(replace(cfg, members=1)) for _ in range(cfg.members)])
     if cfg.arch == "attn_cnn":
         return AttnCNN(cfg)
     if cfg.arch == "tdnn":

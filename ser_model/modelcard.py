@@ -79,6 +79,10 @@ def write_training_outputs(out: Path, model, mcfg, cfg, history, bank, scanned, 
 def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     data_rows = "\n".join(f"| {c} | {v['files']} | {v['speakers']} |" for c, v in sorted(meta["data"].items()))
     results = results_table()
+    ensemble_note = (f", an ensemble of {mcfg.members} networks whose probabilities are averaged"
+                     if mcfg.members > 1 else "")
+    seeds = (f"Seeds {cfg.seed}-{cfg.seed + mcfg.members - 1}, one per network." if mcfg.members > 1
+             else f"Seed {cfg.seed}.")
     utterance_note = "; then each window's own mean per band is subtracted" if mcfg.utterance_norm else ""
     corpora = "+".join(sorted(meta["data"]))
     speakers = sum(v["speakers"] for v in meta["data"].values())
@@ -95,7 +99,7 @@ Speech emotion recognition from the voice alone (no words), seven classes.
 - Features: log-mel, {F.N_MELS} bands {F.FMIN:g}-{F.FMAX:g} Hz, FFT {F.N_FFT}, window {F.WIN_LENGTH}
   ({F.WIN_LENGTH * 1000 // SAMPLE_RATE} ms), hop {F.HOP_LENGTH} ({F.HOP_LENGTH * 1000 // SAMPLE_RATE} ms), natural log;
   standardised per band with training-set statistics stored in the checkpoint{utterance_note}.
-- Architecture: `{mcfg.arch}`, {count_parameters(model):,} parameters (see `ser_model/model.py`).
+- Architecture: `{mcfg.arch}`{ensemble_note}, {count_parameters(model):,} parameters{" in all" if mcfg.members > 1 else ""} (see `ser_model/model.py`).
 - Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.
 
 ## Training data
@@ -107,10 +111,10 @@ Training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size},
 random {cfg.crop_s:g} s crops, batches balanced over corpora and classes; augmentation (after any
 speaker split): pitch shift, time stretch, reverberation, band-limiting, noise 5-30 dB SNR, Opus
 round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), label smoothing {cfg.label_smoothing:g}.
-Seed {cfg.seed}.
+{seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}
 
 ## Evaluation (speaker-independent)
-The rows for `{_model_label(mcfg.arch, mcfg.channels)}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
@@ -146,9 +150,11 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
-def _model_label(arch: str, channels) -> str:
-    """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known."""
-    return f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
+def _model_label(arch: str, channels, members: int = 1) -> str:
+    """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known;
+    `` x2`` for an ensemble of two."""
+    label = f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
+    return label + (f" x{members}" if members > 1 else "")
 
 
 def _model_name(report: dict, fallback: str) -> str:
@@ -159,7 +165,7 @@ def _model_name(report: dict, fallback: str) -> str:
     if not channels:
         found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
         channels = found.group(1).split() if found else None
-    return _model_label(cfg.get("arch") or fallback, channels)
+    return _model_label(cfg.get("arch") or fallback, channels, cfg.get("members", 1))
 
 
 def results_table(reports_dir: Path = REPORTS) -> str:

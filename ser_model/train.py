@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .data import FeatureBank, balanced_weights, crop, spec_augment
 from .features import FRAMES_PER_SECOND, N_HANDCRAFTED, N_MELS
 from .labels import NUM_CLASSES
-from .model import ModelConfig, build_model, count_parameters
+from .model import Ensemble, ModelConfig, build_model, count_parameters
 
 
 @dataclass
@@ -41,6 +41,8 @@ class TrainConfig:
     channels: tuple = ModelConfig.channels  # attn_cnn widths; one default, in model.py
     utterance_norm: bool = ModelConfig.utterance_norm
     tdnn_width: int = ModelConfig.tdnn_width
+    members: int = 1  # networks trained with seeds seed, seed+1, ... and averaged (an ensemble)
+    bf16: bool = False  # bfloat16 autocast in training (1.7x faster on CPUs with AVX512-BF16); weights stay fp32
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
@@ -92,8 +94,26 @@ class BatchMaker:
 
 def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = None,
           cfg: TrainConfig | None = None, progress: bool = True):
-    """Train one model. Returns (model, ModelConfig, history dict of per-epoch curves)."""
+    """Train a model (an Ensemble of ``cfg.members`` networks, each with its own seed).
+
+    Returns (model, ModelConfig, history dict of per-epoch curves; for an ensemble, each
+    curve is the mean over members).
+    """
     cfg = cfg or TrainConfig()
+    if cfg.members <= 1:
+        return _train_one(bank, train_idx, val_idx, cfg, progress)
+    runs = [_train_one(bank, train_idx, val_idx, replace(cfg, seed=cfg.seed + i, members=1), progress)
+            for i in range(cfg.members)]
+    mcfg = replace(runs[0][1], members=cfg.members)
+    model = Ensemble([m for m, _, _ in runs]).eval()
+    history = {k: np.mean([h[k] for _, _, h in runs], axis=0).tolist() for k in runs[0][2]
+               if all(len(h.get(k, ())) == len(runs[0][2][k]) for _, _, h in runs)}
+    return model, mcfg, history
+
+
+def _train_one(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None, cfg: TrainConfig,
+               progress: bool = True):
+    """Train one network; see ``train``."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     kind = "handcrafted" if cfg.arch == "cnn1d" else "logmel"
@@ -128,7 +148,8 @@ def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = N
                 lam = float(batches.rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
                 perm = torch.randperm(len(y))
                 x, target = lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
-            logits = model(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x).float()
             loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
             opt.zero_grad()
             loss.backward()

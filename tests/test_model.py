@@ -117,6 +117,40 @@ def test_each_model_learns_pitch_coded_tones(arch, tone_bank):
     assert history["train_loss"][-1] < history["train_loss"][0]
 
 
+@pytest.mark.slow
+def test_bf16_training_learns_pitch_coded_tones_and_keeps_fp32_weights(tone_bank):
+    """bfloat16 autocast speeds training up; the weights it leaves stay float32 for inference."""
+    train_idx = [i for i, r in enumerate(tone_bank.records) if r.speaker != "ravdess-04"]
+    test_idx = [i for i, r in enumerate(tone_bank.records) if r.speaker == "ravdess-04"]
+    cfg = TrainConfig(epochs=12, batch_size=16, steps_per_epoch=8, crop_s=0.6, threads=1, mixup_alpha=0.0,
+                      bf16=True)
+    model, mcfg, history = train(tone_bank, train_idx, None, cfg, progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    probs = Recognizer(model, mcfg).predict_proba(
+        [np.asarray(sf.read(tone_bank.records[i].path, dtype="float32")[0]) for i in test_idx])
+    accuracy = np.mean([EMOTIONS[int(p.argmax())] == tone_bank.records[i].label for p, i in zip(probs, test_idx)])
+    assert accuracy >= 0.4, (accuracy, history["train_loss"])
+
+
+def test_ensemble_members_are_the_seeded_single_runs_and_average_probabilities(tone_bank, tmp_path):
+    """train(members=2) = the runs with seed and seed + 1; the ensemble's softmax is their mean,
+    and it survives a checkpoint round trip."""
+    idx = list(range(len(tone_bank.records)))
+    tiny = dict(channels=(8, 16, 32, 64), epochs=1, steps_per_epoch=2, batch_size=8, crop_s=0.6, threads=1)
+    ensemble, mcfg, history = train(tone_bank, idx, None, TrainConfig(seed=3, members=2, **tiny), progress=False)
+    singles = [train(tone_bank, idx, None, TrainConfig(seed=s, **tiny), progress=False)[0] for s in (3, 4)]
+    x = torch.randn(3, N_MELS, 150)
+    with torch.inference_mode():
+        member_probs = [torch.softmax(m(x), -1) for m in singles]
+        assert torch.allclose(torch.softmax(ensemble(x), -1), (member_probs[0] + member_probs[1]) / 2, atol=1e-6)
+        assert not torch.allclose(member_probs[0], member_probs[1], atol=1e-4)  # two seeds, two models
+    assert mcfg.members == 2 and count_parameters(ensemble) == 2 * count_parameters(singles[0])
+    assert len(history["train_loss"]) == 1
+    loaded, lcfg, _ = load_checkpoint(save_checkpoint(tmp_path / "ens", ensemble, mcfg))
+    with torch.inference_mode():
+        assert lcfg.members == 2 and torch.allclose(loaded(x), ensemble(x))
+
+
 def test_checkpoint_round_trip_and_registry(tmp_path):
     cfg = ModelConfig(channels=(8, 16, 32, 64), feature_mean=[0.5] * N_MELS, feature_std=[2.0] * N_MELS)
     model = build_model(cfg).eval()
