@@ -16,13 +16,14 @@ from .metrics import compute_metrics
 
 
 def predict_records(recognizer: Recognizer, records: list[Record], degrade: bool = False,
-                    seed: int = 0, progress: bool = True) -> tuple[list[int], list[int], int]:
-    """(true indices, predicted indices, files that failed to decode) over ``records``.
+                    seed: int = 0, progress: bool = True) -> tuple[list[int], list[int], list[tuple], int]:
+    """(true indices, predicted indices, (file name, probabilities) per scored file, files that
+    failed to decode) over ``records``.
 
     With ``degrade`` each file first goes through the browser-microphone
     degradation, seeded per file so every model sees the same degraded audio.
     """
-    y_true, y_pred, failed = [], [], 0
+    y_true, y_pred, scored, failed = [], [], [], 0
     for r in tqdm(records, desc="degraded" if degrade else "evaluate", unit="file", disable=not progress, leave=False):
         try:
             if degrade:
@@ -35,10 +36,19 @@ def predict_records(recognizer: Recognizer, records: list[Record], degrade: bool
             continue
         y_true.append(LABEL_TO_INDEX[r.label])
         y_pred.append(LABEL_TO_INDEX[pred.label])
-    return y_true, y_pred, failed
+        scored.append((Path(r.path).name, [pred.probabilities[e] for e in EMOTIONS]))
+    return y_true, y_pred, scored, failed
 
 
-def evaluate_records(recognizer: Recognizer, records: list[Record], skipped: int = 0, **kw) -> dict:
-    """The contract's metrics object for ``records``; undecodable files count as skipped."""
-    y_true, y_pred, failed = predict_records(recognizer, records, **kw)
-    return compute_metrics(y_true, y_pred, EMOTIONS, skipped=skipped + failed)
+def evaluate_records(recognizer: Recognizer, records: list[Record], skipped: int = 0,
+                     keep_files: bool = False, **kw) -> dict:
+    """The contract's metrics object for ``records``; undecodable files count as skipped.
+
+    ``keep_files`` adds ``files``: [name, true index, probabilities] per scored file, so
+    the predictions of several models can be averaged later (``protocols ensemble``).
+    """
+    y_true, y_pred, scored, failed = predict_records(recognizer, records, **kw)
+    metrics = compute_metrics(y_true, y_pred, EMOTIONS, skipped=skipped + failed)
+    if keep_files:
+        metrics["files"] = [[name, t, probs] for t, (name, probs) in zip(y_true, scored)]
+    return metrics

@@ -20,6 +20,7 @@ from .corpora import Record, scan
 from .data import FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
+from .labels import EMOTIONS
 from .metrics import compute_metrics, format_report, plot_confusion, plot_curves, summarize_folds
 from .cli import add_training_options, training_config
 from .train import TrainConfig, config_dict, train
@@ -58,9 +59,9 @@ def run_split(bank: FeatureBank, train_recs: list[Record], test_recs: list[Recor
     result = {"train_speakers": sorted({r.speaker for r in train_recs}),
               "test_speakers": sorted({r.speaker for r in test_recs}),
               "n_train": len(train_recs), "train_seconds": round(time.time() - start, 1),
-              "history": history, "clean": evaluate_records(recognizer, test_recs)}
+              "history": history, "clean": evaluate_records(recognizer, test_recs, keep_files=True)}
     if robust:
-        result["degraded"] = evaluate_records(recognizer, test_recs, degrade=True)
+        result["degraded"] = evaluate_records(recognizer, test_recs, degrade=True, keep_files=True)
     return result
 
 
@@ -108,6 +109,40 @@ def merge_folds(name: str, command: str, reports: Path = REPORTS) -> dict:
     return result
 
 
+def ensemble_folds(members: list[str], command: str = "", reports: Path = REPORTS) -> dict:
+    """Average the per-file probabilities of several CV runs (reports/folds/NAME/fold*.json), fold by
+    fold: the held-out score of their ensemble. ``ravdess-cv --members K`` trains the same ensemble
+    in one run (member i with seed + i); this merges runs made apart, e.g. in parallel processes."""
+    runs = [{json.loads(f.read_text())["fold"]: json.loads(f.read_text())
+             for f in (reports / "folds" / name).glob("fold*.json")} for name in members]
+    folds = sorted(set.intersection(*(set(r) for r in runs)))
+    if not folds:
+        raise ValueError(f"no fold is present in all of {members}")
+    results = []
+    for k in folds:
+        parts = [r[k] for r in runs]
+        fold = {"fold": k, "members": members, "train_speakers": parts[0]["train_speakers"],
+                "test_speakers": parts[0]["test_speakers"], "n_train": parts[0]["n_train"]}
+        for condition in ("clean", "degraded"):
+            if not all(condition in p for p in parts):
+                continue
+            files = [{name: (true, probs) for name, true, probs in p[condition]["files"]} for p in parts]
+            if any(f.keys() != files[0].keys() for f in files):
+                raise ValueError(f"fold {k} ({condition}): the members scored different files")
+            names = sorted(files[0])
+            mean = {n: np.mean([f[n][1] for f in files], axis=0) for n in names}
+            y_true = [files[0][n][0] for n in names]
+            metrics = compute_metrics(y_true, [int(mean[n].argmax()) for n in names], EMOTIONS,
+                                      skipped=parts[0][condition].get("skipped", 0))
+            metrics["files"] = [[n, files[0][n][0], [round(float(p), 5) for p in mean[n]]] for n in names]
+            fold[condition] = metrics
+        results.append(fold)
+    result = summarize_cv(results)
+    result["train_config"] = {**runs[0][folds[0]]["train_config"], "members": len(members)}
+    result["command"] = command or f"python -m ser_model.protocols ensemble --of {' '.join(members)}"
+    return result
+
+
 def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
     tess = _records(data)["tess"]
     bank = FeatureBank(tess)
@@ -133,17 +168,29 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
             "clean": evaluate_records(Recognizer(model, mcfg), test), "history": history}
 
 
-def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str) -> dict:
+def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, weights: Path | None = None) -> dict:
+    """Train on all of ``source`` and test on all of ``target``; or, with ``weights``, score a
+    checkpoint that was trained on exactly the files of ``source`` (e.g. the shipped model)."""
     by = _records(data)
-    bank = FeatureBank(by[source] + by[target])
-    return run_split(bank, by[source], by[target], cfg, robust=False)
+    if weights is None:
+        bank = FeatureBank(by[source] + by[target])
+        return run_split(bank, by[source], by[target], cfg, robust=False)
+    recognizer = Recognizer.load(weights)
+    trained_on = recognizer.meta.get("data", {})
+    speakers = sorted({r.speaker for r in by[source]})
+    if set(trained_on) != {source} or trained_on[source].get("files") != len(by[source]) \
+            or trained_on[source].get("speakers") != len(speakers):
+        raise ValueError(f"{weights} was trained on {trained_on}, not on the {len(by[source])} {source} files here")
+    return {"train_speakers": speakers, "test_speakers": sorted({r.speaker for r in by[target]}),
+            "n_train": len(by[source]), "weights": str(weights), "train_config": recognizer.meta.get("train_config"),
+            "clean": evaluate_records(recognizer, by[target], keep_files=True)}
 
 
 PROTOCOLS = ("ravdess-cv", "tess-loso", "tess-random", "ravdess-to-tess", "tess-to-ravdess")
 
 
 def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None,
-        name=None, reports: Path = REPORTS, command: str = "") -> dict:
+        name=None, reports: Path = REPORTS, command: str = "", weights: Path | None = None) -> dict:
     if protocol == "ravdess-cv":
         return ravdess_cv(data, cfg, extra, folds, name, reports, command)
     if protocol == "tess-loso":
@@ -151,7 +198,7 @@ def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...
     if protocol == "tess-random":
         return tess_random(data, cfg)
     source, target = protocol.split("-to-")
-    return cross_corpus(data, cfg, source, target)
+    return cross_corpus(data, cfg, source, target, weights)
 
 
 def pooled_metrics(confusion: np.ndarray, labels: list[str]) -> dict:
@@ -178,18 +225,27 @@ def save_report(name: str, result: dict, out_dir: Path = REPORTS) -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("protocol", choices=PROTOCOLS + ("merge",), help="merge: combine per-fold files of --name")
+    p.add_argument("protocol", choices=PROTOCOLS + ("merge", "ensemble"),
+                   help="merge: combine per-fold files of --name; ensemble: average the per-file "
+                        "probabilities of the CV runs named by --of into --name")
     p.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA])
     p.add_argument("--with", dest="extra", nargs="*", default=["tess"], help="corpora added to training (ravdess-cv)")
     p.add_argument("--folds", type=int, nargs="*", help="run only these fold numbers (1-based)")
     p.add_argument("--name", help="report name (default: protocol_arch)")
     p.add_argument("--command", nargs="*", help="merge: the commands that produced the folds (recorded)")
+    p.add_argument("--of", dest="ensemble_of", nargs="+", metavar="NAME", help="ensemble: the CV runs to average")
     add_training_options(p)
     p.add_argument("--reports", type=Path, default=REPORTS, help="where reports go (default reports/)")
+    p.add_argument("--weights", type=Path, help="cross-corpus: score this checkpoint (trained on exactly the "
+                                                "source corpus) instead of training one")
     args = p.parse_args(argv)
     limit_blas_threads()
-    if args.protocol == "merge":
-        result = merge_folds(args.name, " && ".join(args.command or []), args.reports)
+    if args.protocol in ("merge", "ensemble"):
+        if not args.name or (args.protocol == "ensemble" and not args.ensemble_of):
+            p.error(f"{args.protocol} needs --name" + (" and --of" if args.protocol == "ensemble" else ""))
+        command = " && ".join(args.command or [])
+        result = (merge_folds(args.name, command, args.reports) if args.protocol == "merge"
+                  else ensemble_folds(args.ensemble_of, command, args.reports))
         print(json.dumps({k: result[k] for k in ("clean", "degraded") if k in result}, indent=1))
         print(f"report: {save_report(args.name, result, args.reports)}")
         return
@@ -197,8 +253,10 @@ def main(argv=None) -> None:
     folds = [f - 1 for f in args.folds] if args.folds else None
     name = args.name or f"{args.protocol}_{args.arch}"
     command = "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports, command)
-    result["train_config"] = config_dict(cfg)
+    if args.weights and "-to-" not in args.protocol:
+        p.error("--weights only applies to the cross-corpus protocols")
+    result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports, command, args.weights)
+    result["train_config"] = result.get("train_config") or config_dict(cfg)
     result["command"] = command
     path = save_report(name, result, args.reports)
     summary = result.get("clean")

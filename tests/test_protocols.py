@@ -47,3 +47,65 @@ def test_merge_folds_averages_fold_files_and_keeps_their_commands(tmp_path):
     assert merged["clean"]["ua"]["values"] == [1.0, 0.5] and abs(merged["clean"]["ua"]["mean"] - 0.75) < 1e-9
     assert merged["command"].count("ravdess-cv") == 2 and merged["train_config"] == {"arch": "tdnn"}
     assert "degraded" not in merged
+
+
+def test_ensemble_folds_average_each_files_probabilities(tmp_path):
+    """Two runs that each get one file wrong, confidently on different files: their average gets
+    both right; files and folds must match between members."""
+    import json
+
+    import pytest
+
+    from ser_model.labels import EMOTIONS
+    from ser_model.metrics import compute_metrics
+    from ser_model.protocols import ensemble_folds
+
+    def one_hot(c, p=0.6):
+        return [p if i == c else (1 - p) / 6 for i in range(7)]
+
+    runs = {"a": [one_hot(0), one_hot(2, 0.4)], "b": [one_hot(1, 0.4), one_hot(1)]}  # truth: 0, 1
+    for name, probs in runs.items():
+        folder = tmp_path / "folds" / name
+        folder.mkdir(parents=True)
+        preds = [int(np.argmax(p)) for p in probs]
+        clean = {**compute_metrics([0, 1], preds, EMOTIONS),
+                 "files": [["x.wav", 0, probs[0]], ["y.wav", 1, probs[1]]]}
+        fold = {"fold": 1, "train_speakers": ["s1"], "test_speakers": ["s2"], "n_train": 10, "clean": clean,
+                "train_config": {"arch": "attn_cnn", "seed": 0}}
+        (folder / "fold1.json").write_text(json.dumps(fold))
+        assert clean["wa"] == 0.5  # each member alone gets one file of two wrong
+    result = ensemble_folds(["a", "b"], reports=tmp_path)
+    assert result["clean"]["ua"]["values"] == [1.0] and result["train_config"]["members"] == 2
+    assert "ensemble --of a b" in result["command"] and "degraded" not in result
+    fold_b = json.loads((tmp_path / "folds" / "b" / "fold1.json").read_text())
+    fold_b["clean"]["files"] = fold_b["clean"]["files"][:1]
+    (tmp_path / "folds" / "b" / "fold1.json").write_text(json.dumps(fold_b))
+    with pytest.raises(ValueError, match="different files"):
+        ensemble_folds(["a", "b"], reports=tmp_path)
+
+
+def test_cross_corpus_scores_a_given_checkpoint_only_if_it_was_trained_on_exactly_the_source(tmp_path):
+    import pytest
+    import soundfile as sf
+
+    from ser_model.checkpoint import save_checkpoint
+    from ser_model.model import ModelConfig, build_model
+    from ser_model.protocols import cross_corpus
+    from ser_model.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    for path in ("RAVDESS/Actor_01/03-01-05-01-01-01-01.wav", "RAVDESS/Actor_02/03-01-04-01-01-01-02.wav",
+                 "TESS/OAF_angry/OAF_back_angry.wav", "TESS/OAF_Sad/OAF_back_sad.wav"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / path, (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    cfg = ModelConfig(channels=(8, 16, 32, 64))
+    right = save_checkpoint(tmp_path / "right", build_model(cfg), cfg,
+                            {"data": {"ravdess": {"files": 2, "speakers": 2}}, "train_config": {"seed": 7}})
+    result = cross_corpus([tmp_path], TrainConfig(), "ravdess", "tess", weights=right)
+    assert result["clean"]["n"] == 2 and len(result["clean"]["files"]) == 2
+    assert result["train_speakers"] == ["ravdess-01", "ravdess-02"] and result["train_config"] == {"seed": 7}
+    for data in ({"ravdess": {"files": 2, "speakers": 2}, "tess": {"files": 2, "speakers": 1}},
+                 {"ravdess": {"files": 1200, "speakers": 20}}):
+        wrong = save_checkpoint(tmp_path / "wrong", build_model(cfg), cfg, {"data": data})
+        with pytest.raises(ValueError, match="was trained on"):
+            cross_corpus([tmp_path], TrainConfig(), "ravdess", "tess", weights=wrong)
