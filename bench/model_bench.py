@@ -2,8 +2,9 @@
 
     python bench/model_bench.py [--weights weights/] [--repeats 100]
 
-Times the features (trim + log-mel) and the network separately and together, as
-``Recognizer.predict_proba`` runs them, and prints medians and 90th percentiles.
+Times the features (trim + log-mel) and the network separately (eager, and the TorchScript copy
+that ``Recognizer`` runs) and together, as ``Recognizer.predict_proba`` runs them, and prints
+medians and 90th percentiles.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def main() -> None:
     feats = torch.from_numpy(rec.features(window))[None]
     with torch.inference_mode():
         rows = [("features (trim + log-mel)", timed(lambda: rec.features(window), args.repeats)),
-                ("network forward", timed(lambda: rec.model(feats), args.repeats)),
+                ("network, eager PyTorch", timed(lambda: rec.model(feats), args.repeats)),
+                ("network, optimized (as used)", timed(lambda: rec.runner(feats), args.repeats)),
                 ("predict_proba, 1 window", timed(lambda: rec.predict_proba([window]), args.repeats)),
                 ("predict_proba, 16 windows / 16", [x / 16 for x in timed(lambda: rec.predict_proba([window] * 16),
                                                                          max(10, args.repeats // 8))])]

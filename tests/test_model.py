@@ -215,3 +215,25 @@ def test_train_cli_writes_checkpoint_card_plots_and_their_numbers(tone_corpus, t
     model, cfg, meta = load_checkpoint(w)
     assert cfg.arch == "tdnn" and cfg.tdnn_width == 16 and meta["train_config"]["steps_per_epoch"] == 2
     assert "non-commercial" in (w / "tiny.md").read_text()
+
+
+def test_recognizer_runs_an_optimized_copy_that_agrees_with_the_eager_model(tmp_path):
+    from ser_model.inference import optimize_for_cpu
+
+    cfg = ModelConfig(channels=(8, 16, 32, 64), members=2)
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m", build_model(cfg).eval(), cfg)
+    fast, eager = Recognizer.load(path), Recognizer.load(path, optimize=False)
+    assert isinstance(fast.runner, torch.jit.ScriptModule) and eager.runner is eager.model
+    rng = np.random.default_rng(0)
+    windows = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (9000, 48000, 48000, 20000)]
+    assert np.allclose(fast.predict_proba(windows), eager.predict_proba(windows), atol=1e-5)
+    assert Recognizer.load(path).runner is fast.runner  # one optimized copy per checkpoint file
+
+    class LengthBaked(torch.nn.Module):
+        """Traces wrongly: the Python int x.shape[-1] becomes a constant in the trace."""
+        def forward(self, x):
+            return x.mean(1)[:, :7] * float(x.shape[-1])
+
+    baked = LengthBaked()
+    assert optimize_for_cpu(baked, ModelConfig()) is baked  # disagrees on another length: eager kept
