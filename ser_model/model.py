@@ -24,7 +24,7 @@ class ModelConfig:
     n_classes: int = NUM_CLASSES
     n_mels: int = N_MELS
     n_features: int = N_HANDCRAFTED  # cnn1d input length
-    channels: tuple = (24, 48, 96, 192)  # attn_cnn conv widths (the shipped model)
+    channels: tuple = (32, 64, 128, 256)  # attn_cnn conv widths (each network of the shipped model)
     dropout: float = 0.3
     tdnn_width: int = 128  # tdnn: channels of its dilated conv blocks (embedding: twice this)
     utterance_norm: bool = False  # attn_cnn: subtract each window's own per-band mean (channel/speaker)

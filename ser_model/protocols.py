@@ -5,6 +5,9 @@ only), trains on the training side with augmentation drawn from training files
 only, and scores the held-out files whole through ``Recognizer.predict_file``.
 
     python -m ser_model.protocols ravdess-cv --arch attn_cnn --with tess
+    python -m ser_model.protocols ravdess-cv --with --members 2 --bf16      # the shipped recipe
+    python -m ser_model.protocols ensemble --name ENS --of RUN_A RUN_B      # average two CV runs
+    python -m ser_model.protocols ravdess-to-tess --weights weights/attn_cnn.pt --name NAME
 """
 from __future__ import annotations
 

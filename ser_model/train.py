@@ -25,7 +25,7 @@ from .model import Ensemble, ModelConfig, build_model, count_parameters
 @dataclass
 class TrainConfig:
     arch: str = "attn_cnn"
-    epochs: int = 40
+    epochs: int = 50
     steps_per_epoch: int = 60
     batch_size: int = 32
     lr: float = 3e-3
