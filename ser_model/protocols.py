@@ -102,9 +102,14 @@ def summarize_cv(results: list[dict]) -> dict:
     return out
 
 
+def _load_folds(name: str, reports: Path) -> list[dict]:
+    """The per-fold results of a CV run, reports/folds/NAME/fold*.json, in fold order."""
+    return [json.loads(f.read_text()) for f in sorted((reports / "folds" / name).glob("fold*.json"))]
+
+
 def merge_folds(name: str, command: str, reports: Path = REPORTS) -> dict:
     """Combine reports/folds/NAME/fold*.json (from parallel --folds runs) into one CV result."""
-    folds = [json.loads(f.read_text()) for f in sorted((reports / "folds" / name).glob("fold*.json"))]
+    folds = _load_folds(name, reports)
     result = summarize_cv(folds)
     result["train_config"] = next((f["train_config"] for f in folds if f.get("train_config")), None)
     # the commands the folds recorded themselves, unless given
@@ -116,8 +121,7 @@ def ensemble_folds(members: list[str], command: str = "", reports: Path = REPORT
     """Average the per-file probabilities of several CV runs (reports/folds/NAME/fold*.json), fold by
     fold: the held-out score of their ensemble. ``ravdess-cv --members K`` trains the same ensemble
     in one run (member i with seed + i); this merges runs made apart, e.g. in parallel processes."""
-    runs = [{json.loads(f.read_text())["fold"]: json.loads(f.read_text())
-             for f in (reports / "folds" / name).glob("fold*.json")} for name in members]
+    runs = [{fold["fold"]: fold for fold in _load_folds(name, reports)} for name in members]
     folds = sorted(set.intersection(*(set(r) for r in runs)))
     if not folds:
         raise ValueError(f"no fold is present in all of {members}")
