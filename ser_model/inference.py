@@ -92,25 +92,24 @@ class Recognizer:
     """
 
     def __init__(self, model: torch.nn.Module, config, meta: dict | None = None, device: str = "cpu",
-                 optimize: bool = True, runner: torch.nn.Module | None = None):
+                 optimize: bool = True, cache_key: tuple | None = None):
         self.model, self.config, self.meta, self.device = model.eval(), config, meta or {}, device
         self.labels = EMOTIONS
-        if runner is None:
-            runner = optimize_for_cpu(self.model, config) if optimize and device == "cpu" else self.model
-        self.runner = runner
+        self.runner = self.model
+        if optimize and device == "cpu":
+            if cache_key is None:
+                self.runner = optimize_for_cpu(self.model, config)
+            else:  # one optimized copy per checkpoint file and process
+                if cache_key not in _OPTIMIZED:
+                    _OPTIMIZED[cache_key] = optimize_for_cpu(self.model, config)
+                self.runner = _OPTIMIZED[cache_key]
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu", optimize: bool = True) -> "Recognizer":
         """Load a weights folder's default model, or one checkpoint file."""
         model, config, meta = load_checkpoint(path, device)
-        runner = None
-        if optimize and device == "cpu":  # one optimized copy per checkpoint file and process
-            stat = Path(meta["file"]).stat()
-            key = (meta["file"], stat.st_mtime_ns, stat.st_size)
-            if key not in _OPTIMIZED:
-                _OPTIMIZED[key] = optimize_for_cpu(model, config)
-            runner = _OPTIMIZED[key]
-        return cls(model, config, meta, device, optimize, runner)
+        stat = Path(meta["file"]).stat()
+        return cls(model, config, meta, device, optimize, cache_key=(meta["file"], stat.st_mtime_ns, stat.st_size))
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """The model's input features for one 16 kHz window (silence at its edges trimmed)."""
