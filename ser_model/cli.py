@@ -115,18 +115,23 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixup", type=float, help="mixup alpha (0: off)")
     p.add_argument("--members", type=int, help="train this many networks (seeds seed, seed+1, ...) and average them")
     p.add_argument("--bf16", action="store_true", help="train with bfloat16 autocast (faster on recent CPUs)")
+    p.add_argument("--device", help="train on this torch device, e.g. cuda (default cpu)")
 
 
 def training_config(args: argparse.Namespace):
     """The TrainConfig that ``add_training_options``'s values ask for."""
     from .train import TrainConfig
 
-    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members")
+    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.channels:
         overrides["channels"] = tuple(args.channels)
     if args.mixup is not None:
         overrides["mixup_alpha"] = args.mixup
+    if args.device:
+        import torch
+
+        torch.device(args.device)  # an unknown device fails here, before features are extracted
     for flag in ("utterance_norm", "bf16"):
         if getattr(args, flag):
             overrides[flag] = True

@@ -67,7 +67,7 @@ def _extract_to_cache(args) -> str:
     target = _cache_path(path, seed, cache_dir)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp.npz")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")  # own name: runs may share a cache
         np.savez(tmp, **extract(path, seed))
         tmp.replace(target)
     return str(target)

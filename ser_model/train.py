@@ -43,6 +43,7 @@ class TrainConfig:
     tdnn_width: int = ModelConfig.tdnn_width
     members: int = 1  # networks trained with seeds seed, seed+1, ... and averaged (an ensemble)
     bf16: bool = False  # bfloat16 autocast in training (1.7x faster on CPUs with AVX512-BF16); weights stay fp32
+    device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the model comes back on the CPU
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
@@ -121,7 +122,8 @@ def _train_one(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | Non
     mcfg = ModelConfig(arch=cfg.arch, channels=tuple(cfg.channels), utterance_norm=cfg.utterance_norm,
                        tdnn_width=cfg.tdnn_width, feature_mean=mean, feature_std=std,
                        n_mels=N_MELS, n_features=N_HANDCRAFTED)
-    model = build_model(mcfg)
+    device = torch.device(cfg.device)
+    model = build_model(mcfg).to(device)
     batches = BatchMaker(bank, train_idx, cfg, kind)
     total = cfg.epochs * cfg.steps_per_epoch
     if cfg.arch == "cnn1d":  # the reference recipe: Adam, reduce-LR-on-plateau, early stopping
@@ -142,13 +144,13 @@ def _train_one(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | Non
         model.train()
         losses, correct, seen = [], 0, 0
         for _ in range(cfg.steps_per_epoch):
-            x, y = batches.train_batch()
+            x, y = (t.to(device) for t in batches.train_batch())
             target = F.one_hot(y, NUM_CLASSES).float()
             if cfg.mixup_alpha > 0:
                 lam = float(batches.rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-                perm = torch.randperm(len(y))
+                perm = torch.randperm(len(y)).to(device)  # drawn on the CPU: same draws on any device
                 x, target = lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x).float()
             loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
             opt.zero_grad()
@@ -178,14 +180,16 @@ def _train_one(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | Non
     if val_idx and cfg.arch == "cnn1d" and best[1] is not None:
         model.load_state_dict(best[1])  # early stopping restores the best epoch
         history["best_epoch"] = [best[2]]
-    return model.eval(), mcfg, history
+    return model.cpu().eval(), mcfg, history
 
 
 @torch.inference_mode()
 def evaluate_bank(model, batches: BatchMaker, idx: list[int]) -> tuple[float, float, float]:
     """Loss, accuracy and UA on clean cached features (centre crops); a quick validation check."""
     model.eval()
-    logits = torch.cat([model(batches.features(idx[i:i + 64], train=False)) for i in range(0, len(idx), 64)])
+    device = next(model.parameters()).device
+    logits = torch.cat([model(batches.features(idx[i:i + 64], train=False).to(device))
+                        for i in range(0, len(idx), 64)]).cpu()
     y = torch.from_numpy(batches.bank.labels[idx])
     model.train()
     pred = logits.argmax(1)

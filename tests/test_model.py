@@ -132,6 +132,27 @@ def test_bf16_training_learns_pitch_coded_tones_and_keeps_fp32_weights(tone_bank
     assert accuracy >= 0.4, (accuracy, history["train_loss"])
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_device_option_trains_there_and_returns_a_cpu_model(tone_bank, device):
+    """``--device cuda`` trains on a GPU; the model comes back on the CPU, ready for a Recognizer."""
+    import argparse
+
+    from ser_model.cli import add_training_options, training_config
+
+    parser = argparse.ArgumentParser()
+    add_training_options(parser)
+    with pytest.raises(RuntimeError, match="nosuch"):
+        training_config(parser.parse_args(["--device", "nosuch"]))
+    cfg = training_config(parser.parse_args(["--device", device, "--epochs", "2", "--steps-per-epoch", "3",
+                                             "--crop-s", "0.6", "--threads", "1", "--bf16"]))
+    assert cfg.device == device
+    model, mcfg, history = train(tone_bank, list(range(len(tone_bank.records))), None, cfg, progress=False)
+    assert {p.device.type for p in model.parameters()} == {"cpu"} and len(history["train_loss"]) == 2
+    probs = Recognizer(model, mcfg).predict_proba([np.zeros(16000, np.float32)])
+    assert probs.shape == (1, len(EMOTIONS)) and np.isclose(probs.sum(), 1, atol=1e-4)
+
+
 def test_ensemble_members_are_the_seeded_single_runs_and_average_probabilities(tone_bank, tmp_path):
     """train(members=2) = the runs with seed and seed + 1; the ensemble's softmax is their mean,
     and it survives a checkpoint round trip."""
