@@ -239,6 +239,29 @@ def plot_curves(history: Mapping[str, Sequence[float]], path, title: str | None 
     return _save(fig, path)
 
 
+def plot_ensemble_sizes(sizes: Sequence[Mapping], path, title: str | None = None) -> Path:
+    """Write a PNG of held-out UA against ensemble size: the mean over subsets, their range shaded."""
+    fig = _new_figure((6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    k = [s["k"] for s in sizes]
+    for key, label in (("clean_ua", "clean"), ("degraded_ua", "degraded")):
+        if all(key in s for s in sizes):
+            mean = [100 * s[key]["mean"] for s in sizes]
+            line, = ax.plot(k, mean, marker="o", label=f"{label} (mean over subsets)")
+            ax.fill_between(k, [100 * s[key]["min"] for s in sizes], [100 * s[key]["max"] for s in sizes],
+                            color=line.get_color(), alpha=0.15)
+            for x, y in zip(k, mean):
+                ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xticks(k)
+    ax.set_xlabel("networks averaged (k)")
+    ax.set_ylabel("held-out UA % (mean of folds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- cross-validation
 def summarize_folds(fold_metrics: Sequence[Mapping]) -> dict:
     """Mean and sample standard deviation (ddof=1) of UA, WA and macro-F1 over folds.

@@ -7,12 +7,15 @@ only, and scores the held-out files whole through ``Recognizer.predict_file``.
     python -m ser_model.protocols ravdess-cv --arch attn_cnn --with tess
     python -m ser_model.protocols ravdess-cv --with --members 2 --bf16      # the shipped recipe
     python -m ser_model.protocols ensemble --name ENS --of RUN_A RUN_B      # average two CV runs
+    python -m ser_model.protocols ensemble-sizes --name CURVE --of RUN_A RUN_B RUN_C ...
     python -m ser_model.protocols ravdess-to-tess --weights weights/attn_cnn.pt --name NAME
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,7 +27,8 @@ from .data import FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
 from .labels import EMOTIONS
-from .metrics import compute_metrics, format_report, plot_confusion, plot_curves, summarize_folds
+from .metrics import (compute_metrics, format_report, plot_confusion, plot_curves, plot_ensemble_sizes,
+                      summarize_folds)
 from .cli import add_training_options, training_config
 from .train import TrainConfig, config_dict, train
 
@@ -121,7 +125,14 @@ def ensemble_folds(members: list[str], command: str = "", reports: Path = REPORT
     """Average the per-file probabilities of several CV runs (reports/folds/NAME/fold*.json), fold by
     fold: the held-out score of their ensemble. ``ravdess-cv --members K`` trains the same ensemble
     in one run (member i with seed + i); this merges runs made apart, e.g. in parallel processes."""
-    runs = [{fold["fold"]: fold for fold in _load_folds(name, reports)} for name in members]
+    return _ensemble(members, _load_runs(members, reports), command)
+
+
+def _load_runs(members: list[str], reports: Path) -> list[dict[int, dict]]:
+    return [{fold["fold"]: fold for fold in _load_folds(name, reports)} for name in members]
+
+
+def _ensemble(members: list[str], runs: list[dict[int, dict]], command: str = "") -> dict:
     folds = sorted(set.intersection(*(set(r) for r in runs)))
     if not folds:
         raise ValueError(f"no fold is present in all of {members}")
@@ -148,6 +159,25 @@ def ensemble_folds(members: list[str], command: str = "", reports: Path = REPORT
     result["train_config"] = {**runs[0][folds[0]]["train_config"], "members": len(members)}
     result["command"] = command or f"python -m ser_model.protocols ensemble --of {' '.join(members)}"
     return result
+
+
+def ensemble_sizes(members: list[str], reports: Path = REPORTS) -> dict:
+    """Held-out UA of an ensemble of k of the CV runs ``members``, for k = 1..len(members): the mean
+    (and range) over every k-subset, so no choice of seeds flatters the curve."""
+    runs = _load_runs(members, reports)
+    sizes = []
+    for k in range(1, len(members) + 1):
+        scores: dict[str, list[float]] = {}
+        for subset in itertools.combinations(range(len(members)), k):
+            result = _ensemble([members[i] for i in subset], [runs[i] for i in subset])
+            for condition in ("clean", "degraded"):
+                if condition in result:
+                    for metric in ("ua", "wa"):
+                        scores.setdefault(f"{condition}_{metric}", []).append(result[condition][metric]["mean"])
+        sizes.append({"k": k, "subsets": math.comb(len(members), k),
+                      **{key: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+                         for key, v in scores.items()}})
+    return {"runs": members, "sizes": sizes}
 
 
 def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
@@ -232,9 +262,10 @@ def save_report(name: str, result: dict, out_dir: Path = REPORTS) -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("protocol", choices=PROTOCOLS + ("merge", "ensemble"),
+    p.add_argument("protocol", choices=PROTOCOLS + ("merge", "ensemble", "ensemble-sizes"),
                    help="merge: combine per-fold files of --name; ensemble: average the per-file "
-                        "probabilities of the CV runs named by --of into --name")
+                        "probabilities of the CV runs named by --of into --name; ensemble-sizes: UA of "
+                        "ensembles of every size made of those runs (JSON and plot --name)")
     p.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA])
     p.add_argument("--with", dest="extra", nargs="*", default=["tess"], help="corpora added to training (ravdess-cv)")
     p.add_argument("--folds", type=int, nargs="*", help="run only these fold numbers (1-based)")
@@ -247,6 +278,21 @@ def main(argv=None) -> None:
                                                 "source corpus) instead of training one")
     args = p.parse_args(argv)
     limit_blas_threads()
+    if args.protocol == "ensemble-sizes":
+        if not args.name or not args.ensemble_of:
+            p.error("ensemble-sizes needs --name and --of")
+        result = {**ensemble_sizes(args.ensemble_of, args.reports),
+                  "command": "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])}
+        args.reports.mkdir(parents=True, exist_ok=True)
+        (args.reports / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot_ensemble_sizes(result["sizes"], args.reports / f"{args.name}.png",
+                            title=f"{args.name}: ensembles of k of {len(args.ensemble_of)} CV runs")
+        for size in result["sizes"]:
+            print(f"k={size['k']} ({size['subsets']} subsets): UA {size['clean_ua']['mean']:.1%} "
+                  f"[{size['clean_ua']['min']:.1%}, {size['clean_ua']['max']:.1%}]"
+                  + (f", degraded {size['degraded_ua']['mean']:.1%}" if "degraded_ua" in size else ""))
+        print(f"report: {args.reports / (args.name + '.json')}")
+        return
     if args.protocol in ("merge", "ensemble"):
         if not args.name or (args.protocol == "ensemble" and not args.ensemble_of):
             p.error(f"{args.protocol} needs --name" + (" and --of" if args.protocol == "ensemble" else ""))

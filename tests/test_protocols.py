@@ -49,6 +49,27 @@ def test_merge_folds_averages_fold_files_and_keeps_their_commands(tmp_path):
     assert "degraded" not in merged
 
 
+def _one_hot(c, p=0.6):
+    return [p if i == c else (1 - p) / 6 for i in range(7)]
+
+
+def _write_run(reports: Path, name: str, probs: list, truth=(0, 1)) -> dict:
+    """A one-fold CV run whose held-out files x.wav, y.wav (true classes ``truth``) got ``probs``."""
+    import json
+
+    from ser_model.labels import EMOTIONS
+    from ser_model.metrics import compute_metrics
+
+    folder = reports / "folds" / name
+    folder.mkdir(parents=True)
+    clean = {**compute_metrics(list(truth), [int(np.argmax(p)) for p in probs], EMOTIONS),
+             "files": [["x.wav", truth[0], probs[0]], ["y.wav", truth[1], probs[1]]]}
+    fold = {"fold": 1, "train_speakers": ["s1"], "test_speakers": ["s2"], "n_train": 10, "clean": clean,
+            "train_config": {"arch": "attn_cnn", "seed": 0}}
+    (folder / "fold1.json").write_text(json.dumps(fold))
+    return clean
+
+
 def test_ensemble_folds_average_each_files_probabilities(tmp_path):
     """Two runs that each get one file wrong, confidently on different files: their average gets
     both right; files and folds must match between members."""
@@ -56,24 +77,10 @@ def test_ensemble_folds_average_each_files_probabilities(tmp_path):
 
     import pytest
 
-    from ser_model.labels import EMOTIONS
-    from ser_model.metrics import compute_metrics
     from ser_model.protocols import ensemble_folds
 
-    def one_hot(c, p=0.6):
-        return [p if i == c else (1 - p) / 6 for i in range(7)]
-
-    runs = {"a": [one_hot(0), one_hot(2, 0.4)], "b": [one_hot(1, 0.4), one_hot(1)]}  # truth: 0, 1
-    for name, probs in runs.items():
-        folder = tmp_path / "folds" / name
-        folder.mkdir(parents=True)
-        preds = [int(np.argmax(p)) for p in probs]
-        clean = {**compute_metrics([0, 1], preds, EMOTIONS),
-                 "files": [["x.wav", 0, probs[0]], ["y.wav", 1, probs[1]]]}
-        fold = {"fold": 1, "train_speakers": ["s1"], "test_speakers": ["s2"], "n_train": 10, "clean": clean,
-                "train_config": {"arch": "attn_cnn", "seed": 0}}
-        (folder / "fold1.json").write_text(json.dumps(fold))
-        assert clean["wa"] == 0.5  # each member alone gets one file of two wrong
+    for name, probs in {"a": [_one_hot(0), _one_hot(2, 0.4)], "b": [_one_hot(1, 0.4), _one_hot(1)]}.items():
+        assert _write_run(tmp_path, name, probs)["wa"] == 0.5  # each member alone gets one file of two wrong
     result = ensemble_folds(["a", "b"], reports=tmp_path)
     assert result["clean"]["ua"]["values"] == [1.0] and result["train_config"]["members"] == 2
     assert "ensemble --of a b" in result["command"] and "degraded" not in result
@@ -82,6 +89,24 @@ def test_ensemble_folds_average_each_files_probabilities(tmp_path):
     (tmp_path / "folds" / "b" / "fold1.json").write_text(json.dumps(fold_b))
     with pytest.raises(ValueError, match="different files"):
         ensemble_folds(["a", "b"], reports=tmp_path)
+
+
+def test_ensemble_sizes_score_every_subset_of_each_size(tmp_path):
+    """Runs a and b each get one file wrong, c gets both wrong: singles score 0.5, 0.5, 0 (mean 1/3);
+    pairs a+b 1.0, a+c and b+c 0.5 (mean 2/3); all three 1.0; and the plot is written."""
+    from ser_model.metrics import plot_ensemble_sizes
+    from ser_model.protocols import ensemble_sizes
+
+    _write_run(tmp_path, "a", [_one_hot(0), _one_hot(2, 0.4)])
+    _write_run(tmp_path, "b", [_one_hot(1, 0.4), _one_hot(1)])
+    _write_run(tmp_path, "c", [_one_hot(3, 0.3), _one_hot(3, 0.3)])
+    sizes = ensemble_sizes(["a", "b", "c"], tmp_path)["sizes"]
+    assert [s["k"] for s in sizes] == [1, 2, 3] and [s["subsets"] for s in sizes] == [3, 3, 1]
+    assert np.allclose([s["clean_ua"]["mean"] for s in sizes], [1 / 3, 2 / 3, 1.0])
+    assert (sizes[0]["clean_ua"]["min"], sizes[0]["clean_ua"]["max"]) == (0.0, 0.5)
+    assert (sizes[1]["clean_ua"]["min"], sizes[1]["clean_ua"]["max"]) == (0.5, 1.0)
+    assert "degraded_ua" not in sizes[0]
+    assert plot_ensemble_sizes(sizes, tmp_path / "sizes.png").stat().st_size > 1000
 
 
 def test_cross_corpus_scores_a_given_checkpoint_only_if_it_was_trained_on_exactly_the_source(tmp_path):
