@@ -67,7 +67,7 @@ def _train(args) -> int:
         print(f"no labelled audio found under {', '.join(map(str, args.data))}", file=sys.stderr)
         return 2
     cfg = training_config(args)
-    bank = FeatureBank(records, workers=args.workers)
+    bank = FeatureBank(records, workers=args.workers, n_variants=cfg.variants)
     model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
                                    make_default=args.default)
@@ -115,6 +115,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixup", type=float, help="mixup alpha (0: off)")
     p.add_argument("--members", type=int, help="train this many networks (seeds seed, seed+1, ...) and average them")
     p.add_argument("--bf16", action="store_true", help="train with bfloat16 autocast (faster on recent CPUs)")
+    p.add_argument("--variants", type=int, help="augmented copies cached per training file (default 2)")
     p.add_argument("--device", help="train on this torch device, e.g. cuda (default cpu)")
 
 
@@ -122,7 +123,7 @@ def training_config(args: argparse.Namespace):
     """The TrainConfig that ``add_training_options``'s values ask for."""
     from .train import TrainConfig
 
-    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device")
+    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device", "variants")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.channels:
         overrides["channels"] = tuple(args.channels)

@@ -26,12 +26,18 @@ from .labels import LABEL_TO_INDEX
 
 CACHE_DIR = Path(os.environ.get("SER_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "features"))
 N_VARIANTS = 2  # augmented copies per file, besides the clean one
-FEATURE_VERSION = f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{N_VARIANTS}"
 
 
-def _cache_path(path: Path, seed: int, cache_dir: Path | None = None) -> Path:
+def feature_version(n_variants: int = N_VARIANTS) -> str:
+    return f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{n_variants}"
+
+
+FEATURE_VERSION = feature_version()
+
+
+def _cache_path(path: Path, seed: int, cache_dir: Path | None = None, n_variants: int = N_VARIANTS) -> Path:
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{FEATURE_VERSION}|{seed}"
+    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{feature_version(n_variants)}|{seed}"
     digest = hashlib.sha1(key.encode()).hexdigest()
     return Path(cache_dir or CACHE_DIR) / digest[:2] / f"{digest}.npz"
 
@@ -63,12 +69,12 @@ def _single_thread_worker() -> None:
 
 
 def _extract_to_cache(args) -> str:
-    path, seed, cache_dir = args
-    target = _cache_path(path, seed, cache_dir)
+    path, seed, cache_dir, n_variants = args
+    target = _cache_path(path, seed, cache_dir, n_variants)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")  # own name: runs may share a cache
-        np.savez(tmp, **extract(path, seed))
+        np.savez(tmp, **extract(path, seed, n_variants))
         tmp.replace(target)
     return str(target)
 
@@ -76,9 +82,11 @@ def _extract_to_cache(args) -> str:
 class FeatureBank:
     """Cached features for a list of records, loaded into memory."""
 
-    def __init__(self, records: list[Record], seed: int = 0, workers: int = 2, cache_dir: Path | None = None):
+    def __init__(self, records: list[Record], seed: int = 0, workers: int = 2, cache_dir: Path | None = None,
+                 n_variants: int = N_VARIANTS):
         self.records = list(records)
-        todo = [(r.path, seed, cache_dir) for r in self.records if not _cache_path(r.path, seed, cache_dir).exists()]
+        todo = [(r.path, seed, cache_dir, n_variants) for r in self.records
+                if not _cache_path(r.path, seed, cache_dir, n_variants).exists()]
         if todo:
             with ProcessPoolExecutor(max(1, workers), initializer=_single_thread_worker) as pool:
                 list(tqdm(pool.map(_extract_to_cache, todo, chunksize=8), total=len(todo),
@@ -86,8 +94,8 @@ class FeatureBank:
         self.logmel: list[list[np.ndarray]] = []
         self.handcrafted: list[np.ndarray] = []
         for r in tqdm(self.records, desc="loading cache", unit="file", leave=False):
-            with np.load(_cache_path(r.path, seed, cache_dir)) as z:
-                self.logmel.append([z[f"logmel{i}"] for i in range(N_VARIANTS + 1)])
+            with np.load(_cache_path(r.path, seed, cache_dir, n_variants)) as z:
+                self.logmel.append([z[f"logmel{i}"] for i in range(n_variants + 1)])
                 self.handcrafted.append(z["handcrafted"])
         self.labels = np.array([LABEL_TO_INDEX[r.label] for r in self.records])
         self.index = {str(r.path): i for i, r in enumerate(self.records)}

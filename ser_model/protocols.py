@@ -80,7 +80,7 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
                reports: Path = REPORTS, command: str = "") -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
-    bank = FeatureBank(by["ravdess"] + extra_recs)
+    bank = FeatureBank(by["ravdess"] + extra_recs, n_variants=cfg.variants)
     results = []
     for k, test_actors in enumerate(RAVDESS_FOLDS):
         if folds is not None and k not in folds:
@@ -182,7 +182,7 @@ def ensemble_sizes(members: list[str], reports: Path = REPORTS) -> dict:
 
 def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
     tess = _records(data)["tess"]
-    bank = FeatureBank(tess)
+    bank = FeatureBank(tess, n_variants=cfg.variants)
     results = []
     for speaker in sorted({r.speaker for r in tess}):
         test = [r for r in tess if r.speaker == speaker]
@@ -198,7 +198,7 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
     n_test = int(len(tess) * test_fraction)
     test = [tess[i] for i in order[:n_test]]
     train_recs = [tess[i] for i in order[n_test:]]
-    bank = FeatureBank(tess)
+    bank = FeatureBank(tess, n_variants=cfg.variants)
     # speakers are shared by design here, so bypass run_split's leak check
     model, mcfg, history = train(bank, bank.subset(train_recs), None, cfg)
     return {"train_speakers": sorted({r.speaker for r in train_recs}), "n_train": len(train_recs),
@@ -210,7 +210,7 @@ def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, w
     checkpoint that was trained on exactly the files of ``source`` (e.g. the shipped model)."""
     by = _records(data)
     if weights is None:
-        bank = FeatureBank(by[source] + by[target])
+        bank = FeatureBank(by[source] + by[target], n_variants=cfg.variants)
         return run_split(bank, by[source], by[target], cfg, robust=False)
     recognizer = Recognizer.load(weights)
     trained_on = recognizer.meta.get("data", {})

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import FeatureBank, balanced_weights, crop, spec_augment
+from .data import N_VARIANTS, FeatureBank, balanced_weights, crop, spec_augment
 from .features import FRAMES_PER_SECOND, N_HANDCRAFTED, N_MELS
 from .labels import NUM_CLASSES
 from .model import Ensemble, ModelConfig, build_model, count_parameters
@@ -43,6 +43,7 @@ class TrainConfig:
     tdnn_width: int = ModelConfig.tdnn_width
     members: int = 1  # networks trained with seeds seed, seed+1, ... and averaged (an ensemble)
     bf16: bool = False  # bfloat16 autocast in training (1.7x faster on CPUs with AVX512-BF16); weights stay fp32
+    variants: int = N_VARIANTS  # augmented copies cached per training file (the bank is built with these)
     device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the model comes back on the CPU
 
     @classmethod

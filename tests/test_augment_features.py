@@ -138,3 +138,23 @@ def test_feature_bank_keeps_labels_and_holds_distinct_variants(tmp_path):
     # a second bank reads the cache instead of recomputing
     again = FeatureBank(bank.records, workers=1, cache_dir=tmp_path / "cache")
     assert np.array_equal(again.logmel[1][2], bank.logmel[1][2])
+
+
+def test_more_variants_are_cached_apart_and_extend_the_default_ones(tmp_path):
+    """``--variants 4``: five log-mels per file in their own cache entries; the first two augmented
+    copies are the default bank's (same seeded draws), the others new."""
+    import soundfile as sf
+
+    from ser_model.corpora import scan
+
+    folder = tmp_path / "Actor_01"
+    folder.mkdir()
+    sf.write(folder / "03-01-05-01-01-01-01.wav", voice(1.0, 180), SR)
+    records = scan(tmp_path).records
+    default = FeatureBank(records, workers=1, cache_dir=tmp_path / "cache")
+    more = FeatureBank(records, workers=1, cache_dir=tmp_path / "cache", n_variants=4)
+    assert len(default.logmel[0]) == N_VARIANTS + 1 and len(more.logmel[0]) == 5
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2
+    for i in range(N_VARIANTS + 1):
+        assert np.array_equal(more.logmel[0][i], default.logmel[0][i])
+    assert not np.allclose(more.logmel[0][3][:, :50], more.logmel[0][1][:, :50])
