@@ -12,6 +12,7 @@ import torch
 from . import features as F
 from .audio import SAMPLE_RATE
 from .checkpoint import register, save_checkpoint
+from .data import N_VARIANTS
 from .inference import HOP_S, WINDOW_S
 from .labels import EMOTIONS
 from .metrics import compute_metrics, format_report, plot_confusion, plot_curves
@@ -109,12 +110,12 @@ Speech emotion recognition from the voice alone (no words), seven classes.
 
 Training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size}, AdamW (lr {cfg.lr:g}, one-cycle),
 random {cfg.crop_s:g} s crops, batches balanced over corpora and classes; augmentation (after any
-speaker split): pitch shift, time stretch, reverberation, band-limiting, noise 5-30 dB SNR, Opus
-round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), label smoothing {cfg.label_smoothing:g}.
+speaker split, {cfg.variants} seeded copies of each file): pitch shift, time stretch, reverberation,
+band-limiting, noise 5-30 dB SNR, Opus round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), label smoothing {cfg.label_smoothing:g}.
 {seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}
 
 ## Evaluation (speaker-independent)
-The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members)}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
@@ -150,11 +151,12 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
-def _model_label(arch: str, channels, members: int = 1) -> str:
+def _model_label(arch: str, channels, members: int = 1, variants: int = N_VARIANTS) -> str:
     """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known;
-    `` x2`` for an ensemble of two."""
+    `` x2`` for an ensemble of two; ``, 8 aug. copies`` when not trained on the default number."""
     label = f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
-    return label + (f" x{members}" if members > 1 else "")
+    return (label + (f" x{members}" if members > 1 else "")
+            + (f", {variants} aug. copies" if variants != N_VARIANTS else ""))
 
 
 def _model_name(report: dict, fallback: str) -> str:
@@ -165,7 +167,8 @@ def _model_name(report: dict, fallback: str) -> str:
     if not channels:
         found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
         channels = found.group(1).split() if found else None
-    return _model_label(cfg.get("arch") or fallback, channels, cfg.get("members", 1))
+    return _model_label(cfg.get("arch") or fallback, channels, cfg.get("members", 1),
+                        cfg.get("variants", N_VARIANTS))
 
 
 def results_table(reports_dir: Path = REPORTS) -> str:

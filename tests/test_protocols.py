@@ -134,3 +134,20 @@ def test_cross_corpus_scores_a_given_checkpoint_only_if_it_was_trained_on_exactl
         wrong = save_checkpoint(tmp_path / "wrong", build_model(cfg), cfg, {"data": data})
         with pytest.raises(ValueError, match="was trained on"):
             cross_corpus([tmp_path], TrainConfig(), "ravdess", "tess", weights=wrong)
+
+
+def test_results_table_names_each_recipe_apart(tmp_path):
+    """Rows of different recipes must not share a label: widths, ensemble size and a non-default
+    number of augmented copies all show."""
+    import json
+
+    from ser_model.modelcard import results_table
+
+    for name, cfg in {"a": {"arch": "attn_cnn", "channels": [32, 64], "members": 2, "variants": 2},
+                      "b": {"arch": "attn_cnn", "channels": [32, 64], "members": 2, "variants": 8},
+                      "c": {"arch": "cnn1d"}}.items():
+        clean = {"ua": {"mean": 0.5, "std": 0.1}, "wa": {"mean": 0.5, "std": 0.1}}
+        (tmp_path / f"ravdess-cv_{name}.json").write_text(json.dumps(
+            {"folds": [{"train_speakers": ["ravdess-01"]}], "clean": clean, "train_config": cfg, "command": name}))
+    labels = [row.split(" | ")[1] for row in results_table(tmp_path).splitlines()[2:5]]
+    assert labels == ["`attn_cnn 32-64 x2`", "`attn_cnn 32-64 x2, 8 aug. copies`", "`cnn1d`"]
