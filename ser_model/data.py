@@ -28,16 +28,14 @@ CACHE_DIR = Path(os.environ.get("SER_CACHE", Path(__file__).resolve().parent.par
 N_VARIANTS = 2  # augmented copies per file, besides the clean one
 
 
-def feature_version(n_variants: int = N_VARIANTS) -> str:
+def _feature_version(n_variants: int) -> str:
+    """Part of each cache key: a change to these settings makes the cache recompute."""
     return f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{n_variants}"
-
-
-FEATURE_VERSION = feature_version()
 
 
 def _cache_path(path: Path, seed: int, cache_dir: Path | None = None, n_variants: int = N_VARIANTS) -> Path:
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{feature_version(n_variants)}|{seed}"
+    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{_feature_version(n_variants)}|{seed}"
     digest = hashlib.sha1(key.encode()).hexdigest()
     return Path(cache_dir or CACHE_DIR) / digest[:2] / f"{digest}.npz"
 

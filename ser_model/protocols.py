@@ -277,12 +277,12 @@ def main(argv=None) -> None:
     p.add_argument("--weights", type=Path, help="cross-corpus: score this checkpoint (trained on exactly the "
                                                 "source corpus) instead of training one")
     args = p.parse_args(argv)
+    command = "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])
     limit_blas_threads()
     if args.protocol == "ensemble-sizes":
         if not args.name or not args.ensemble_of:
             p.error("ensemble-sizes needs --name and --of")
-        result = {**ensemble_sizes(args.ensemble_of, args.reports),
-                  "command": "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])}
+        result = {**ensemble_sizes(args.ensemble_of, args.reports), "command": command}
         args.reports.mkdir(parents=True, exist_ok=True)
         (args.reports / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
         plot_ensemble_sizes(result["sizes"], args.reports / f"{args.name}.png",
@@ -296,16 +296,15 @@ def main(argv=None) -> None:
     if args.protocol in ("merge", "ensemble"):
         if not args.name or (args.protocol == "ensemble" and not args.ensemble_of):
             p.error(f"{args.protocol} needs --name" + (" and --of" if args.protocol == "ensemble" else ""))
-        command = " && ".join(args.command or [])
-        result = (merge_folds(args.name, command, args.reports) if args.protocol == "merge"
-                  else ensemble_folds(args.ensemble_of, command, args.reports))
+        given = " && ".join(args.command or [])  # the commands that made the runs, if stated
+        result = (merge_folds(args.name, given, args.reports) if args.protocol == "merge"
+                  else ensemble_folds(args.ensemble_of, given, args.reports))
         print(json.dumps({k: result[k] for k in ("clean", "degraded") if k in result}, indent=1))
         print(f"report: {save_report(args.name, result, args.reports)}")
         return
     cfg = training_config(args)
     folds = [f - 1 for f in args.folds] if args.folds else None
     name = args.name or f"{args.protocol}_{args.arch}"
-    command = "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.weights and "-to-" not in args.protocol:
         p.error("--weights only applies to the cross-corpus protocols")
     result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports, command, args.weights)
