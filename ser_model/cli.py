@@ -59,7 +59,7 @@ def _train(args) -> int:
     from .corpora import scan
     from .data import FeatureBank
     from .modelcard import write_training_outputs
-    from .train import train
+    from .train import join_encoder_head, train
 
     scanned = scan(*args.data)
     records = [r for r in scanned.records if not args.corpora or r.corpus in args.corpora]
@@ -67,13 +67,37 @@ def _train(args) -> int:
         print(f"no labelled audio found under {', '.join(map(str, args.data))}", file=sys.stderr)
         return 2
     cfg = training_config(args)
-    bank = FeatureBank(records, workers=args.workers, n_variants=cfg.variants)
-    model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
+    if args.networks_from:
+        cfg, networks = _networks_from(args.networks_from, cfg)
+    bank = FeatureBank(records, workers=args.workers, n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+    if args.networks_from:
+        model, mcfg, meta = networks
+        model, mcfg, history = join_encoder_head(list(model.members) if mcfg.members > 1 else [model], mcfg,
+                                                 meta.get("history", {}), bank, list(range(len(records))), cfg)
+    else:
+        model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
                                    make_default=args.default)
     for p in paths:
         print(p)
     return 0
+
+
+def _networks_from(path: str, cfg):
+    """(the checkpoint's training config with the encoder on, (model, config, meta)) for ``--networks-from``."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint
+    from .train import TrainConfig
+
+    if not cfg.encoder:
+        raise SystemExit("--networks-from adds an encoder head: pass --encoder too")
+    model, mcfg, meta = load_checkpoint(path)
+    if mcfg.arch != "attn_cnn" or mcfg.encoder:
+        raise SystemExit(f"{path}: --networks-from takes an attn_cnn model without an encoder head")
+    saved = meta["train_config"]
+    trained = TrainConfig(**{**saved, "channels": tuple(saved["channels"])})
+    return replace(trained, encoder=True, head_c=cfg.head_c, threads=cfg.threads), (model, mcfg, meta)
 
 
 def _evaluate(args) -> int:
@@ -117,13 +141,17 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="train with bfloat16 autocast (faster on recent CPUs)")
     p.add_argument("--variants", type=int, help="augmented copies cached per training file (default 2)")
     p.add_argument("--device", help="train on this torch device, e.g. cuda (default cpu)")
+    p.add_argument("--encoder", action="store_true",
+                   help="attn_cnn: add a head on the pretrained speaker encoder (needs the resemblyzer wheel)")
+    p.add_argument("--head-c", type=float, help="encoder head's inverse L2 strength (default 0.003)")
 
 
 def training_config(args: argparse.Namespace):
     """The TrainConfig that ``add_training_options``'s values ask for."""
     from .train import TrainConfig
 
-    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device", "variants")
+    fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device", "variants",
+              "head_c")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.channels:
         overrides["channels"] = tuple(args.channels)
@@ -133,10 +161,17 @@ def training_config(args: argparse.Namespace):
         import torch
 
         torch.device(args.device)  # an unknown device fails here, before features are extracted
-    for flag in ("utterance_norm", "bf16"):
+    for flag in ("utterance_norm", "bf16", "encoder"):
         if getattr(args, flag):
             overrides[flag] = True
-    return TrainConfig.for_arch(args.arch, **overrides)
+    cfg = TrainConfig.for_arch(args.arch, **overrides)
+    if cfg.uses_encoder:
+        from .encoder import pretrained_file
+
+        if cfg.arch not in ("attn_cnn", "encoder_head"):
+            raise ValueError(f"--encoder joins attn_cnn models only, not {cfg.arch}")
+        pretrained_file()  # a missing wheel fails here, before features are extracted
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_options(tr)
     tr.add_argument("--workers", type=int, default=2, help="feature-extraction processes")
     tr.add_argument("--default", action="store_true", help="make it the folder's default model")
+    tr.add_argument("--networks-from", metavar="CHECKPOINT",
+                    help="with --encoder: keep this trained attn_cnn model's networks (and its recorded "
+                         "training settings) and fit only the encoder head")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a model on labelled corpus files")

@@ -4,7 +4,8 @@ For each file the cache holds the features of the clean, silence-trimmed audio
 (variant 0) and of ``n_variants`` augmented copies, each drawn with a seed
 derived from the file name. Test folds only ever read variant 0, so the
 augmented copies of a file are used only when that file is on the training
-side of a split.
+side of a split. Banks built ``with_encoder`` also hold the speaker encoder's
+log-mel of every variant (their own cache entries; the default ones stay valid).
 """
 from __future__ import annotations
 
@@ -28,25 +29,32 @@ CACHE_DIR = Path(os.environ.get("SER_CACHE", Path(__file__).resolve().parent.par
 N_VARIANTS = 2  # augmented copies per file, besides the clean one
 
 
-def _feature_version(n_variants: int) -> str:
+def _feature_version(n_variants: int, encoder: bool = False) -> str:
     """Part of each cache key: a change to these settings makes the cache recompute."""
-    return f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{n_variants}"
+    version = f"v1-{F.N_MELS}-{F.N_FFT}-{F.HOP_LENGTH}-{F.TRIM_TOP_DB}-{n_variants}"
+    if encoder:
+        version += f"-enc{F.ENCODER_BANDS}-{F.ENCODER_N_FFT}-{F.ENCODER_LEVEL_DBFS:g}"
+    return version
 
 
-def _cache_path(path: Path, seed: int, cache_dir: Path | None = None, n_variants: int = N_VARIANTS) -> Path:
+def _cache_path(path: Path, seed: int, cache_dir: Path | None = None, n_variants: int = N_VARIANTS,
+                encoder: bool = False) -> Path:
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{_feature_version(n_variants)}|{seed}"
+    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{_feature_version(n_variants, encoder)}|{seed}"
     digest = hashlib.sha1(key.encode()).hexdigest()
     return Path(cache_dir or CACHE_DIR) / digest[:2] / f"{digest}.npz"
 
 
-def extract(path: Path, seed: int = 0, n_variants: int = N_VARIANTS) -> dict:
-    """Log-mel (float16) and hand-crafted features of the clean file and its augmented copies."""
+def extract(path: Path, seed: int = 0, n_variants: int = N_VARIANTS, encoder: bool = False) -> dict:
+    """Log-mel (float16) and hand-crafted features of the clean file and its augmented copies
+    (and the speaker encoder's log-mel, with ``encoder``)."""
     clean = F.trim_silence(load_audio(path))
     rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
     waves = [clean] + [augment(clean, rng) for _ in range(n_variants)]
     out = {f"logmel{i}": F.log_mel(w).astype(np.float16) for i, w in enumerate(waves)}
     out["handcrafted"] = np.stack([F.handcrafted(w) for w in waves])
+    if encoder:
+        out.update({f"encmel{i}": F.encoder_log_mel(w).astype(np.float16) for i, w in enumerate(waves)})
     return out
 
 
@@ -67,12 +75,12 @@ def _single_thread_worker() -> None:
 
 
 def _extract_to_cache(args) -> str:
-    path, seed, cache_dir, n_variants = args
-    target = _cache_path(path, seed, cache_dir, n_variants)
+    path, seed, cache_dir, n_variants, encoder = args
+    target = _cache_path(path, seed, cache_dir, n_variants, encoder)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")  # own name: runs may share a cache
-        np.savez(tmp, **extract(path, seed, n_variants))
+        np.savez(tmp, **extract(path, seed, n_variants, encoder))
         tmp.replace(target)
     return str(target)
 
@@ -81,20 +89,23 @@ class FeatureBank:
     """Cached features for a list of records, loaded into memory."""
 
     def __init__(self, records: list[Record], seed: int = 0, workers: int = 2, cache_dir: Path | None = None,
-                 n_variants: int = N_VARIANTS):
+                 n_variants: int = N_VARIANTS, with_encoder: bool = False):
         self.records = list(records)
-        todo = [(r.path, seed, cache_dir, n_variants) for r in self.records
-                if not _cache_path(r.path, seed, cache_dir, n_variants).exists()]
+        key = (seed, cache_dir, n_variants, with_encoder)
+        todo = [(r.path, *key) for r in self.records if not _cache_path(r.path, *key).exists()]
         if todo:
             with ProcessPoolExecutor(max(1, workers), initializer=_single_thread_worker) as pool:
                 list(tqdm(pool.map(_extract_to_cache, todo, chunksize=8), total=len(todo),
                           desc="features", unit="file"))
         self.logmel: list[list[np.ndarray]] = []
         self.handcrafted: list[np.ndarray] = []
+        self.encmel: list[list[np.ndarray]] = []  # filled only with_encoder
         for r in tqdm(self.records, desc="loading cache", unit="file", leave=False):
-            with np.load(_cache_path(r.path, seed, cache_dir, n_variants)) as z:
+            with np.load(_cache_path(r.path, *key)) as z:
                 self.logmel.append([z[f"logmel{i}"] for i in range(n_variants + 1)])
                 self.handcrafted.append(z["handcrafted"])
+                if with_encoder:
+                    self.encmel.append([z[f"encmel{i}"] for i in range(n_variants + 1)])
         self.labels = np.array([LABEL_TO_INDEX[r.label] for r in self.records])
         self.index = {str(r.path): i for i, r in enumerate(self.records)}
 

@@ -1,8 +1,8 @@
 """Features shared by training, file prediction and streaming.
 
 Every path (training cache, ``Recognizer.predict`` and the live stream) calls
-:func:`log_mel` or :func:`handcrafted` on a float32 16 kHz waveform, so the
-same audio always gives the same features.
+:func:`log_mel`, :func:`encoder_log_mel` or :func:`handcrafted` on a float32
+16 kHz waveform, so the same audio always gives the same features.
 """
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ N_MFCC = 40
 N_CHROMA = 12
 N_MEL_HANDCRAFTED = 128
 N_HANDCRAFTED = N_MFCC + N_CHROMA + N_MEL_HANDCRAFTED + 2  # + ZCR + RMS = 182
+
+# The pretrained speaker encoder's own input (Resemblyzer's hparams): 40 mel bands 0-8 kHz of
+# the power STFT, 25 ms Hann window, 10 ms hop, after raising quiet audio to -30 dBFS.
+ENCODER_BANDS = 40
+ENCODER_N_FFT = 400
+ENCODER_LEVEL_DBFS = -30.0
+ENCODER_FLOOR = 1e-10  # the encoder reads exp() of these values: keep its near-silence near zero
 
 
 @lru_cache(maxsize=4)
@@ -49,6 +56,30 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     """(N_MELS, frames) natural-log mel power spectrogram of a 16 kHz waveform."""
     mel = mel_filterbank() @ power_spectrogram(wave)
     return np.log(mel + LOG_FLOOR).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def encoder_filterbank() -> np.ndarray:
+    """(ENCODER_BANDS, ENCODER_N_FFT // 2 + 1) the encoder's mel filterbank (librosa defaults)."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=ENCODER_N_FFT, n_mels=ENCODER_BANDS).astype(np.float32)
+
+
+def encoder_log_mel(wave: np.ndarray) -> np.ndarray:
+    """(ENCODER_BANDS, frames) natural-log mel power in the speaker encoder's settings; as many
+    frames as :func:`log_mel` gives, so the two stack into one input."""
+    import librosa
+
+    wave = np.asarray(wave, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) if len(wave) else 0.0
+    target = 10 ** (ENCODER_LEVEL_DBFS / 20)
+    if 0 < rms < target:  # raise only, as the encoder's training did (lowering loud audio too: no gain)
+        wave = wave * np.float32(target / rms)
+    spec = librosa.stft(wave, n_fft=ENCODER_N_FFT, hop_length=HOP_LENGTH, center=True, pad_mode="constant")
+    mel = encoder_filterbank() @ (spec.real ** 2 + spec.imag ** 2)
+    return np.log(mel + ENCODER_FLOOR).astype(np.float32)
+
 
 
 def num_frames(num_samples: int) -> int:

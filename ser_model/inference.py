@@ -16,7 +16,7 @@ import torch
 from . import vad
 from .audio import SAMPLE_RATE, AudioSource, load_audio, pad_or_trim, to_model_rate
 from .checkpoint import load_checkpoint
-from .features import handcrafted, log_mel, trim_silence
+from .features import encoder_log_mel, handcrafted, log_mel, trim_silence
 from .labels import EMOTIONS
 
 WINDOW_S = 3.0  # analysis window
@@ -64,7 +64,7 @@ def optimize_for_cpu(model: torch.nn.Module, config) -> torch.nn.Module:
     def example(batch: int, frames: int) -> torch.Tensor:
         if config.input_kind == "handcrafted":
             return torch.randn(batch, config.n_features)
-        return torch.randn(batch, config.n_mels, frames)
+        return torch.randn(batch, config.input_bands, frames)
 
     model.eval()
     try:
@@ -116,7 +116,12 @@ class Recognizer:
         wave = trim_silence(wave)
         if len(wave) < MIN_WINDOW_S * SAMPLE_RATE:
             wave = pad_or_trim(wave, int(MIN_WINDOW_S * SAMPLE_RATE))
-        return handcrafted(wave) if self.config.input_kind == "handcrafted" else log_mel(wave)
+        if self.config.input_kind == "handcrafted":
+            return handcrafted(wave)
+        if not self.config.uses_encoder:
+            return log_mel(wave)
+        encoder = encoder_log_mel(wave)
+        return encoder if self.config.arch == "encoder_head" else np.concatenate([log_mel(wave), encoder])
 
     @torch.inference_mode()
     def predict_proba(self, windows: list[np.ndarray]) -> np.ndarray:

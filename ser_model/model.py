@@ -1,8 +1,10 @@
 """The networks: our attention CNN and the field's two reference baselines.
 
 Every model maps a batch of features to class logits. Spectrogram models take
-(B, N_MELS, T) log-mel; ``cnn1d`` takes (B, N_HANDCRAFTED) vectors. Input
-normalisation lives inside the model so every caller feeds raw features.
+(B, N_MELS, T) log-mel; ``cnn1d`` takes (B, N_HANDCRAFTED) vectors;
+``encoder_head`` takes the speaker encoder's (B, ENCODER_BANDS, T) log-mel, and a
+model with ``encoder=True`` takes both stacked, (B, N_MELS + ENCODER_BANDS, T).
+Input normalisation lives inside the model so every caller feeds raw features.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .features import N_HANDCRAFTED, N_MELS
+from .features import ENCODER_BANDS, N_HANDCRAFTED, N_MELS
 from .labels import NUM_CLASSES
 
-ARCHITECTURES = ("attn_cnn", "tdnn", "cnn_lstm", "cnn1d")
+ARCHITECTURES = ("attn_cnn", "tdnn", "cnn_lstm", "cnn1d", "encoder_head")
+ENCODER_HIDDEN = 256  # the pretrained speaker encoder's LSTM width (Resemblyzer)
+ENCODER_LAYERS = 2  # of its three LSTM layers, the first two: the second's states feed the head
 
 
 @dataclass
@@ -29,6 +33,7 @@ class ModelConfig:
     tdnn_width: int = 128  # tdnn: channels of its dilated conv blocks (embedding: twice this)
     utterance_norm: bool = False  # attn_cnn: subtract each window's own per-band mean (channel/speaker)
     members: int = 1  # >1: an ensemble of this many networks of this config, probabilities averaged
+    encoder: bool = False  # attn_cnn: an EncoderHead joins the ensemble as one more member
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -36,6 +41,16 @@ class ModelConfig:
     @property
     def input_kind(self) -> str:
         return "handcrafted" if self.arch == "cnn1d" else "logmel"
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether the input carries the speaker encoder's bands (after any log-mel bands)."""
+        return self.encoder or self.arch == "encoder_head"
+
+    @property
+    def input_bands(self) -> int:
+        """Rows of a spectrogram model's input: log-mel bands, then the encoder's bands."""
+        return (0 if self.arch == "encoder_head" else self.n_mels) + (ENCODER_BANDS if self.uses_encoder else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +103,7 @@ class AttnCNN(nn.Module):
         self.utterance_norm = cfg.utterance_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)  # (B, F, T)
+        x = self.norm(x[:, :self.norm.mean.numel()])  # (B, F, T): its log-mel bands, not the encoder's
         if self.utterance_norm:
             x = x - x.mean(dim=-1, keepdim=True)
         x = self.features(x.unsqueeze(1))  # (B, C, F', T')
@@ -166,6 +181,31 @@ class CNN1D(nn.Module):
         return self.head(self.features(self.norm(x).unsqueeze(1)))  # (B, n_classes)
 
 
+class EncoderHead(nn.Module):
+    """A frozen pretrained speaker encoder (the first two LSTM layers of Resemblyzer's GE2E
+    encoder), the mean and standard deviation over time of its second layer's states,
+    standardised, and a linear layer: the one part of a model that saw more than our corpora.
+
+    The LSTM weights come from the resemblyzer wheel when a head is trained
+    (``ser_model.encoder``) and travel in the checkpoint afterwards.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(ENCODER_BANDS, ENCODER_HIDDEN, ENCODER_LAYERS, batch_first=True)
+        self.lstm.requires_grad_(False)
+        self.norm = Standardize(2 * ENCODER_HIDDEN, [], [])
+        self.head = nn.Linear(2 * ENCODER_HIDDEN, cfg.n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ..., T) input whose last ENCODER_BANDS rows are the encoder's log-mel -> (B, 512) statistics."""
+        states, _ = self.lstm(torch.exp(x[:, -ENCODER_BANDS:]).transpose(1, 2))  # (B, T, H)
+        return torch.cat([states.mean(1), states.std(1)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.embed(x)))
+
+
 class Ensemble(nn.Module):
     """Networks whose class probabilities are averaged; returns log-probabilities, so a caller's
     softmax gives the mean probability and its argmax the ensemble's vote."""
@@ -180,7 +220,15 @@ class Ensemble(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Instantiate the network named by ``cfg.arch`` (an Ensemble of them if ``cfg.members`` > 1)."""
+    """Instantiate the network named by ``cfg.arch`` (an Ensemble of them if ``cfg.members`` > 1,
+    joined by an EncoderHead if ``cfg.encoder``)."""
+    if cfg.encoder:
+        if cfg.arch != "attn_cnn":
+            raise ValueError(f"the encoder head joins attn_cnn models only, not {cfg.arch!r}")
+        single = replace(cfg, members=1, encoder=False)
+        return Ensemble([build_model(single) for _ in range(cfg.members)] + [EncoderHead(cfg)])
+    if cfg.arch == "encoder_head":
+        return EncoderHead(cfg)
     if cfg.members > 1:
         return Ensemble([build_model(replace(cfg, members=1)) for _ in range(cfg.members)])
     if cfg.arch == "attn_cnn":

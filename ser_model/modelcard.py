@@ -100,7 +100,7 @@ Speech emotion recognition from the voice alone (no words), seven classes.
 - Features: log-mel, {F.N_MELS} bands {F.FMIN:g}-{F.FMAX:g} Hz, FFT {F.N_FFT}, window {F.WIN_LENGTH}
   ({F.WIN_LENGTH * 1000 // SAMPLE_RATE} ms), hop {F.HOP_LENGTH} ({F.HOP_LENGTH * 1000 // SAMPLE_RATE} ms), natural log;
   standardised per band with training-set statistics stored in the checkpoint{utterance_note}.
-- Architecture: `{mcfg.arch}`{ensemble_note}, {count_parameters(model):,} parameters{" in all" if mcfg.members > 1 else ""} (see `ser_model/model.py`).
+- Architecture: `{mcfg.arch}`{ensemble_note}, {count_parameters(model):,} parameters{" in all" if mcfg.members > 1 or mcfg.encoder else ""} (see `ser_model/model.py`).{_encoder_note(mcfg, cfg)}
 - Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.
 
 ## Training data
@@ -115,7 +115,7 @@ band-limiting, noise 5-30 dB SNR, Opus round trip, time shift, gain; SpecAugment
 {seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}
 
 ## Evaluation (speaker-independent)
-The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants)}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants, mcfg.encoder)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
@@ -127,7 +127,27 @@ An emotion label is a guess about how a voice sounds, not about how a person fee
 for decisions about people.
 
 ## Licence
-{licences(meta["data"])}"""
+{licences(meta["data"])}{ENCODER_LICENCE if mcfg.uses_encoder else ""}"""
+
+
+ENCODER_LICENCE = """
+The encoder head's frozen LSTM layers are the first two layers of Resemblyzer's pretrained voice
+encoder (resemblyzer 0.1.4 wheel, `pretrained.pt`), (c) Resemble AI / Corentin Jemine,
+under the Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0), copied unchanged into
+this checkpoint.
+"""
+
+
+def _encoder_note(mcfg, cfg) -> str:
+    if not mcfg.uses_encoder:
+        return ""
+    joins = (f"\n  One more ensemble member, weighted like each network: " if mcfg.encoder else "\n  ")
+    return (joins + "a frozen pretrained speaker encoder (the first two LSTM layers of Resemblyzer's GE2E voice "
+            "encoder, trained for speaker verification on LibriSpeech and VoxCeleb) reads its own input, "
+            f"{F.ENCODER_BANDS} mel bands 0-8 kHz (FFT {F.ENCODER_N_FFT}, hop {F.HOP_LENGTH}) of the window "
+            f"brought to {F.ENCODER_LEVEL_DBFS:g} dBFS; the mean and standard deviation over time of its second "
+            f"layer's states, standardised, feed a linear layer fitted by L-BFGS (L2, C = {cfg.head_c:g}) on the "
+            "clean and augmented training files. Only that layer and the standardisation were trained here.")
 
 
 PROTOCOL_TITLES = {  # report-name prefix -> what it measures
@@ -151,11 +171,12 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
-def _model_label(arch: str, channels, members: int = 1, variants: int = N_VARIANTS) -> str:
+def _model_label(arch: str, channels, members: int = 1, variants: int = N_VARIANTS, encoder: bool = False) -> str:
     """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known;
-    `` x2`` for an ensemble of two; ``, 8 aug. copies`` when not trained on the default number."""
+    `` x2`` for an ensemble of two; `` + encoder head`` when one joins them; ``, 8 aug. copies``
+    when not trained on the default number."""
     label = f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
-    return (label + (f" x{members}" if members > 1 else "")
+    return (label + (f" x{members}" if members > 1 else "") + (" + encoder head" if encoder else "")
             + (f", {variants} aug. copies" if variants != N_VARIANTS else ""))
 
 
@@ -168,7 +189,7 @@ def _model_name(report: dict, fallback: str) -> str:
         found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
         channels = found.group(1).split() if found else None
     return _model_label(cfg.get("arch") or fallback, channels, cfg.get("members", 1),
-                        cfg.get("variants", N_VARIANTS))
+                        cfg.get("variants", N_VARIANTS), cfg.get("encoder", False))
 
 
 def results_table(reports_dir: Path = REPORTS) -> str:

@@ -3,7 +3,8 @@
 Log-mel models see random 2 s crops of a random variant (clean or augmented)
 per step, with random gain, SpecAugment and mixup; the 1D-CNN sees the
 hand-crafted vector of a random variant. Batches are drawn so that every corpus
-and every class within it weigh the same.
+and every class within it weigh the same. The encoder head is not trained by
+steps: its linear layer is fitted once on all variants (``ser_model.encoder``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast in training (1.7x faster on CPUs with AVX512-BF16); weights stay fp32
     variants: int = N_VARIANTS  # augmented copies cached per training file (the bank is built with these)
     device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the model comes back on the CPU
+    encoder: bool = False  # attn_cnn: add a head on the pretrained speaker encoder as one more ensemble member
+    head_c: float = 0.003  # the encoder head's inverse L2 strength (scikit-learn's C; picked by inner CV)
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether training needs the speaker encoder's features (``FeatureBank(with_encoder=...)``)."""
+        return self.encoder or self.arch == "encoder_head"
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
@@ -52,7 +60,8 @@ class TrainConfig:
         cnn_lstm gets 1200 steps, cnn1d at most 1800 (it stops early)."""
         base = {"attn_cnn": {}, "tdnn": {},
                 "cnn_lstm": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 40, "steps_per_epoch": 30},
-                "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 60, "steps_per_epoch": 30}}[arch]
+                "cnn1d": {"lr": 1e-3, "mixup_alpha": 0.0, "epochs": 60, "steps_per_epoch": 30},
+                "encoder_head": {}}[arch]
         return cls(arch=arch, **{**base, **overrides})
 
 
@@ -69,6 +78,7 @@ class BatchMaker:
 
     def __init__(self, bank: FeatureBank, idx: list[int], cfg: TrainConfig, kind: str):
         self.bank, self.idx, self.cfg, self.kind = bank, np.asarray(idx), cfg, kind
+        self.encoder = cfg.uses_encoder  # evaluation batches carry its bands too
         self.p = balanced_weights([bank.records[i] for i in idx])
         self.rng = np.random.default_rng(cfg.seed)
         self.frames = int(cfg.crop_s * FRAMES_PER_SECOND) + 1
@@ -82,6 +92,10 @@ class BatchMaker:
         if self.kind == "handcrafted":
             return torch.from_numpy(np.stack([self.bank.handcrafted[i][self._variant(i, train)] for i in idx]))
         rng = self.rng if train else None
+        if self.encoder and not train:  # centre crops of equal-length spectrograms line up
+            x = np.stack([np.concatenate([crop(self.bank.logmel[i][0], self.frames, None),
+                                          crop(self.bank.encmel[i][0], self.frames, None)]) for i in idx])
+            return torch.from_numpy(x.astype(np.float32))
         x = np.stack([crop(self.bank.logmel[i][self._variant(i, train)], self.frames, rng) for i in idx])
         x = torch.from_numpy(x.astype(np.float32))  # (B, N_MELS, T)
         if train:
@@ -96,21 +110,41 @@ class BatchMaker:
 
 def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = None,
           cfg: TrainConfig | None = None, progress: bool = True):
-    """Train a model (an Ensemble of ``cfg.members`` networks, each with its own seed).
+    """Train a model (an Ensemble of ``cfg.members`` networks, each with its own seed, joined by
+    an encoder head with ``cfg.encoder``).
 
     Returns (model, ModelConfig, history dict of per-epoch curves; for an ensemble, each
     curve is the mean over members).
     """
+    from .encoder import fit_encoder_head
+
     cfg = cfg or TrainConfig()
-    if cfg.members <= 1:
+    if cfg.arch == "encoder_head":
+        return fit_encoder_head(bank, train_idx, cfg, progress)
+    if cfg.encoder and cfg.arch != "attn_cnn":
+        raise ValueError(f"the encoder head joins attn_cnn models only, not {cfg.arch!r}")
+    if cfg.members <= 1 and not cfg.encoder:
         return _train_one(bank, train_idx, val_idx, cfg, progress)
     runs = [_train_one(bank, train_idx, val_idx, replace(cfg, seed=cfg.seed + i, members=1), progress)
             for i in range(cfg.members)]
     mcfg = replace(runs[0][1], members=cfg.members)
-    model = Ensemble([m for m, _, _ in runs]).eval()
+    members = [m for m, _, _ in runs]
     history = {k: np.mean([h[k] for _, _, h in runs], axis=0).tolist() for k in runs[0][2]
                if all(len(h.get(k, ())) == len(runs[0][2][k]) for _, _, h in runs)}
-    return model, mcfg, history
+    if cfg.encoder:
+        return join_encoder_head(members, mcfg, history, bank, train_idx, cfg, progress)
+    return Ensemble(members).eval(), mcfg, history
+
+
+def join_encoder_head(networks: list, mcfg: ModelConfig, history: dict, bank: FeatureBank, train_idx: list[int],
+                      cfg: TrainConfig, progress: bool = True):
+    """Trained attn_cnn ``networks`` plus an encoder head fitted on ``train_idx``, as one Ensemble
+    (also how ``train --networks-from`` adds a head to a saved model)."""
+    from .encoder import fit_encoder_head
+
+    head, _, head_history = fit_encoder_head(bank, train_idx, cfg, progress)
+    history = {**history, "encoder_head_train_acc": head_history["final_train_acc"]}
+    return Ensemble(list(networks) + [head]).eval(), replace(mcfg, encoder=True), history
 
 
 def _train_one(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None, cfg: TrainConfig,
