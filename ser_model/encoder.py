@@ -74,6 +74,28 @@ def embed_bank(head: EncoderHead, bank: FeatureBank, idx: list[int], progress: b
     return np.stack(rows), np.array(owner)
 
 
+def fit_linear(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, c: float) -> tuple[torch.nn.Linear, list[float]]:
+    """Multinomial logistic regression by L-BFGS: weighted mean cross-entropy plus
+    ||W||^2 / (2 c n), the optimum of scikit-learn's ``LogisticRegression(C=c)`` up to the weights.
+    Returns the fitted layer and the loss at each evaluation."""
+    w = w / w.sum()
+    l2 = 1.0 / (2 * c * len(y))
+    linear = torch.nn.Linear(x.shape[1], NUM_CLASSES)
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=500, tolerance_change=1e-9,
+                            line_search_fn="strong_wolfe")
+    losses = []
+
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy(linear(x), y, reduction="none") * w).sum() + l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        losses.append(loss.item())
+        return loss
+
+    opt.step(closure)
+    return linear.eval(), losses
+
+
 def fit_encoder_head(bank: FeatureBank, train_idx: list[int], cfg, progress: bool = True):
     """Train an EncoderHead on ``train_idx``: pretrained LSTM frozen, linear layer fitted by L-BFGS
     to class-and-corpus-balanced cross-entropy plus an L2 penalty (``cfg.head_c``, as
@@ -88,21 +110,7 @@ def fit_encoder_head(bank: FeatureBank, train_idx: list[int], cfg, progress: boo
     y = torch.from_numpy(bank.labels[owner])
     per_file = dict(zip(train_idx, balanced_weights([bank.records[i] for i in train_idx])))
     w = torch.tensor([per_file[i] for i in owner], dtype=torch.float32)
-    w = w / w.sum()
-    l2 = 1.0 / (2 * cfg.head_c * len(y))
-    linear = torch.nn.Linear(x.shape[1], NUM_CLASSES)
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=500, tolerance_change=1e-9,
-                            line_search_fn="strong_wolfe")
-    losses = []
-
-    def closure():
-        opt.zero_grad()
-        loss = (F.cross_entropy(linear(x), y, reduction="none") * w).sum() + l2 * linear.weight.pow(2).sum()
-        loss.backward()
-        losses.append(loss.item())
-        return loss
-
-    opt.step(closure)
+    linear, losses = fit_linear(x, y, w, cfg.head_c)
     with torch.no_grad():
         head.norm.mean.copy_(torch.from_numpy(mean))
         head.norm.std.copy_(torch.from_numpy(std))
