@@ -49,7 +49,7 @@ def main() -> None:
               + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
     feats = torch.from_numpy(rec.features(window))[None]
     with torch.inference_mode():
-        rows = [("features (trim + log-mel)", timed(lambda: rec.features(window), args.repeats)),
+        rows = [("features (trim, spectrograms)", timed(lambda: rec.features(window), args.repeats)),
                 ("network, eager PyTorch", timed(lambda: rec.model(feats), args.repeats)),
                 ("network, optimized (as used)", timed(lambda: rec.runner(feats), args.repeats)),
                 ("predict_proba, 1 window", timed(lambda: rec.predict_proba([window]), args.repeats)),

@@ -69,7 +69,7 @@ def test_long_audio_gets_a_timeline_with_silence_marked(recognizer):
 @pytest.mark.realdata
 def test_shipped_model_fits_its_training_speech():
     """A fit check on training files (not held out): a broken export would be near chance (14 %).
-    The shipped model's fit on all its training files is in weights/attn_cnn_train_report.txt."""
+    The shipped model's fit on all its training files is in weights/<default>_train_report.txt."""
     files = sorted((DATASETS / "RAVDESS" / "Actor_03").glob("*.flac")) if DATASETS.exists() else []
     if not files:
         pytest.skip("../shared/datasets is not here")
@@ -79,3 +79,19 @@ def test_shipped_model_fits_its_training_speech():
     records = scan(DATASETS / "RAVDESS" / "Actor_03").records
     hits = [recognizer.predict_file(r.path).label == r.label for r in records]
     assert np.mean(hits) >= 0.6
+
+
+def test_the_default_model_carries_its_pretrained_encoder_and_loads_without_the_wheel():
+    """The encoder's weights live in the checkpoint: a machine without resemblyzer still loads and
+    runs the model (the wheel is needed only to train a new head)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['resemblyzer'] = None\n"  # any import of it would now fail
+            "import numpy as np\nfrom ser_model import Recognizer\n"
+            f"r = Recognizer.load({str(WEIGHTS)!r})\n"
+            "p = r.predict_proba([np.zeros(16000, np.float32)])\n"
+            "print(r.config.encoder, len(r.model.members), round(float(p.sum()), 3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "3", "1.0"]
