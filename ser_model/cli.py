@@ -76,8 +76,14 @@ def _train(args) -> int:
                                                  meta.get("history", {}), bank, list(range(len(records))), cfg)
     else:
         model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
+    kept = None
+    if args.networks_from:
+        from .checkpoint import resolve_checkpoint, sha256
+
+        source = resolve_checkpoint(args.networks_from)
+        kept = {"file": str(args.networks_from), "sha256": sha256(source)}
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
-                                   make_default=args.default)
+                                   make_default=args.default, networks_from=kept)
     for p in paths:
         print(p)
     return 0

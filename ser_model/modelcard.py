@@ -56,13 +56,17 @@ def model_kind(cfg) -> str:
     return "handcrafted" if cfg.arch == "cnn1d" else "logmel"
 
 
-def write_training_outputs(out: Path, model, mcfg, cfg, history, bank, scanned, make_default=False) -> list[Path]:
-    """Save checkpoint, curves PNG, training confusion PNG/report, model card; register in its folder."""
+def write_training_outputs(out: Path, model, mcfg, cfg, history, bank, scanned, make_default=False,
+                           networks_from: dict | None = None) -> list[Path]:
+    """Save checkpoint, curves PNG, training confusion PNG/report, model card; register in its folder.
+    ``networks_from`` ({file, sha256}) records the checkpoint whose networks were kept."""
     counts = Counter(r.corpus for r in bank.records)
     speakers = {c: len({r.speaker for r in bank.records if r.corpus == c}) for c in counts}
     meta = {"train_config": config_dict(cfg), "history": history,
             "data": {c: {"files": n, "speakers": speakers[c]} for c, n in counts.items()},
             "skipped": scanned.n_skipped}
+    if networks_from:
+        meta["networks_from"] = networks_from
     ckpt = save_checkpoint(out, model, mcfg, meta)
     stem = ckpt.with_suffix("")
     plot_curves(history, Path(f"{stem}_curves.png"), title=f"{stem.name}: training curves")
@@ -112,7 +116,7 @@ Training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size},
 random {cfg.crop_s:g} s crops, batches balanced over corpora and classes; augmentation (after any
 speaker split, {cfg.variants} seeded copies of each file): pitch shift, time stretch, reverberation,
 band-limiting, noise 5-30 dB SNR, Opus round trip, time shift, gain; SpecAugment, mixup (alpha {cfg.mixup_alpha:g}), label smoothing {cfg.label_smoothing:g}.
-{seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}
+{seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}{_provenance(meta)}
 
 ## Evaluation (speaker-independent)
 The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants, mcfg.encoder)}` trained on {corpora} measure this model's recipe: the same settings,
@@ -136,6 +140,14 @@ encoder (resemblyzer 0.1.4 wheel, `pretrained.pt`), (c) Resemble AI / Corentin J
 under the Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0), copied unchanged into
 this checkpoint.
 """
+
+
+def _provenance(meta: dict) -> str:
+    kept = meta.get("networks_from")
+    if not kept:
+        return ""
+    return (f"\nThe networks are those of `{Path(kept['file']).name}` (sha256 {kept['sha256'][:12]}...), trained "
+            "as above; only the encoder head was fitted for this checkpoint (`train --networks-from`).")
 
 
 def _encoder_note(mcfg, cfg) -> str:

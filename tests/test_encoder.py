@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ser_model import EMOTIONS, Recognizer
-from ser_model.checkpoint import load_checkpoint, save_checkpoint
+from ser_model.checkpoint import load_checkpoint, save_checkpoint, sha256
 from ser_model.corpora import scan
 from ser_model.data import FeatureBank
 from ser_model.encoder import EncoderMissing, load_pretrained, pretrained_file
@@ -146,6 +146,7 @@ def test_train_cli_adds_a_head_to_a_saved_model_without_retraining_its_networks(
     assert meta["history"]["train_loss"] == [1.0, 0.5] and "encoder_head_train_acc" in meta["history"]
     card = (tmp_path / "w" / "fused.md").read_text()
     assert "+ encoder head" in card and "Apache License 2.0" in card
+    assert "The networks are those of `cnn.pt`" in card and meta["networks_from"]["sha256"] == sha256(networks)
     assert json.loads((tmp_path / "w" / "registry.json").read_text())["default"] == "fused"
 
 
