@@ -69,7 +69,7 @@ def _train(args) -> int:
     cfg = training_config(args)
     if args.networks_from:
         cfg, networks = _networks_from(args.networks_from, cfg)
-    bank = FeatureBank(records, workers=args.workers, n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+    bank = FeatureBank(records, workers=args.workers, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     if args.networks_from:
         model, mcfg, meta = networks
         model, mcfg, history = join_encoder_head(list(model.members) if mcfg.members > 1 else [model], mcfg,
@@ -103,7 +103,8 @@ def _networks_from(path: str, cfg):
         raise SystemExit(f"{path}: --networks-from takes an attn_cnn model without an encoder head")
     saved = meta["train_config"]
     trained = TrainConfig(**{**saved, "channels": tuple(saved["channels"])})
-    return replace(trained, encoder=True, head_c=cfg.head_c, threads=cfg.threads), (model, mcfg, meta)
+    return (replace(trained, encoder=True, head_c=cfg.head_c, head_variants=cfg.head_variants, threads=cfg.threads),
+            (model, mcfg, meta))
 
 
 def _evaluate(args) -> int:
@@ -150,6 +151,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", action="store_true",
                    help="attn_cnn: add a head on the pretrained speaker encoder (needs the resemblyzer wheel)")
     p.add_argument("--head-c", type=float, help="encoder head's inverse L2 strength (default 0.003)")
+    p.add_argument("--head-variants", type=int, help="augmented copies per file the encoder head is fitted on "
+                                                        "(default: --variants)")
 
 
 def training_config(args: argparse.Namespace):
@@ -157,7 +160,7 @@ def training_config(args: argparse.Namespace):
     from .train import TrainConfig
 
     fields = ("epochs", "steps_per_epoch", "seed", "threads", "tdnn_width", "crop_s", "members", "device", "variants",
-              "head_c")
+              "head_c", "head_variants")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.channels:
         overrides["channels"] = tuple(args.channels)

@@ -60,13 +60,15 @@ def load_pretrained(head: EncoderHead) -> EncoderHead:
 
 
 @torch.inference_mode()
-def embed_bank(head: EncoderHead, bank: FeatureBank, idx: list[int], progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder statistics of every cached variant (clean and augmented) of files ``idx``, each
-    centre-cropped to one analysis window; returns (statistics (N, 512), file index per row)."""
+def embed_bank(head: EncoderHead, bank: FeatureBank, idx: list[int], n_variants: int | None = None,
+               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder statistics of the clean and the first ``n_variants`` augmented variants (default:
+    all cached) of files ``idx``, each centre-cropped to one analysis window; returns
+    (statistics (N, 512), file index per row)."""
     frames = int(WINDOW_S * FRAMES_PER_SECOND) + 1
     rows, owner = [], []
     for i in tqdm(idx, desc="encoder", unit="file", disable=not progress, leave=False):
-        for mel in bank.encmel[i]:
+        for mel in bank.encmel[i][:None if n_variants is None else n_variants + 1]:
             start = max(0, (mel.shape[1] - frames) // 2)
             x = torch.from_numpy(mel[:, start:start + frames].astype(np.float32))[None]
             rows.append(head.embed(x)[0].numpy())
@@ -99,12 +101,13 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, c: float) -> t
 def fit_encoder_head(bank: FeatureBank, train_idx: list[int], cfg, progress: bool = True):
     """Train an EncoderHead on ``train_idx``: pretrained LSTM frozen, linear layer fitted by L-BFGS
     to class-and-corpus-balanced cross-entropy plus an L2 penalty (``cfg.head_c``, as
-    scikit-learn's C). Returns (head, ModelConfig, history)."""
+    scikit-learn's C), on the clean and ``cfg.encoder_variants`` augmented copies of each file.
+    Returns (head, ModelConfig, history)."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     mcfg = ModelConfig(arch="encoder_head")
     head = load_pretrained(EncoderHead(mcfg)).eval()
-    stats, owner = embed_bank(head, bank, train_idx, progress)
+    stats, owner = embed_bank(head, bank, train_idx, cfg.encoder_variants, progress)
     mean, std = stats.mean(0), stats.std(0) + 1e-5
     x = torch.from_numpy((stats - mean) / std).float()
     y = torch.from_numpy(bank.labels[owner])

@@ -119,7 +119,7 @@ band-limiting, noise 5-30 dB SNR, Opus round trip, time shift, gain; SpecAugment
 {seeds}{" bfloat16 autocast in training (weights kept in float32)." if cfg.bf16 else ""}{_provenance(meta)}
 
 ## Evaluation (speaker-independent)
-The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants, mcfg.encoder)}` trained on {corpora} measure this model's recipe: the same settings,
+The rows for `{_model_label(mcfg.arch, mcfg.channels, mcfg.members, cfg.variants, mcfg.encoder, cfg.head_variants)}` trained on {corpora} measure this model's recipe: the same settings,
 trained with each test fold's speakers left out. This model itself was then trained on all of them.
 
 {results}
@@ -159,7 +159,8 @@ def _encoder_note(mcfg, cfg) -> str:
             f"{F.ENCODER_BANDS} mel bands 0-8 kHz (FFT {F.ENCODER_N_FFT}, hop {F.HOP_LENGTH}) of the window "
             f"brought to {F.ENCODER_LEVEL_DBFS:g} dBFS; the mean and standard deviation over time of its second "
             f"layer's states, standardised, feed a linear layer fitted by L-BFGS (L2, C = {cfg.head_c:g}) on the "
-            "clean and augmented training files. Only that layer and the standardisation were trained here.")
+            f"clean training files and {cfg.encoder_variants} augmented copies of each. Only that layer and the "
+            "standardisation were trained here.")
 
 
 PROTOCOL_TITLES = {  # report-name prefix -> what it measures
@@ -183,12 +184,15 @@ def _mean(summary: dict | None, key: str) -> float | None:
     return value["mean"] if isinstance(value, dict) else value
 
 
-def _model_label(arch: str, channels, members: int = 1, variants: int = N_VARIANTS, encoder: bool = False) -> str:
+def _model_label(arch: str, channels, members: int = 1, variants: int = N_VARIANTS, encoder: bool = False,
+                 head_variants: int = 0) -> str:
     """``attn_cnn 24-48-96-192``: the network and, for attn_cnn, its widths when known;
-    `` x2`` for an ensemble of two; `` + encoder head`` when one joins them; ``, 8 aug. copies``
-    when not trained on the default number."""
+    `` x2`` for an ensemble of two; `` + encoder head`` when one joins them (`` (8 aug. copies)``
+    when the head saw another number than the networks); ``, 8 aug. copies`` when not trained on
+    the default number."""
     label = f"{arch} {'-'.join(map(str, channels))}" if arch == "attn_cnn" and channels else arch
-    return (label + (f" x{members}" if members > 1 else "") + (" + encoder head" if encoder else "")
+    head = (f" ({head_variants} aug. copies)" if head_variants and head_variants != variants else "") if encoder else ""
+    return (label + (f" x{members}" if members > 1 else "") + (" + encoder head" + head if encoder else "")
             + (f", {variants} aug. copies" if variants != N_VARIANTS else ""))
 
 
@@ -201,7 +205,7 @@ def _model_name(report: dict, fallback: str) -> str:
         found = re.search(r"--channels((?: \d+)+)", report.get("command", ""))
         channels = found.group(1).split() if found else None
     return _model_label(cfg.get("arch") or fallback, channels, cfg.get("members", 1),
-                        cfg.get("variants", N_VARIANTS), cfg.get("encoder", False))
+                        cfg.get("variants", N_VARIANTS), cfg.get("encoder", False), cfg.get("head_variants", 0))
 
 
 def results_table(reports_dir: Path = REPORTS) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpora import Record, scan
-from .data import FeatureBank, limit_blas_threads
+from .data import N_VARIANTS, FeatureBank, limit_blas_threads
 from .evaluate import evaluate_records
 from .inference import Recognizer
 from .labels import EMOTIONS
@@ -80,7 +80,7 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
                reports: Path = REPORTS, command: str = "") -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
-    bank = FeatureBank(by["ravdess"] + extra_recs, n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+    bank = FeatureBank(by["ravdess"] + extra_recs, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     results = []
     for k, test_actors in enumerate(RAVDESS_FOLDS):
         if folds is not None and k not in folds:
@@ -159,8 +159,12 @@ def _ensemble(members: list[str], runs: list[dict[int, dict]], command: str = ""
     configs = [r[folds[0]]["train_config"] for r in runs]
     networks = [c for c in configs if c.get("arch") != "encoder_head"] or configs
     result["train_config"] = {**networks[0], "members": len(networks)}
-    if len(networks) < len(configs):  # encoder-head runs joined the networks: the --encoder recipe
+    heads = [c for c in configs if c.get("arch") == "encoder_head"]
+    if heads and len(heads) < len(configs):  # encoder-head runs joined the networks: the --encoder recipe
         result["train_config"]["encoder"] = True
+        head_variants = heads[0].get("head_variants") or heads[0].get("variants", N_VARIANTS)
+        if head_variants != networks[0].get("variants", N_VARIANTS):
+            result["train_config"]["head_variants"] = head_variants
     result["command"] = command or f"python -m ser_model.protocols ensemble --of {' '.join(members)}"
     return result
 
@@ -186,7 +190,7 @@ def ensemble_sizes(members: list[str], reports: Path = REPORTS) -> dict:
 
 def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
     tess = _records(data)["tess"]
-    bank = FeatureBank(tess, n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+    bank = FeatureBank(tess, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     results = []
     for speaker in sorted({r.speaker for r in tess}):
         test = [r for r in tess if r.speaker == speaker]
@@ -202,7 +206,7 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
     n_test = int(len(tess) * test_fraction)
     test = [tess[i] for i in order[:n_test]]
     train_recs = [tess[i] for i in order[n_test:]]
-    bank = FeatureBank(tess, n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+    bank = FeatureBank(tess, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     # speakers are shared by design here, so bypass run_split's leak check
     model, mcfg, history = train(bank, bank.subset(train_recs), None, cfg)
     return {"train_speakers": sorted({r.speaker for r in train_recs}), "n_train": len(train_recs),
@@ -214,7 +218,7 @@ def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, w
     checkpoint that was trained on exactly the files of ``source`` (e.g. the shipped model)."""
     by = _records(data)
     if weights is None:
-        bank = FeatureBank(by[source] + by[target], n_variants=cfg.variants, with_encoder=cfg.uses_encoder)
+        bank = FeatureBank(by[source] + by[target], n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
         return run_split(bank, by[source], by[target], cfg, robust=False)
     recognizer = Recognizer.load(weights)
     trained_on = recognizer.meta.get("data", {})

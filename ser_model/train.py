@@ -48,11 +48,22 @@ class TrainConfig:
     device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the model comes back on the CPU
     encoder: bool = False  # attn_cnn: add a head on the pretrained speaker encoder as one more ensemble member
     head_c: float = 0.003  # the encoder head's inverse L2 strength (scikit-learn's C; picked by inner CV)
+    head_variants: int = 0  # augmented copies per file the encoder head is fitted on (0: ``variants``)
 
     @property
     def uses_encoder(self) -> bool:
         """Whether training needs the speaker encoder's features (``FeatureBank(with_encoder=...)``)."""
         return self.encoder or self.arch == "encoder_head"
+
+    @property
+    def encoder_variants(self) -> int:
+        """Augmented copies per file the encoder head is fitted on."""
+        return self.head_variants or self.variants
+
+    @property
+    def bank_variants(self) -> int:
+        """Augmented copies per file the FeatureBank must hold (the networks use the first ``variants``)."""
+        return max(self.variants, self.encoder_variants) if self.uses_encoder else self.variants
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> "TrainConfig":
@@ -86,7 +97,7 @@ class BatchMaker:
     def _variant(self, i: int, train: bool) -> int:
         if not train or self.rng.random() < self.cfg.p_clean:
             return 0
-        return int(self.rng.integers(1, len(self.bank.logmel[i])))
+        return int(self.rng.integers(1, min(len(self.bank.logmel[i]), self.cfg.variants + 1)))
 
     def features(self, idx, train: bool) -> torch.Tensor:
         if self.kind == "handcrafted":

@@ -155,3 +155,24 @@ def build_model_seeded(cfg: ModelConfig, seed: int = 0):
 
     torch.manual_seed(seed)
     return build_model(cfg).eval()
+
+
+def test_the_head_can_see_more_augmented_copies_than_the_networks(split_tone_bank, tmp_path):
+    from ser_model.encoder import embed_bank
+    from ser_model.modelcard import _model_label
+    from ser_model.train import BatchMaker
+
+    bank, train_idx, _ = split_tone_bank
+    records = [bank.records[i] for i in train_idx[:4]]
+    cfg = TrainConfig(encoder=True, variants=2, head_variants=4)
+    assert (cfg.encoder_variants, cfg.bank_variants) == (4, 4)
+    big = FeatureBank(records, workers=1, cache_dir=tmp_path, n_variants=cfg.bank_variants, with_encoder=True)
+    assert len(big.logmel[0]) == 5
+    batches = BatchMaker(big, list(range(4)), cfg, "logmel")
+    drawn = {batches._variant(0, train=True) for _ in range(300)}
+    assert drawn == {0, 1, 2}  # the networks keep to their own two copies
+    head = load_pretrained(EncoderHead(ModelConfig(arch="encoder_head")))
+    rows, owner = embed_bank(head, big, [0, 1], cfg.encoder_variants, progress=False)
+    assert rows.shape == (10, 512) and owner.tolist() == [0] * 5 + [1] * 5
+    assert _model_label("attn_cnn", (32, 64), 2, 2, True, 8) == "attn_cnn 32-64 x2 + encoder head (8 aug. copies)"
+    assert _model_label("attn_cnn", (32, 64), 2, 2, True, 0) == "attn_cnn 32-64 x2 + encoder head"
