@@ -68,7 +68,7 @@ def _train(args) -> int:
         return 2
     cfg = training_config(args)
     if args.networks_from:
-        cfg, networks = _networks_from(args.networks_from, cfg)
+        cfg, networks = _networks_from(args.networks_from, cfg, records)
     bank = FeatureBank(records, workers=args.workers, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     if args.networks_from:
         model, mcfg, meta = networks
@@ -81,7 +81,7 @@ def _train(args) -> int:
         from .checkpoint import resolve_checkpoint, sha256
 
         source = resolve_checkpoint(args.networks_from)
-        kept = {"file": str(args.networks_from), "sha256": sha256(source)}
+        kept = {"file": str(source), "sha256": sha256(source)}
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
                                    make_default=args.default, networks_from=kept)
     for p in paths:
@@ -89,8 +89,10 @@ def _train(args) -> int:
     return 0
 
 
-def _networks_from(path: str, cfg):
-    """(the checkpoint's training config with the encoder on, (model, config, meta)) for ``--networks-from``."""
+def _networks_from(path: str, cfg, records):
+    """(the checkpoint's training config with the encoder on, (model, config, meta)) for
+    ``--networks-from``; refuses a checkpoint trained on other data than ``records``."""
+    from collections import Counter
     from dataclasses import replace
 
     from .checkpoint import load_checkpoint
@@ -101,6 +103,11 @@ def _networks_from(path: str, cfg):
     model, mcfg, meta = load_checkpoint(path)
     if mcfg.arch != "attn_cnn" or mcfg.encoder:
         raise SystemExit(f"{path}: --networks-from takes an attn_cnn model without an encoder head")
+    files = Counter(r.corpus for r in records)
+    trained_on = {c: v.get("files") for c, v in meta.get("data", {}).items()}
+    if trained_on != dict(files):
+        raise SystemExit(f"{path} was trained on {trained_on} files, but --data/--corpora give {dict(files)}: "
+                         "the head must be fitted on the networks' own training data")
     saved = meta["train_config"]
     trained = TrainConfig(**{**saved, "channels": tuple(saved["channels"])})
     return (replace(trained, encoder=True, head_c=cfg.head_c, head_variants=cfg.head_variants, threads=cfg.threads),
@@ -175,11 +182,16 @@ def training_config(args: argparse.Namespace):
             overrides[flag] = True
     cfg = TrainConfig.for_arch(args.arch, **overrides)
     if cfg.uses_encoder:
-        from .encoder import pretrained_file
+        from .encoder import EncoderMissing, pretrained_file
 
         if cfg.arch not in ("attn_cnn", "encoder_head"):
-            raise ValueError(f"--encoder joins attn_cnn models only, not {cfg.arch}")
-        pretrained_file()  # a missing wheel fails here, before features are extracted
+            raise SystemExit(f"--encoder joins attn_cnn models only, not {cfg.arch}")
+        if cfg.arch == "encoder_head" and cfg.members > 1:
+            raise SystemExit("--arch encoder_head fits one head: --members does not apply")
+        try:
+            pretrained_file()  # a missing wheel fails here, before features are extracted
+        except EncoderMissing as err:
+            raise SystemExit(str(err)) from None
     return cfg
 
 
@@ -201,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--workers", type=int, default=2, help="feature-extraction processes")
     tr.add_argument("--default", action="store_true", help="make it the folder's default model")
     tr.add_argument("--networks-from", metavar="CHECKPOINT",
-                    help="with --encoder: keep this trained attn_cnn model's networks (and its recorded "
-                         "training settings) and fit only the encoder head")
+                    help="with --encoder: keep this trained attn_cnn model's networks and fit only the encoder "
+                         "head on the same data; its recorded training settings replace the network options")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a model on labelled corpus files")

@@ -5,8 +5,8 @@ LibriSpeech and VoxCeleb 1 and 2, thousands of speakers; Apache-2.0) ships its
 weights inside its pip wheel. We read the first two LSTM layers from there, freeze
 them, and fit a linear head on the mean and spread over time of the second
 layer's states. That layer carries how a voice sounds across far more speakers
-than our sixteen training actors, and on RAVDESS held-out actors it is the one
-the inner cross-validation picked every time (see README, experiments).
+than our sixteen training actors; nested cross-validation on RAVDESS picks it, or
+it with the third layer at no measurable gain (``scripts/encoder_probe.py``).
 
 Only training needs the wheel (``pip install --no-deps resemblyzer==0.1.4``;
 its own dependencies are for code we do not run). The checkpoint then carries
@@ -51,7 +51,7 @@ def pretrained_file() -> Path:
 
 def load_pretrained(head: EncoderHead) -> EncoderHead:
     """Copy the wheel's first ENCODER_LAYERS LSTM layers into ``head.lstm`` (frozen)."""
-    state = torch.load(pretrained_file(), map_location="cpu", weights_only=False)["model_state"]
+    state = torch.load(pretrained_file(), map_location="cpu", weights_only=True)["model_state"]
     wanted = {k: state[f"lstm.{k}"] for k in head.lstm.state_dict()}  # weight_ih_l0 ... bias_hh_l{L-1}
     assert all(int(k[-1]) < ENCODER_LAYERS for k in wanted)
     head.lstm.load_state_dict(wanted)

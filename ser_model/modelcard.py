@@ -156,8 +156,8 @@ def _encoder_note(mcfg, cfg) -> str:
     joins = (f"\n  One more ensemble member, weighted like each network: " if mcfg.encoder else "\n  ")
     return (joins + "a frozen pretrained speaker encoder (the first two LSTM layers of Resemblyzer's GE2E voice "
             "encoder, trained for speaker verification on LibriSpeech and VoxCeleb) reads its own input, "
-            f"{F.ENCODER_BANDS} mel bands 0-8 kHz (FFT {F.ENCODER_N_FFT}, hop {F.HOP_LENGTH}) of the window "
-            f"brought to {F.ENCODER_LEVEL_DBFS:g} dBFS; the mean and standard deviation over time of its second "
+            f"{F.ENCODER_BANDS} mel bands 0-8 kHz (FFT {F.ENCODER_N_FFT}, hop {F.HOP_LENGTH}) of the window, "
+            f"quiet windows first raised to {F.ENCODER_LEVEL_DBFS:g} dBFS; the mean and standard deviation over time of its second "
             f"layer's states, standardised, feed a linear layer fitted by L-BFGS (L2, C = {cfg.head_c:g}) on the "
             f"clean training files and {cfg.encoder_variants} augmented copies of each. Only that layer and the "
             "standardisation were trained here.")
@@ -232,18 +232,23 @@ def results_table(reports_dir: Path = REPORTS) -> str:
             "round trip (~31 kbit/s), seeded per file (`ser_model.augment.browser_degrade`).")
 
 
-def refresh_model_card(checkpoint: str | Path) -> Path:
-    """Re-render a checkpoint's model card, e.g. after new protocol reports were written.
-
-        python -m ser_model.modelcard weights/attn_cnn.pt
-    """
+def render_model_card(checkpoint: str | Path) -> str:
+    """A checkpoint's model card as ``train`` would write it now (with today's reports)."""
     from .checkpoint import load_checkpoint
     from .train import TrainConfig
 
     model, mcfg, meta = load_checkpoint(checkpoint)
     cfg = TrainConfig(**{**meta["train_config"], "channels": tuple(meta["train_config"]["channels"])})
+    return model_card(Path(checkpoint).stem, model, mcfg, cfg, meta)
+
+
+def refresh_model_card(checkpoint: str | Path) -> Path:
+    """Re-render a checkpoint's model card, e.g. after new protocol reports were written.
+
+        python -m ser_model.modelcard weights/attn_cnn.pt
+    """
     card = Path(checkpoint).with_suffix(".md")
-    card.write_text(model_card(card.stem, model, mcfg, cfg, meta))
+    card.write_text(render_model_card(checkpoint))
     return card
 
 

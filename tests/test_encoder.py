@@ -53,7 +53,7 @@ def test_quiet_audio_is_raised_to_the_encoders_level_and_loud_audio_is_left_alon
 
 def test_pretrained_weights_come_from_the_wheel_frozen():
     head = load_pretrained(EncoderHead(ModelConfig(arch="encoder_head")))
-    wheel = torch.load(pretrained_file(), map_location="cpu", weights_only=False)["model_state"]
+    wheel = torch.load(pretrained_file(), map_location="cpu", weights_only=True)["model_state"]
     for name, tensor in head.lstm.state_dict().items():
         assert torch.equal(tensor, wheel[f"lstm.{name}"]), name
     assert not any(p.requires_grad for p in head.lstm.parameters())
@@ -112,7 +112,9 @@ def test_banks_with_the_encoder_keep_their_own_cache_entries(split_tone_bank, tm
     plain = FeatureBank(records, workers=1, cache_dir=tmp_path)
     with_encoder = FeatureBank(records, workers=1, cache_dir=tmp_path, with_encoder=True)
     assert plain.encmel == [] and len(with_encoder.encmel[0]) == len(plain.logmel[0])
-    assert len(list(tmp_path.rglob("*.npz"))) == 6  # two entries per file: the default keys are untouched
+    assert len(list(tmp_path.rglob("*.npz"))) == 6  # two entries per file
+    from ser_model.data import _feature_version
+    assert _feature_version(2) == "v1-64-512-160-35.0-2"  # the default keys every existing cache holds
     for a, b in zip(plain.logmel[0], with_encoder.logmel[0]):
         assert np.array_equal(a, b)  # same seeded augmentation either way
     assert LABEL_TO_INDEX[records[0].label] == with_encoder.labels[0]
@@ -128,13 +130,19 @@ def test_train_cli_adds_a_head_to_a_saved_model_without_retraining_its_networks(
 
     corpus = make_tone_corpus(tmp_path / "tones", actors=(1, 2), reps=2)
     cfg = ModelConfig(channels=(8, 16, 32, 64), members=2)
-    networks = save_checkpoint(tmp_path / "cnn", build_model_seeded(cfg), cfg, {"train_config": {
-        **TrainConfig(channels=(8, 16, 32, 64), members=2, seed=7).__dict__}, "history": {"train_loss": [1.0, 0.5]}})
+    meta = {"train_config": {**TrainConfig(channels=(8, 16, 32, 64), members=2, seed=7).__dict__},
+            "history": {"train_loss": [1.0, 0.5]}, "data": {"ravdess": {"files": 2 * 7 * 2, "speakers": 2}}}
+    networks = save_checkpoint(tmp_path / "cnn", build_model_seeded(cfg), cfg, meta)
+    other = save_checkpoint(tmp_path / "other", build_model_seeded(cfg), cfg, {**meta, "data": {"tess": {"files": 9}}})
     env = {**os.environ, "SER_CACHE": str(tmp_path / "cache")}
     base = [sys.executable, "-m", "ser_model", "train", "--data", str(corpus), "--out", str(tmp_path / "w" / "fused"),
             "--networks-from", str(networks), "--threads", "1", "--workers", "1"]
     refused = subprocess.run(base, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert refused.returncode != 0 and "--encoder" in refused.stderr
+    elsewhere = [*base, "--encoder"]
+    elsewhere[elsewhere.index(str(networks))] = str(other)
+    refused = subprocess.run(elsewhere, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+    assert refused.returncode != 0 and "own training data" in refused.stderr and "Traceback" not in refused.stderr
     out = subprocess.run(base + ["--encoder"], capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
     fused, fcfg, meta = load_checkpoint(tmp_path / "w")

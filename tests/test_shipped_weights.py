@@ -95,3 +95,14 @@ def test_the_default_model_carries_its_pretrained_encoder_and_loads_without_the_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "3", "1.0"]
+
+
+def test_committed_model_cards_are_up_to_date_with_the_reports():
+    """Each registered model's card is what `python -m ser_model.modelcard CHECKPOINT` renders now:
+    a new report or a changed figure without a refreshed card fails here."""
+    from ser_model.modelcard import render_model_card
+
+    registry = json.loads((WEIGHTS / "registry.json").read_text())
+    for name, entry in registry["models"].items():
+        card = (WEIGHTS / entry["file"]).with_suffix(".md")
+        assert card.read_text() == render_model_card(WEIGHTS / entry["file"]), f"refresh {card}"
