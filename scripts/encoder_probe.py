@@ -26,7 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ser_model.corpora import scan  # noqa: E402
 from ser_model.data import FeatureBank, balanced_weights  # noqa: E402
-from ser_model.encoder import fit_linear, pretrained_file  # noqa: E402
+from ser_model.encoder import fit_linear, pretrained_state  # noqa: E402
 from ser_model.features import FRAMES_PER_SECOND  # noqa: E402
 from ser_model.inference import WINDOW_S  # noqa: E402
 from ser_model.metrics import compute_metrics  # noqa: E402
@@ -41,7 +41,7 @@ CS = (0.003, 0.01, 0.03)
 
 def encoder_layers() -> tuple[list[torch.nn.LSTM], torch.nn.Linear]:
     """Resemblyzer's three LSTM layers as separate modules (to read each one's states) and its linear."""
-    state = torch.load(pretrained_file(), map_location="cpu", weights_only=False)["model_state"]
+    state = pretrained_state()
     layers = []
     for k in range(3):
         lstm = torch.nn.LSTM(40 if k == 0 else H, H, 1, batch_first=True)

@@ -67,21 +67,20 @@ def _train(args) -> int:
         print(f"no labelled audio found under {', '.join(map(str, args.data))}", file=sys.stderr)
         return 2
     cfg = training_config(args)
+    networks = kept = None
     if args.networks_from:
         cfg, networks = _networks_from(args.networks_from, cfg, records)
     bank = FeatureBank(records, workers=args.workers, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
-    if args.networks_from:
+    idx = list(range(len(records)))
+    if networks:
+        from .checkpoint import sha256
+
         model, mcfg, meta = networks
         model, mcfg, history = join_encoder_head(list(model.members) if mcfg.members > 1 else [model], mcfg,
-                                                 meta.get("history", {}), bank, list(range(len(records))), cfg)
+                                                 meta.get("history", {}), bank, idx, cfg)
+        kept = {"file": meta["file"], "sha256": sha256(meta["file"])}
     else:
-        model, mcfg, history = train(bank, list(range(len(records))), None, cfg)
-    kept = None
-    if args.networks_from:
-        from .checkpoint import resolve_checkpoint, sha256
-
-        source = resolve_checkpoint(args.networks_from)
-        kept = {"file": str(source), "sha256": sha256(source)}
+        model, mcfg, history = train(bank, idx, None, cfg)
     paths = write_training_outputs(Path(args.out), model, mcfg, cfg, history, bank, scanned,
                                    make_default=args.default, networks_from=kept)
     for p in paths:
@@ -180,14 +179,13 @@ def training_config(args: argparse.Namespace):
     for flag in ("utterance_norm", "bf16", "encoder"):
         if getattr(args, flag):
             overrides[flag] = True
-    cfg = TrainConfig.for_arch(args.arch, **overrides)
+    try:
+        cfg = TrainConfig.for_arch(args.arch, **overrides)
+    except ValueError as err:  # a combination TrainConfig refuses
+        raise SystemExit(str(err)) from None
     if cfg.uses_encoder:
         from .encoder import EncoderMissing, pretrained_file
 
-        if cfg.arch not in ("attn_cnn", "encoder_head"):
-            raise SystemExit(f"--encoder joins attn_cnn models only, not {cfg.arch}")
-        if cfg.arch == "encoder_head" and cfg.members > 1:
-            raise SystemExit("--arch encoder_head fits one head: --members does not apply")
         try:
             pretrained_file()  # a missing wheel fails here, before features are extracted
         except EncoderMissing as err:

@@ -27,7 +27,7 @@ from .data import FeatureBank, balanced_weights
 from .features import FRAMES_PER_SECOND
 from .inference import WINDOW_S
 from .labels import NUM_CLASSES
-from .model import ENCODER_LAYERS, EncoderHead, ModelConfig
+from .model import EncoderHead, ModelConfig
 
 WHEEL = "resemblyzer==0.1.4"
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"  # its pretrained.pt
@@ -49,12 +49,15 @@ def pretrained_file() -> Path:
     return path
 
 
+def pretrained_state() -> dict[str, torch.Tensor]:
+    """The wheel's encoder weights: ``lstm.weight_ih_l0`` ... ``lstm.bias_hh_l2``, ``linear.*``."""
+    return torch.load(pretrained_file(), map_location="cpu", weights_only=True)["model_state"]
+
+
 def load_pretrained(head: EncoderHead) -> EncoderHead:
     """Copy the wheel's first ENCODER_LAYERS LSTM layers into ``head.lstm`` (frozen)."""
-    state = torch.load(pretrained_file(), map_location="cpu", weights_only=True)["model_state"]
-    wanted = {k: state[f"lstm.{k}"] for k in head.lstm.state_dict()}  # weight_ih_l0 ... bias_hh_l{L-1}
-    assert all(int(k[-1]) < ENCODER_LAYERS for k in wanted)
-    head.lstm.load_state_dict(wanted)
+    state = pretrained_state()
+    head.lstm.load_state_dict({k: state[f"lstm.{k}"] for k in head.lstm.state_dict()})  # layers 0..L-1 only
     head.lstm.requires_grad_(False)
     return head
 

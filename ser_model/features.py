@@ -35,20 +35,19 @@ ENCODER_FLOOR = 1e-10  # the encoder reads exp() of these values: keep its near-
 
 
 @lru_cache(maxsize=4)
-def mel_filterbank(n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, N_FFT // 2 + 1) Slaney-normalised mel filterbank, built once."""
+def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank, built once."""
     import librosa
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels,
-                               fmin=FMIN, fmax=FMAX).astype(np.float32)
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
 
 
-def power_spectrogram(wave: np.ndarray) -> np.ndarray:
-    """(N_FFT // 2 + 1, frames) power STFT, centred frames, Hann window."""
+def power_spectrogram(wave: np.ndarray, n_fft: int = N_FFT, win_length: int = WIN_LENGTH) -> np.ndarray:
+    """(n_fft // 2 + 1, frames) power STFT, centred frames every HOP_LENGTH, Hann window."""
     import librosa
 
-    spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=N_FFT, hop_length=HOP_LENGTH,
-                        win_length=WIN_LENGTH, center=True, pad_mode="constant")
+    spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=n_fft, hop_length=HOP_LENGTH,
+                        win_length=win_length, center=True, pad_mode="constant")
     return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
 
 
@@ -58,28 +57,17 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
-def encoder_filterbank() -> np.ndarray:
-    """(ENCODER_BANDS, ENCODER_N_FFT // 2 + 1) the encoder's mel filterbank (librosa defaults)."""
-    import librosa
-
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=ENCODER_N_FFT, n_mels=ENCODER_BANDS).astype(np.float32)
-
-
 def encoder_log_mel(wave: np.ndarray) -> np.ndarray:
     """(ENCODER_BANDS, frames) natural-log mel power in the speaker encoder's settings; as many
     frames as :func:`log_mel` gives, so the two stack into one input."""
-    import librosa
-
     wave = np.asarray(wave, dtype=np.float32)
     rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) if len(wave) else 0.0
     target = 10 ** (ENCODER_LEVEL_DBFS / 20)
     if 0 < rms < target:  # raise only, as the encoder's training did (lowering loud audio too: no gain)
         wave = wave * np.float32(target / rms)
-    spec = librosa.stft(wave, n_fft=ENCODER_N_FFT, hop_length=HOP_LENGTH, center=True, pad_mode="constant")
-    mel = encoder_filterbank() @ (spec.real ** 2 + spec.imag ** 2)
+    bank = mel_filterbank(ENCODER_BANDS, ENCODER_N_FFT, 0.0, SAMPLE_RATE / 2)  # librosa's default range
+    mel = bank @ power_spectrogram(wave, ENCODER_N_FFT, ENCODER_N_FFT)
     return np.log(mel + ENCODER_FLOOR).astype(np.float32)
-
 
 
 def num_frames(num_samples: int) -> int:

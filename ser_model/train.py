@@ -50,6 +50,12 @@ class TrainConfig:
     head_c: float = 0.003  # the encoder head's inverse L2 strength (scikit-learn's C; 0.003-0.03 score alike)
     head_variants: int = 0  # augmented copies per file the encoder head is fitted on (0: ``variants``)
 
+    def __post_init__(self):
+        if self.encoder and self.arch != "attn_cnn":
+            raise ValueError(f"the encoder head joins attn_cnn models only, not {self.arch!r}")
+        if self.arch == "encoder_head" and self.members > 1:
+            raise ValueError("--arch encoder_head fits one head: --members does not apply")
+
     @property
     def uses_encoder(self) -> bool:
         """Whether training needs the speaker encoder's features (``FeatureBank(with_encoder=...)``)."""
@@ -89,7 +95,6 @@ class BatchMaker:
 
     def __init__(self, bank: FeatureBank, idx: list[int], cfg: TrainConfig, kind: str):
         self.bank, self.idx, self.cfg, self.kind = bank, np.asarray(idx), cfg, kind
-        self.encoder = cfg.uses_encoder  # evaluation batches carry its bands too
         self.p = balanced_weights([bank.records[i] for i in idx])
         self.rng = np.random.default_rng(cfg.seed)
         self.frames = int(cfg.crop_s * FRAMES_PER_SECOND) + 1
@@ -103,7 +108,7 @@ class BatchMaker:
         if self.kind == "handcrafted":
             return torch.from_numpy(np.stack([self.bank.handcrafted[i][self._variant(i, train)] for i in idx]))
         rng = self.rng if train else None
-        if self.encoder and not train:  # centre crops of equal-length spectrograms line up
+        if self.cfg.uses_encoder and not train:  # evaluation batches carry its bands; centre crops line up
             x = np.stack([np.concatenate([crop(self.bank.logmel[i][0], self.frames, None),
                                           crop(self.bank.encmel[i][0], self.frames, None)]) for i in idx])
             return torch.from_numpy(x.astype(np.float32))
@@ -132,8 +137,6 @@ def train(bank: FeatureBank, train_idx: list[int], val_idx: list[int] | None = N
     cfg = cfg or TrainConfig()
     if cfg.arch == "encoder_head":
         return fit_encoder_head(bank, train_idx, cfg, progress)
-    if cfg.encoder and cfg.arch != "attn_cnn":
-        raise ValueError(f"the encoder head joins attn_cnn models only, not {cfg.arch!r}")
     if cfg.members <= 1 and not cfg.encoder:
         return _train_one(bank, train_idx, val_idx, cfg, progress)
     runs = [_train_one(bank, train_idx, val_idx, replace(cfg, seed=cfg.seed + i, members=1), progress)
