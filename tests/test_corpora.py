@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from ser_model.corpora import (AUDIO_EXTENSIONS, READERS, Record, ScanResult, Skip, ased,
-                               cremad, emodb, parse, ravdess, savee, scan, tess)
+                               cremad, emodb, parse, ravdess, savee, scan, tess, turevdb)
 from ser_model.labels import EMOTIONS
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -102,8 +102,19 @@ ASED = [
     ("01Neutral/n5-01-01-01-01.wav", Skip("ased", "unknown emotion code")),
     ("01Neutral/n1-01-01-03-01.wav", Skip("ased", "malformed name")),  # gender 03
 ]
+TUREVDB = [
+    ("Angry/1157_kz_acik.ogg", ("turevdb", "turevdb-1157", None, "angry")),
+    ("Calm/1234_sk_bugu.ogg", ("turevdb", "turevdb-1234", None, "neutral")),  # calm -> neutral
+    ("Sound Source/Happy/1358_mt_cay.wav", ("turevdb", "turevdb-1358", None, "happy")),  # the download
+    ("Sad/7895_hl_ogul1.ogg", ("turevdb", "turevdb-7895", None, "sad")),  # the one word with a digit
+    ("loose/6783_HL_Beste.flac", ("turevdb", "turevdb-6783", None, "sad")),  # no folder, any case
+    ("Sad/1984_kz_algi.ogg", Skip("turevdb", "file name and folder disagree")),
+    ("Calm/1984_sk_algi.ogg", ("turevdb", "turevdb-1984", None, "neutral")),
+    ("Angry/1157_xx_acik.ogg", Skip("turevdb", "unknown emotion code")),
+    ("Angry/1001_kz_acik.ogg", Skip("turevdb", "malformed name")),  # no speaker 1001
+]
 CORPORA = {"ravdess": RAVDESS, "tess": TESS, "cremad": CREMAD, "savee": SAVEE, "emodb": EMODB,
-           "ased": ASED}
+           "ased": ASED, "turevdb": TUREVDB}
 ALL = [case for cases in CORPORA.values() for case in cases]
 UNRELATED = ["misc/hello.wav", "misc/recording_2021.flac", "Actor_01/notes.ogg"]
 NOT_AUDIO = ["README.txt", "misc/labels.csv", "Actor_01/.DS_Store", "misc/info.json"]
@@ -151,7 +162,8 @@ def test_exactly_one_reader_claims_each_file(relpath, want):
 
 
 @pytest.mark.parametrize("name", ["hello.wav", "2021-05-03.wav", "take_01.wav", "a01.wav",
-                                  "OAF_back.wav", "1001_DFA.wav", "03a01F.wav", "n1-01-01.wav"])
+                                  "OAF_back.wav", "1001_DFA.wav", "03a01F.wav", "n1-01-01.wav",
+                                  "1157_kz.wav", "1157_kz_acik_2.wav", "115_kz_acik.wav"])
 def test_no_reader_claims_unrelated_names(name):
     assert all(r.parse(Path("/data/misc") / name) is None for r in READERS)
     assert parse(Path("/data/misc") / name) is None
@@ -171,6 +183,7 @@ def test_extra_fields():
                                                       "version": "a"}
     assert ased.parse(Path("S4-04-02-01-29.wav")).extra == {"emotion": "s4", "sentence": "04",
                                                             "repetition": "02"}
+    assert turevdb.parse(Path("Sad/7895_hl_ogul1.ogg")).extra == {"emotion": "hl", "word": "ogul"}
 
 
 def test_cremad_gender_needs_demographics_under_the_root(tmp_path):
@@ -271,11 +284,16 @@ def test_real_datasets():
     assert counts["ravdess"] == (1200, 20)
     assert counts["tess"] == (2798, 2)
     assert counts["ased"] == (2470, 65)
+    assert counts["turevdb"] == (1735, 6)
+    assert Counter(r.label for r in groups["turevdb"]) == {"angry": 487, "neutral": 408, "happy": 357, "sad": 483}
+    assert {r.speaker for r in groups["turevdb"] if r.label in ("neutral", "happy")} == {
+        f"turevdb-{s}" for s in ("1234", "1358", "1984", "6783", "7895")}  # 1157 has no Calm or Happy
     assert result.skipped == Counter()
     assert {r.label for r in result.records} <= set(EMOTIONS)
     assert {r.label for r in groups["ravdess"]} == set(EMOTIONS)
     assert sum(r.extra["emotion"] == "calm" for r in groups["ravdess"]) == 160
-    assert all(r.gender in ("male", "female") for r in result.records)
+    assert all(r.gender in ("male", "female") for r in result.records if r.corpus != "turevdb")
+    assert {r.gender for r in groups["turevdb"]} == {None}  # the corpus does not give it
     speaker_genders = {}
     for r in result.records:
         assert speaker_genders.setdefault(r.speaker, r.gender) == r.gender

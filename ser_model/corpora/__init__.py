@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ased, cremad, emodb, ravdess, savee, tess
+from . import ased, cremad, emodb, ravdess, savee, tess, turevdb
 from ._common import AUDIO_EXTENSIONS, Record, Skip
 
 __all__ = ["AUDIO_EXTENSIONS", "READERS", "Record", "ScanResult", "Skip", "parse", "scan"]
 
-READERS = (ravdess, cremad, emodb, ased, savee, tess)  # their names never overlap
+READERS = (ravdess, cremad, emodb, ased, savee, tess, turevdb)  # their names never overlap
 UNRECOGNISED = "unrecognised file name"
 _IGNORED_DIRS = {"__MACOSX"}  # resource forks of macOS zips: audio names, no audio
 
