@@ -123,3 +123,90 @@ def browser_degrade(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The robustness protocol's fixed degradation: noise at 20 dB SNR, random gain, Opus round trip."""
     wave = add_noise(np.asarray(wave, dtype=np.float32), rng, DEGRADE_SNR_DB)
     return opus_round_trip(gain(wave, rng.uniform(*DEGRADE_GAIN_DB)))
+
+
+# Channel and level augmentations aimed at the cross-corpus collapse (issue 12): corpora differ in
+# recording level (RAVDESS about -37 dBFS active level, TESS/ASED/TurEV-DB about -26, close
+# microphones about -15), microphone colour and processing. None of these is used by augment().
+LEVEL_FRAME_S = 0.02
+LEVEL_ACTIVE_DB = 35.0  # frames this far below the loudest frame do not count as active speech
+
+
+def active_level_db(wave: np.ndarray) -> float:
+    """Level of the speech in ``wave`` in dBFS: RMS over the 20 ms frames within 35 dB of the loudest
+    (silence and pauses left out, so a clip's level does not depend on how much of it is silent)."""
+    n = int(LEVEL_FRAME_S * SAMPLE_RATE)
+    frames = np.asarray(wave, dtype=np.float64)[:len(wave) // n * n].reshape(-1, n) if len(wave) >= n else \
+        np.asarray(wave, dtype=np.float64)[None]
+    power = np.mean(frames ** 2, axis=1) + 1e-20
+    active = power >= power.max() * 10 ** (-LEVEL_ACTIVE_DB / 10)
+    return float(10 * np.log10(np.mean(power[active])))
+
+
+def set_level(wave: np.ndarray, dbfs: float) -> np.ndarray:
+    """Scale so the active level is ``dbfs`` (:func:`active_level_db`), hard-clipping at full scale."""
+    return gain(wave, dbfs - active_level_db(wave))
+
+
+def eq_tilt(wave: np.ndarray, db_per_octave: float, pivot_hz: float = 1000.0) -> np.ndarray:
+    """Tilt the spectrum by ``db_per_octave`` around ``pivot_hz`` (positive: brighter, like a close
+    or small microphone; negative: duller), flat below 50 Hz; the RMS is kept."""
+    spec = np.fft.rfft(np.asarray(wave, dtype=np.float64))
+    freqs = np.maximum(np.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE), 50.0)
+    spec *= 10 ** (db_per_octave * np.log2(freqs / pivot_hz) / 20)
+    out = np.fft.irfft(spec, n=len(wave))
+    return (out * _rms(wave) / _rms(out)).astype(np.float32)
+
+
+def compress(wave: np.ndarray, threshold_db: float, ratio: float, release_s: float = 0.1) -> np.ndarray:
+    """Dynamic-range compression like a phone's or a voice-chat's: the level above ``threshold_db``
+    (relative to the active level) is divided by ``ratio``; 10 ms attack, ``release_s`` release,
+    make-up gain restores the RMS."""
+    from scipy.ndimage import maximum_filter1d
+    from scipy.signal import lfilter
+
+    wave = np.asarray(wave, dtype=np.float32)
+    hop = SAMPLE_RATE // 100
+    n_frames = -(-len(wave) // hop)
+    padded = np.pad(wave.astype(np.float64), (0, n_frames * hop - len(wave)))
+    level = 10 * np.log10(np.mean(padded.reshape(n_frames, hop) ** 2, axis=1) + 1e-20)
+    level = maximum_filter1d(level, 2)  # attack: react within one frame
+    a = np.exp(-1.0 / max(release_s * 100, 1e-3))
+    smooth = level.copy()
+    smooth[1:] = lfilter([1 - a], [1, -a], level[1:], zi=[a * level[0]])[0]  # release: decay slowly
+    envelope = np.maximum(level, smooth)
+    over = np.maximum(envelope - (active_level_db(wave) + threshold_db), 0.0)
+    gain_db = np.repeat(-over * (1 - 1 / ratio), hop)[:len(wave)]
+    out = wave * 10 ** (gain_db / 20)
+    return (out * _rms(wave) / _rms(out)).astype(np.float32)
+
+
+def clip_distort(wave: np.ndarray, drive_db: float) -> np.ndarray:
+    """Overdrive: raise by ``drive_db`` above full scale at the peak, hard-clip, and bring the RMS back."""
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.abs(wave).max()) + 1e-9
+    out = np.clip(wave * (10 ** (drive_db / 20) / peak), -1.0, 1.0)
+    return (out * _rms(wave) / _rms(out)).astype(np.float32)
+
+
+CHANNEL_LEVEL_DBFS = (-50.0, -10.0)  # active levels drawn by channel_augment (RAVDESS sits at -37)
+
+
+def channel_augment(wave: np.ndarray, rng: np.random.Generator,
+                    level_dbfs: tuple[float, float] = CHANNEL_LEVEL_DBFS) -> np.ndarray:
+    """One random chain of microphone and room effects, then a random active level over a wide range
+    (clipped where it clips): what separates a user's microphone from a corpus's studio."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if rng.random() < 0.6:
+        wave = eq_tilt(wave, rng.uniform(-4.0, 4.0))
+    if rng.random() < 0.3:
+        wave = band_limit(wave, rng.uniform(60, 400), rng.uniform(3400, 8000))
+    if rng.random() < 0.4:
+        wave = compress(wave, rng.uniform(-20.0, -5.0), rng.uniform(2.0, 8.0))
+    if rng.random() < 0.3:
+        wave = reverb(wave, rng, rng.uniform(0.15, 0.8))
+    if rng.random() < 0.2:
+        wave = clip_distort(wave, rng.uniform(2.0, 12.0))
+    if rng.random() < 0.4:
+        wave = add_noise(wave, rng, rng.uniform(10, 40))
+    return set_level(wave, rng.uniform(*level_dbfs))

@@ -158,3 +158,64 @@ def test_more_variants_are_cached_apart_and_extend_the_default_ones(tmp_path):
     for i in range(N_VARIANTS + 1):
         assert np.array_equal(more.logmel[0][i], default.logmel[0][i])
     assert not np.allclose(more.logmel[0][3][:, :50], more.logmel[0][1][:, :50])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda w, r: A.set_level(w, -40), lambda w, r: A.eq_tilt(w, 3), lambda w, r: A.eq_tilt(w, -3),
+    lambda w, r: A.compress(w, -10, 4), lambda w, r: A.clip_distort(w, 6), A.channel_augment,
+])
+def test_channel_augmentations_keep_length_and_finite_float32(fn):
+    wave = voice()
+    out = fn(wave, np.random.default_rng(1))
+    assert out.shape == wave.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert not np.allclose(out, wave)
+
+
+def test_active_level_ignores_silence_and_set_level_hits_it():
+    wave = voice()
+    padded = np.concatenate([np.zeros(SR, np.float32), wave, np.zeros(2 * SR, np.float32)])
+    assert abs(A.active_level_db(padded) - A.active_level_db(wave)) < 0.2  # pauses do not lower the level
+    assert abs(A.active_level_db(wave) - 20 * np.log10(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))) < 1.5
+    for target in (-50.0, -37.0, -20.0):
+        assert abs(A.active_level_db(A.set_level(wave, target)) - target) < 0.05
+    loud = A.set_level(wave, 0.0)  # peaks far above full scale: clipped like an ADC
+    assert np.abs(loud).max() <= 1.0 and A.active_level_db(loud) < 0.0
+
+
+def test_eq_tilt_moves_energy_between_low_and_high_bands():
+    t = np.arange(SR) / SR
+    wave = (0.1 * np.sin(2 * np.pi * 250 * t) + 0.1 * np.sin(2 * np.pi * 4000 * t)).astype(np.float32)
+    bright = A.eq_tilt(wave, 3.0)  # 250 Hz is 2 octaves below the pivot, 4 kHz 2 above: 12 dB apart
+    ratio_db = 10 * np.log10(band_energy(bright, 3900, 4100) / band_energy(bright, 240, 260))
+    assert abs(ratio_db - 12.0) < 0.5
+    assert np.isclose(np.sqrt(np.mean(bright ** 2)), np.sqrt(np.mean(wave ** 2)), rtol=1e-3)
+
+
+def test_compression_narrows_the_level_range_and_keeps_the_rms():
+    t = np.arange(2 * SR) / SR
+    wave = (np.sin(2 * np.pi * 200 * t) * np.where(t < 1, 0.5, 0.05)).astype(np.float32)  # a 20 dB step
+    out = A.compress(wave, threshold_db=-25.0, ratio=4.0, release_s=0.05)
+
+    def step_db(w):
+        return 20 * np.log10(np.sqrt(np.mean(w[:SR // 2] ** 2)) / np.sqrt(np.mean(w[-SR // 2:] ** 2)))
+
+    assert step_db(wave) == pytest.approx(20.0, abs=0.1)
+    assert step_db(out) < 8.0  # both halves above the threshold: 20 dB / 4 = 5 dB apart
+    assert np.isclose(np.sqrt(np.mean(out ** 2)), np.sqrt(np.mean(wave ** 2)), rtol=1e-3)
+
+
+def test_clip_distortion_flattens_peaks_and_keeps_the_rms():
+    wave = voice()
+    out = A.clip_distort(wave, 12.0)
+    crest = lambda w: np.abs(w).max() / np.sqrt(np.mean(w ** 2))  # noqa: E731
+    assert crest(out) < 0.6 * crest(wave)
+    assert np.isclose(np.sqrt(np.mean(out ** 2)), np.sqrt(np.mean(wave ** 2)), rtol=1e-3)
+
+
+def test_channel_augment_is_reproducible_and_spreads_the_level_widely():
+    wave = voice()
+    a = A.channel_augment(wave, np.random.default_rng(3))
+    assert np.array_equal(a, A.channel_augment(wave, np.random.default_rng(3)))
+    levels = [A.active_level_db(A.channel_augment(wave, np.random.default_rng(s))) for s in range(12)]
+    assert min(levels) < -40 and max(levels) > -20  # the source sits near -27 dBFS
+    assert all(-51 < x < -9.5 for x in levels)
