@@ -1,0 +1,750 @@
+"""What a frozen Whisper tiny.en encoder can do for emotion off RAVDESS (issue 12), measured by linear probes.
+
+    python scripts/whisper_probe.py cost  [--repeats 30]            # per-window cost table
+    python scripts/whisper_probe.py embed [--part 0/2]               # cache embeddings (.cache/whisper/)
+    python scripts/whisper_probe.py probe [--only NAME ...]          # LOCO + RAVDESS CV + gains
+
+``embed``: every file of the four corpora is cut into the app's windows (3 s every 0.5 s over the
+whole file, a shorter file is one window; ``ser_model.inference.window_starts``), each window
+silence-trimmed and padded to 0.5 s as ``Recognizer.features`` does, and Whisper's six hidden
+states (``ser_model.whisper``: 0 = conv + positions, 1-4 = blocks, 5 = final LayerNorm) are
+summarised by their mean and standard deviation over time; Resemblyzer's layer-2 statistics (the
+shipped encoder head's input) are kept too. This for the clean file, test conditions (fixed gains
+of -15 and +15 dB, the browser degradation and a random gain of +-20 dB, seeded per file as
+``ser_model.evaluate`` seeds them) and training copies (two ``augment()`` chains, two
+``channel_augment()`` chains, a second random gain), each once as recorded ("raw") and once with
+every window scaled to an active level of -26 dBFS ("norm"). Silero VAD marks the windows with
+speech, as the app does; a file's prediction is the mean of its speech windows' probabilities.
+
+``probe``: multinomial logistic regressions (``ser_model.encoder.fit_linear``, corpus- and class-
+balanced weights) under leave-one-corpus-out and RAVDESS 5-fold CV by actor, the layer and C of
+each chosen by nested validation inside the training side only (leave one training corpus out for
+LOCO, four inner actor folds for RAVDESS), never on the test corpus or fold.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ser_model import augment as A  # noqa: E402
+from ser_model import whisper as W  # noqa: E402
+from ser_model.audio import SAMPLE_RATE, load_audio, pad_or_trim  # noqa: E402
+from ser_model.corpora import scan  # noqa: E402
+from ser_model.data import limit_blas_threads  # noqa: E402
+from ser_model.features import encoder_log_mel, trim_silence  # noqa: E402
+from ser_model.inference import MIN_SPEECH_S, MIN_WINDOW_S, WINDOW_S, window_starts  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets"
+CACHE = ROOT / ".cache" / "whisper"
+REPORTS = ROOT / "reports" / "experiments"
+CORPORA = ("ravdess", "tess", "ased", "turevdb")
+LAYERS = tuple(range(W.OUTPUT_LAYER + 1))
+STATS = 2 * W.D_MODEL  # mean + std per layer
+NORM_DBFS = -26.0  # per-window level normalisation target
+DEGRADE_GAIN_RANGE = (-20.0, 20.0)
+# Variants of each file: name -> how its waveform is made from the recording (see make_variant).
+RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2")
+NORM_VARIANTS = ("clean", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2")
+VAD_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain")  # the others borrow clean's speech flags
+EMBED_VERSION = "w1"
+
+
+def file_rng(name: str, *stream: int) -> np.random.Generator:
+    """The per-file generator ``ser_model.evaluate`` uses (seed 0), so test conditions hear the same audio."""
+    return np.random.default_rng([0, zlib.crc32(name.encode()), *stream])
+
+
+def variant_waves(wave: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """Every RAW_VARIANTS waveform of one recording (same length as it), seeded by the file name."""
+    aug, chan = file_rng(name, 100), file_rng(name, 200)
+    out = {"clean": wave, "g-15": A.gain(wave, -15.0), "g+15": A.gain(wave, 15.0),
+           "degraded": A.browser_degrade(wave, file_rng(name)),
+           "rgain": A.gain(wave, file_rng(name, 1).uniform(*DEGRADE_GAIN_RANGE))}
+    out["aug1"], out["aug2"] = A.augment(wave, aug), A.augment(wave, aug)
+    out["chan1"], out["chan2"] = A.channel_augment(wave, chan), A.channel_augment(wave, chan)
+    out["rgain2"] = A.gain(wave, file_rng(name, 301).uniform(*DEGRADE_GAIN_RANGE))
+    return out
+
+
+def windows_of(wave: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+    """The app's analysis windows of ``wave``, each trimmed and padded as ``Recognizer.features`` does."""
+    duration = len(wave) / SAMPLE_RATE
+    spans = [(s, min(duration, s + WINDOW_S)) for s in window_starts(duration)]
+    out = []
+    for s, e in spans:
+        w = trim_silence(wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)])
+        if len(w) < MIN_WINDOW_S * SAMPLE_RATE:
+            w = pad_or_trim(w, int(MIN_WINDOW_S * SAMPLE_RATE))
+        out.append(w)
+    return out, spans
+
+
+def normalise_level(window: np.ndarray) -> np.ndarray:
+    """Scale a window to an active level of NORM_DBFS (no clipping: the features are floats)."""
+    if not np.any(window):
+        return window
+    return (window * 10 ** ((NORM_DBFS - A.active_level_db(window)) / 20)).astype(np.float32)
+
+
+class Embedder:
+    """Whisper's six layers and Resemblyzer's layer 2, pooled over time, for lists of windows."""
+
+    def __init__(self):
+        from ser_model.encoder import load_pretrained
+        from ser_model.model import EncoderHead, ModelConfig
+
+        self.whisper = W.load_pretrained(W.WhisperEncoder(LAYERS))
+        self.resemblyzer = load_pretrained(EncoderHead(ModelConfig(arch="encoder_head"))).eval()
+
+    @torch.inference_mode()
+    def whisper_stats(self, windows: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(windows), len(LAYERS) * STATS), np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_len.setdefault(len(w), []).append(i)
+        for idx in by_len.values():
+            batch = torch.from_numpy(np.stack([windows[i] for i in idx]))
+            out[idx] = W.pool(self.whisper(batch)).numpy()
+        return out
+
+    @torch.inference_mode()
+    def resemblyzer_stats(self, windows: list[np.ndarray]) -> np.ndarray:
+        return np.stack([self.resemblyzer.embed(torch.from_numpy(encoder_log_mel(w))[None])[0].numpy()
+                         for w in windows])
+
+
+def speech_flags(wave: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+    from ser_model import vad
+
+    speech = vad.speech_intervals(wave)
+    return np.array([vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans])
+
+
+def cache_path(path: Path) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{EMBED_VERSION}"
+    return CACHE / "files" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
+
+
+def embed_file(embedder: Embedder, path: Path) -> dict[str, np.ndarray]:
+    wave = load_audio(path)
+    out = {}
+    for variant, vw in variant_waves(wave, path.name).items():
+        windows, spans = windows_of(vw)
+        out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
+        out[f"res/{variant}"] = embedder.resemblyzer_stats(windows).astype(np.float16)
+        out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
+        if variant in VAD_VARIANTS:
+            out[f"speech/{variant}"] = speech_flags(vw, spans)
+        if variant in NORM_VARIANTS:
+            out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
+    return out
+
+
+def records_of(data: Path) -> list:
+    by = scan(data).by_corpus()
+    return [r for c in CORPORA for r in by[c]]
+
+
+def cmd_embed(args) -> None:
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    k, n = map(int, args.part.split("/"))
+    records = records_of(args.data)[k::n]
+    todo = [r for r in records if not cache_path(r.path).exists()]
+    print(f"part {k}/{n}: {len(records)} files, {len(todo)} to embed", flush=True)
+    if not todo:
+        return
+    embedder = Embedder()
+    (CACHE / "files").mkdir(parents=True, exist_ok=True)
+    for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
+        target = cache_path(r.path)
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez(tmp, **embed_file(embedder, r.path))
+        tmp.replace(target)
+
+
+# ----------------------------------------------------------------------------------------------
+# probe: linear heads on the cached embeddings
+# ----------------------------------------------------------------------------------------------
+RAVDESS_FOLDS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
+LAYER_SETS = {"L0": (0,), "L1": (1,), "L2": (2,), "L3": (3,), "L4": (4,), "out": (5,), "L2+L4": (2, 4)}
+CS = (0.001, 0.01, 0.1)
+TEST_CONDITIONS = ("clean", "g-15", "g+15", "rgain", "degraded")
+SELECT_CONDITIONS = ("clean", "rgain")  # inner validation scores the mean UA of these
+RES_DIM = 512
+
+
+class Table:
+    """The cached embeddings of every file: per-window rows, per-file labels and speakers."""
+
+    def __init__(self, data: Path = DATA):
+        from ser_model.labels import LABEL_TO_INDEX
+
+        records = records_of(data)
+        self.records = records
+        self.corpus = np.array([r.corpus for r in records])
+        self.speaker = np.array([r.speaker for r in records])
+        self.label = np.array([LABEL_TO_INDEX[r.label] for r in records])
+        self.neutral_enrol = np.array([r.label == "neutral" and r.extra.get("emotion", "neutral") in
+                                       ("neutral", "sk") for r in records])  # RAVDESS: neutral, not calm
+        self.actor = np.array([int(r.speaker.split("-")[1]) if r.corpus == "ravdess" else 0 for r in records])
+        folder = CACHE / "table"
+        if not (folder / "done").exists():
+            self._consolidate(folder)
+        self.win_file = np.load(folder / "win_file.npy")
+        self.arrays = {p.stem.replace("__", "/"): np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+        self.n_windows = np.bincount(self.win_file, minlength=len(records))
+        self._cache: dict = {}
+
+    def _consolidate(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        parts: dict[str, list] = {}
+        win_file = []
+        for i, r in enumerate(tqdm(self.records, desc="loading embeddings", unit="file", mininterval=10)):
+            path = cache_path(r.path)
+            if not path.exists():
+                raise SystemExit(f"{r.path} has no embedding yet: run `python scripts/whisper_probe.py embed` first")
+            with np.load(path) as z:
+                for k in z.files:
+                    parts.setdefault(k, []).append(z[k])
+                win_file += [i] * len(z["raw/clean"])
+        np.save(folder / "win_file.npy", np.array(win_file))
+        for k, v in parts.items():
+            np.save(folder / f"{k.replace('/', '__')}.npy", np.concatenate(v))
+        (folder / "done").touch()
+
+    def features(self, kind: str, variant: str, layers: tuple[int, ...], res: bool) -> np.ndarray:
+        """(windows, D) float32: the chosen Whisper layers' statistics (+ Resemblyzer's)."""
+        key = (kind, variant, layers, res)
+        if key not in self._cache:
+            # a normalised window does not depend on a gain that does not clip: -15 dB is the clean one
+            whisper = self.arrays[f"{kind}/{'clean' if (kind, variant) == ('norm', 'g-15') else variant}"]
+            cols = np.concatenate([np.arange(k * STATS, (k + 1) * STATS) for k in layers])
+            parts = [np.asarray(whisper[:, cols], dtype=np.float32)]
+            if res:
+                parts.append(np.asarray(self.arrays[f"res/{variant}"], dtype=np.float32))
+            self._cache[key] = np.concatenate(parts, axis=1)
+            if len(self._cache) > 48:  # keep memory bounded
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[key]
+
+    def speech(self, variant: str) -> np.ndarray:
+        return np.asarray(self.arrays[f"speech/{variant if variant in VAD_VARIANTS else 'clean'}"], dtype=bool)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way of training a head: which rows, which level handling, which extra features."""
+
+    name: str
+    kind: str = "raw"  # "raw" features or per-window level-normalised "norm" features
+    train_variants: tuple[str, ...] = ("clean", "aug1", "aug2")
+    res: bool = False  # append Resemblyzer's layer-2 statistics
+    enrol: int = 0  # centre each speaker on k of their neutral clips (not scored)
+    ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
+    layer_sets: tuple[str, ...] = tuple(LAYER_SETS)
+    cs: tuple[float, ...] = CS
+
+
+def enrolment(table: Table, k: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Pick k neutral enrolment files per speaker; returns (enrolment mask over files, speaker ->
+    file indices). Speakers with fewer than k neutral clips get none (centred on the mean offset)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(table.records), bool)
+    chosen = {}
+    for spk in np.unique(table.speaker):
+        cands = np.flatnonzero((table.speaker == spk) & table.neutral_enrol)
+        if len(cands) >= k:
+            chosen[spk] = np.sort(rng.choice(cands, k, replace=False))
+            mask[chosen[spk]] = True
+    return mask, chosen
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, c: float,
+                 init: torch.nn.Linear | None = None) -> tuple[torch.nn.Linear, int]:
+    """``ser_model.encoder.fit_linear``'s objective (weighted cross-entropy + ||W||^2 / (2 c n), as
+    scikit-learn's C) and optimiser, started from ``init`` when given; returns (layer, evaluations)."""
+    import torch.nn.functional as F
+
+    from ser_model.labels import NUM_CLASSES
+
+    w = w / w.sum()
+    l2 = 1.0 / (2 * c * len(y))
+    linear = torch.nn.Linear(x.shape[1], NUM_CLASSES)
+    if init is not None:
+        linear.load_state_dict(init.state_dict())
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=500, tolerance_change=1e-9,
+                            line_search_fn="strong_wolfe")
+    evals = [0]
+
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy(linear(x), y, reduction="none") * w).sum() + l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        evals[0] += 1
+        return loss
+
+    opt.step(closure)
+    return linear.eval(), evals[0]
+
+
+class Prober:
+    """Fits and scores heads for recipes; caches the features' enrolment offsets."""
+
+    def __init__(self, table: Table):
+        self.t = table
+        self._offsets: dict = {}
+
+    def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...]) -> np.ndarray:
+        x = self.t.features(recipe.kind, variant, layers, recipe.res)
+        if recipe.enrol:
+            x = x - self.offsets(recipe, variant, layers)
+        return x
+
+    def offsets(self, recipe: Recipe, variant: str, layers) -> np.ndarray:
+        """Per window: the mean features of its speaker's enrolment windows in the same condition."""
+        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol)
+        if key not in self._offsets:
+            x = self.t.features(recipe.kind, variant, layers, recipe.res)
+            _, chosen = enrolment(self.t, recipe.enrol)
+            per_spk = {s: x[np.isin(self.t.win_file, f)].mean(0) for s, f in chosen.items()}
+            fallback = np.mean(list(per_spk.values()), axis=0)
+            spk_of_win = self.t.speaker[self.t.win_file]
+            out = np.empty_like(x)
+            for s in np.unique(spk_of_win):
+                out[spk_of_win == s] = per_spk.get(s, fallback)
+            self._offsets[key] = out
+            if len(self._offsets) > 24:
+                self._offsets.pop(next(iter(self._offsets)))
+        return self._offsets[key]
+
+    def fit(self, recipe: Recipe, train_files: np.ndarray, layers, cs) -> dict[float, tuple]:
+        """Heads for every C in ``cs`` on the same standardised rows (each warm-started from the
+        previous, more strongly regularised one): {C: (linear, mean, std, L-BFGS evaluations)}."""
+        from ser_model.data import balanced_weights
+
+        t = self.t
+        file_w = np.zeros(len(t.records))
+        file_w[train_files] = balanced_weights([t.records[i] for i in train_files])
+        win = np.flatnonzero(file_w[t.win_file] > 0)
+        x = np.concatenate([self.rows(recipe, v, layers)[win] for v in recipe.train_variants])
+        w = np.tile(file_w[t.win_file[win]] / t.n_windows[t.win_file[win]], len(recipe.train_variants))
+        y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
+        mean, std = x.mean(0), x.std(0) + 1e-5
+        x = torch.from_numpy((x - mean) / std)
+        models, init = {}, None
+        for c in sorted(cs):
+            linear, evals = fit_logistic(x, torch.from_numpy(y), torch.from_numpy(w).float(), c, init)
+            models[c] = (linear, mean, std, evals)
+            init = linear
+        return models
+
+    @torch.inference_mode()
+    def predict(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers) -> np.ndarray:
+        """(files, 7) probabilities: the mean over each file's speech windows (all windows if none)."""
+        linear, mean, std, _ = model
+        t = self.t
+        win = np.flatnonzero(np.isin(t.win_file, files))
+        x = (self.rows(recipe, variant, layers)[win] - mean) / std
+        probs = torch.softmax(linear(torch.from_numpy(x.astype(np.float32))), dim=1).numpy()
+        speech = t.speech(variant)[win]
+        owner = t.win_file[win]
+        n = len(t.records)
+        has_speech = np.bincount(owner, weights=speech, minlength=n) > 0
+        use = speech | ~has_speech[owner]
+        sums = np.zeros((n, probs.shape[1]))
+        np.add.at(sums, owner[use], probs[use])
+        return sums[files] / np.bincount(owner[use], minlength=n)[files, None]
+
+    def scored(self, recipe: Recipe, files: np.ndarray) -> np.ndarray:
+        """The files that count: all but enrolment clips when the recipe enrols."""
+        if not recipe.enrol:
+            return files
+        mask, _ = enrolment(self.t, recipe.enrol)
+        return files[~mask[files]]
+
+
+def score(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """UA over the classes present, WA, per-class recall, prediction shares and the collapse ratio."""
+    from ser_model.labels import EMOTIONS
+    from ser_model.metrics import compute_metrics
+
+    pred = probs.argmax(1)
+    m = compute_metrics(y_true.tolist(), pred.tolist(), EMOTIONS)
+    present = [e for e in EMOTIONS if m["per_class"][e]["support"] > 0]
+    true_share = {e: m["per_class"][e]["support"] / m["n"] for e in EMOTIONS}
+    pred_share = {e: float(np.mean(pred == i)) for i, e in enumerate(EMOTIONS)}
+    return {"ua": m["ua"], "wa": m["wa"], "n": m["n"],
+            "recall": {e: m["per_class"][e]["recall"] for e in present},
+            "pred_share": pred_share, "true_share": {e: true_share[e] for e in present},
+            "collapse": max(pred_share.values()) / max(true_share.values()),
+            "confusion": m["confusion"]}
+
+
+class Splits:
+    """Outer splits of a protocol, and the inner splits of each outer training side."""
+
+    def __init__(self, table: Table):
+        self.t = table
+
+    def loco(self):
+        t = self.t
+        for test in CORPORA:
+            train = [c for c in CORPORA if c != test]
+            inner = [(np.flatnonzero(np.isin(t.corpus, [c for c in train if c != v])), np.flatnonzero(t.corpus == v))
+                     for v in train]
+            yield test, np.flatnonzero(np.isin(t.corpus, train)), np.flatnonzero(t.corpus == test), inner
+
+    def ravdess_cv(self, ravdess_only: bool):
+        t = self.t
+        rav = t.corpus == "ravdess"
+        others = np.flatnonzero(~rav) if not ravdess_only else np.array([], int)
+        for k, test_actors in enumerate(RAVDESS_FOLDS, 1):
+            train_actors = [a for a in range(1, 21) if a not in test_actors]
+            inner = []
+            for i in range(4):
+                held = train_actors[i::4]
+                fit_actors = [a for a in train_actors if a not in held]
+                inner.append((np.concatenate([np.flatnonzero(rav & np.isin(t.actor, fit_actors)), others]),
+                              np.flatnonzero(rav & np.isin(t.actor, held))))
+            train = np.concatenate([np.flatnonzero(rav & np.isin(t.actor, train_actors)), others])
+            yield f"fold{k}", train, np.flatnonzero(rav & np.isin(t.actor, test_actors)), inner
+
+
+def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks: dict | None = None) -> dict:
+    """Nested: per outer split, every (layer set, C) is fitted on each inner training side and
+    scored on its inner held-out part (mean UA over SELECT_CONDITIONS); the best is refitted on
+    the outer training side and scored on the outer test side under every TEST_CONDITION.
+    ``layer_picks`` (split name -> layer set, chosen by another recipe's inner validation) fixes
+    the layer set per split, so only C is searched."""
+    splits = Splits(prober.t)
+    outer = splits.loco() if protocol == "loco" else splits.ravdess_cv(recipe.ravdess_only)
+    t = prober.t
+    result = {"recipe": asdict(recipe), "protocol": protocol, "splits": []}
+    for name, train, test, inner in outer:
+        layer_sets = [layer_picks[name]] if layer_picks else recipe.layer_sets
+        grid = [(ls, c) for ls in layer_sets for c in recipe.cs]
+        inner_uas: dict[tuple, list] = {}
+        for ls in layer_sets:
+            for fit_files, val_files in inner:
+                models = prober.fit(recipe, fit_files, LAYER_SETS[ls], recipe.cs)
+                val = prober.scored(recipe, val_files)
+                for c, model in models.items():
+                    inner_uas.setdefault((ls, c), []).append(np.mean([
+                        score(t.label[val], prober.predict(model, recipe, val, cond, LAYER_SETS[ls]))["ua"]
+                        for cond in SELECT_CONDITIONS]))
+        inner_scores = {f"{ls} C={c:g}": float(np.mean(inner_uas[(ls, c)])) for ls, c in grid}
+        log(f"  {recipe.name} {protocol} {name}: inner " + ", ".join(f"{k} {v:.3f}" for k, v in inner_scores.items()))
+        best = max(inner_scores, key=inner_scores.get)
+        ls, c = grid[list(inner_scores).index(best)]
+        model = prober.fit(recipe, train, LAYER_SETS[ls], [c])[c]
+        scored_files = prober.scored(recipe, test)
+        conds = {cond: score(t.label[scored_files], prober.predict(model, recipe, scored_files, cond, LAYER_SETS[ls]))
+                 for cond in TEST_CONDITIONS}
+        result["splits"].append({"test": name, "picked": best, "inner": inner_scores, "lbfgs_evals": model[3],
+                                 "n_test_files": int(len(scored_files)), "conditions": conds})
+        log(f"{recipe.name} {protocol} {name}: picked {best}; UA clean {conds['clean']['ua']:.3f}, "
+            f"-15 dB {conds['g-15']['ua']:.3f}, +15 dB {conds['g+15']['ua']:.3f}, random gain "
+            f"{conds['rgain']['ua']:.3f}, degraded {conds['degraded']['ua']:.3f}, collapse {conds['clean']['collapse']:.2f}")
+    result["summary"] = summarise(result["splits"])
+    return result
+
+
+def summarise(splits: list[dict]) -> dict:
+    out = {}
+    for cond in TEST_CONDITIONS:
+        uas = [s["conditions"][cond]["ua"] for s in splits]
+        was = [s["conditions"][cond]["wa"] for s in splits]
+        out[cond] = {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)), "ua_min": float(np.min(uas)),
+                     "wa_mean": float(np.mean(was)), "ua": {s["test"]: s["conditions"][cond]["ua"] for s in splits},
+                     "collapse_max": float(max(s["conditions"][cond]["collapse"] for s in splits))}
+    gains = [s["conditions"][c]["ua"] for s in splits for c in ("g-15", "clean", "g+15")]
+    out["level_spread_max"] = float(max(max(s["conditions"][c]["ua"] for c in ("g-15", "clean", "g+15")) -
+                                        min(s["conditions"][c]["ua"] for c in ("g-15", "clean", "g+15"))
+                                        for s in splits)) if gains else None
+    out["degraded_drop"] = out["clean"]["ua_mean"] - out["degraded"]["ua_mean"]
+    return out
+
+
+RECIPES = {  # stage 2: the layer set of each split is the one "base" picked there (inner validation)
+    "norm": Recipe("norm", kind="norm"),
+    "gainaug": Recipe("gainaug", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "norm+gainaug": Recipe("norm+gainaug", kind="norm", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "chan": Recipe("chan", train_variants=("clean", "aug1", "aug2", "chan1", "chan2")),
+    "norm+chan": Recipe("norm+chan", kind="norm", train_variants=("clean", "aug1", "aug2", "chan1", "chan2")),
+    "gainaug+chan": Recipe("gainaug+chan", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "chan1", "chan2")),
+    "res": Recipe("res", res=True),
+    "enrol2": Recipe("enrol2", enrol=2),
+    "enrol4": Recipe("enrol4", enrol=4),
+    "ravdess-only": Recipe("ravdess-only", ravdess_only=True),  # RAVDESS CV only
+}
+BASE = Recipe("base")
+PROBE_DIR = REPORTS / "whisper_probe"
+
+
+def cmd_probe(args) -> None:
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    table = Table(args.data)
+    prober = Prober(table)
+    PROBE_DIR.mkdir(parents=True, exist_ok=True)
+    log_file = open(PROBE_DIR / f"log_{args.protocol}.txt", "a")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        log_file.write(msg + "\n")
+        log_file.flush()
+
+    def run(recipe: Recipe, picks=None) -> dict:
+        out = PROBE_DIR / f"{recipe.name}_{args.protocol}.json"
+        if out.exists() and not args.force:
+            return json.loads(out.read_text())
+        t0 = time.time()
+        result = run_protocol(prober, recipe, args.protocol, log, picks)
+        result["seconds"] = time.time() - t0
+        result["command"] = f"python scripts/whisper_probe.py probe --protocol {args.protocol} --only {recipe.name}"
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
+
+    base = run(BASE)
+    picks = {s["test"]: s["picked"].split(" ")[0] for s in base["splits"]}
+    if "layer-scan" in args.only or not args.only:
+        layer_scan(prober, base, args.protocol, log)
+    for name, recipe in RECIPES.items():
+        if (args.only and name not in args.only) or (recipe.ravdess_only and args.protocol != "cv"):
+            continue
+        run(recipe, picks)
+
+
+def layer_scan(prober: Prober, base: dict, protocol: str, log) -> None:
+    """FOR INSIGHT ONLY, looked at on the test side: the base recipe's outer UA with every layer set
+    (C as the inner validation picked it for that split)."""
+    out = PROBE_DIR / f"layer-scan_{protocol}.json"
+    if out.exists():
+        return
+    splits = Splits(prober.t)
+    outer = splits.loco() if protocol == "loco" else splits.ravdess_cv(False)
+    scan_result = {"note": "test-side figures, for insight only: not a selection", "splits": {}}
+    for (name, train, test, _), s in zip(outer, base["splits"]):
+        c = float(s["picked"].split("C=")[1])
+        row = {}
+        for ls in LAYER_SETS:
+            model = prober.fit(BASE, train, LAYER_SETS[ls], [c])[c]
+            row[ls] = score(prober.t.label[test], prober.predict(model, BASE, test, "clean", LAYER_SETS[ls]))["ua"]
+        scan_result["splits"][name] = row
+        log(f"layer scan {protocol} {name} (C={c:g}, test-side): " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    out.write_text(json.dumps(scan_result, indent=1) + "\n")
+
+
+SELECTABLE = ("base", "norm", "gainaug", "norm+gainaug", "chan", "norm+chan", "gainaug+chan", "res")
+
+
+def load_runs(protocol: str) -> dict[str, dict]:
+    runs = {}
+    for path in sorted(PROBE_DIR.glob(f"*_{protocol}.json")):
+        name = path.stem.rsplit("_", 1)[0]
+        if name != "layer-scan":
+            runs[name] = json.loads(path.read_text())
+    return runs
+
+
+def nested_recipe_choice(runs: dict[str, dict]) -> dict:
+    """Per outer split, the recipe whose best inner score is highest (never the test side), and
+    that recipe's outer scores: the figure to quote for "the recipe the probe would ship"."""
+    names = [n for n in SELECTABLE if n in runs]
+    splits = []
+    for i, s in enumerate(runs["base"]["splits"]):
+        best = max(names, key=lambda n: max(runs[n]["splits"][i]["inner"].values()))
+        chosen = runs[best]["splits"][i]
+        splits.append({**chosen, "recipe": best})
+    return {"splits": splits, "summary": summarise(splits), "candidates": names}
+
+
+def row_of(name: str, run: dict) -> dict:
+    sm = run["summary"]
+    return {"recipe": name, "ua": sm["clean"]["ua_mean"], "ua_std": sm["clean"]["ua_std"],
+            "ua_min": sm["clean"]["ua_min"], "wa": sm["clean"]["wa_mean"], "per_test": sm["clean"]["ua"],
+            "collapse_max": sm["clean"]["collapse_max"],
+            "ua_-15dB": sm["g-15"]["ua_mean"], "ua_+15dB": sm["g+15"]["ua_mean"],
+            "level_spread_max": sm["level_spread_max"], "ua_random_gain": sm["rgain"]["ua_mean"],
+            "ua_degraded": sm["degraded"]["ua_mean"], "degraded_drop": sm["degraded_drop"],
+            "picked": [s.get("recipe", "") + (" " if s.get("recipe") else "") + s["picked"] for s in run["splits"]]}
+
+
+def cmd_report(args) -> None:
+    out = {"note": "linear probes on frozen Whisper tiny.en states; every layer, C (and, in the nested row, "
+                   "recipe) chosen on the training side only. UA over each test set's own classes, 7-way "
+                   "prediction, a file = mean of its speech windows' probabilities.", "protocols": {}}
+    for protocol in ("loco", "cv"):
+        runs = load_runs(protocol)
+        if "base" not in runs:
+            continue
+        rows = [row_of(n, r) for n, r in runs.items()]
+        nested = nested_recipe_choice(runs)
+        rows.append(row_of("nested choice of recipe", nested))
+        scan_path = PROBE_DIR / f"layer-scan_{protocol}.json"
+        out["protocols"][protocol] = {"rows": rows, "nested_choice": nested,
+                                      "layer_scan_test_side": json.loads(scan_path.read_text()) if scan_path.exists() else None}
+        print(f"\n{protocol}: UA % (clean) mean +- std [min] | per test | collapse max | -15/0/+15 dB | "
+              f"random gain | degraded (drop)")
+        for r in rows:
+            per = " ".join(f"{k} {100 * v:.1f}" for k, v in r["per_test"].items())
+            print(f"| {r['recipe']:<24} | {100 * r['ua']:.1f} +- {100 * r['ua_std']:.1f} [{100 * r['ua_min']:.1f}] | "
+                  f"{per} | {r['collapse_max']:.2f} | {100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / "
+                  f"{100 * r['ua_+15dB']:.1f} (spread {100 * r['level_spread_max']:.1f}) | {100 * r['ua_random_gain']:.1f} | "
+                  f"{100 * r['ua_degraded']:.1f} ({100 * r['degraded_drop']:+.1f}) |")
+        plot_protocol(protocol, runs, nested)
+    target = REPORTS / "whisper_probe.json"
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"report: {target}")
+
+
+def plot_protocol(protocol: str, runs: dict, nested: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ser_model.labels import EMOTIONS
+
+    names = list(runs) + ["nested"]
+    data = {**runs, "nested": nested}
+    tests = [s["test"] for s in runs["base"]["splits"]]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        uas = [100 * s["conditions"]["clean"]["ua"] for s in data[n]["splits"]]
+        axes[0].bar(np.arange(len(tests)) + i * width, uas, width, label=n)
+    axes[0].set_xticks(np.arange(len(tests)) + 0.4 - width / 2, tests)
+    axes[0].set_ylabel("UA % (held-out, clean)")
+    axes[0].set_title(f"Whisper tiny.en probes, {protocol}: every choice nested")
+    axes[0].legend(fontsize=7, ncol=3)
+    for n in names:
+        sm = data[n]["summary"]
+        axes[1].plot([-15, 0, 15], [100 * sm[c]["ua_mean"] for c in ("g-15", "clean", "g+15")], marker="o", label=n)
+    axes[1].set_xlabel("gain of the test files (dB, clipped)")
+    axes[1].set_ylabel("mean UA %")
+    axes[1].set_title("level invariance (target: within 3 points)")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(REPORTS / f"whisper_probe_{protocol}.png", dpi=110)
+    plt.close(fig)
+    # prediction shares of the nested choice against the true shares, per test set
+    fig, axes = plt.subplots(1, len(tests), figsize=(3.2 * len(tests), 3.4), sharey=True)
+    for ax, s in zip(np.atleast_1d(axes), nested["splits"]):
+        c = s["conditions"]["clean"]
+        ax.bar(np.arange(7) - 0.2, [100 * c["true_share"].get(e, 0) for e in EMOTIONS], 0.4, label="true")
+        ax.bar(np.arange(7) + 0.2, [100 * c["pred_share"][e] for e in EMOTIONS], 0.4, label="predicted")
+        ax.set_xticks(range(7), [e[:3] for e in EMOTIONS], fontsize=8)
+        ax.set_title(f"{s['test']}: {s['recipe']}\nUA {100 * c['ua']:.1f}, collapse {c['collapse']:.2f}", fontsize=9)
+    np.atleast_1d(axes)[0].set_ylabel("% of files")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(REPORTS / f"whisper_probe_{protocol}_shares.png", dpi=110)
+    plt.close(fig)
+
+
+def timed(fn, repeats: int) -> list[float]:
+    for _ in range(3):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def bench_window() -> np.ndarray:
+    """bench/model_bench.py's test window: a 3 s modulated 160 Hz tone with a little noise."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    return (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+            + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def cmd_cost(args) -> None:
+    """Per-window cost on one thread: today's shipped model (as bench/model_bench.py times it) and
+    the Whisper front end up to each block, eager and TorchScript, batch 1 and 16."""
+    import platform
+    import statistics
+
+    from ser_model import Recognizer
+
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    window = bench_window()
+    rec = Recognizer.load(args.weights)
+    rows = []
+
+    def add(name, ms, batch):
+        rows.append({"step": name, "batch": batch, "median_ms_per_window": statistics.median(ms) / batch,
+                     "p90_ms_per_window": float(np.percentile(ms, 90)) / batch})
+        print(f"| {name:<58} | {batch:>5} | {rows[-1]['median_ms_per_window']:8.2f} | "
+              f"{rows[-1]['p90_ms_per_window']:8.2f} |", flush=True)
+
+    print(f"| {'step':<58} | batch | median ms/window | p90 |")
+    with torch.inference_mode():
+        for batch in (1, 16):
+            add("shipped model: predict_proba (features + network, as used)",
+                timed(lambda: rec.predict_proba([window] * batch), args.repeats), batch)
+        add("trim_silence alone", timed(lambda: trim_silence(window), args.repeats), 1)
+        for depth in (1, 2, 3, 4):
+            encoder = W.load_pretrained(W.WhisperEncoder((depth,)))
+            for batch in (1, 16):
+                x = torch.from_numpy(np.stack([window] * batch))
+                add(f"whisper log-mel + {depth} block(s) + pooling, eager",
+                    timed(lambda: W.pool(encoder(x)), args.repeats), batch)
+                fast = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(encoder, x)))
+                add(f"whisper log-mel + {depth} block(s) + pooling, TorchScript",
+                    timed(lambda: W.pool(fast(x)), args.repeats), batch)
+            if depth == 2:
+                add("trim + whisper log-mel + 2 blocks + pooling, TorchScript (as an app would)",
+                    timed(lambda: W.pool(fast(torch.from_numpy(trim_silence(window))[None])), args.repeats), 1)
+    result = {"rows": rows, "machine": platform.processor() or platform.machine(), "threads": 1,
+              "repeats": args.repeats, "weights": str(rec.meta.get("file")),
+              "command": "python scripts/whisper_probe.py cost"}
+    out = REPORTS / "whisper_cost.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"report: {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("embed", help="cache embeddings of every file")
+    e.add_argument("--data", type=Path, default=DATA)
+    e.add_argument("--part", default="0/1", help="k/n: embed every n-th file from the k-th (parallel runs)")
+    e.set_defaults(fn=cmd_embed)
+    pr = sub.add_parser("probe", help="nested LOCO or RAVDESS CV of linear heads on the cached embeddings")
+    pr.add_argument("--data", type=Path, default=DATA)
+    pr.add_argument("--protocol", choices=("loco", "cv"), required=True)
+    pr.add_argument("--only", nargs="*", default=[], help="recipes to run (base always runs first)")
+    pr.add_argument("--force", action="store_true", help="rerun recipes whose report exists")
+    pr.set_defaults(fn=cmd_probe)
+    rp = sub.add_parser("report", help="tables, nested recipe choice and plots from the probe runs")
+    rp.set_defaults(fn=cmd_report)
+    c = sub.add_parser("cost", help="per-window cost on one thread")
+    c.add_argument("--weights", default=str(ROOT / "weights"))
+    c.add_argument("--repeats", type=int, default=30)
+    c.set_defaults(fn=cmd_cost)
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
