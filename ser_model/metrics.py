@@ -95,6 +95,23 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequen
     }
 
 
+def prediction_shares(metrics: Mapping) -> dict:
+    """How often each label is predicted against how often it is true: the collapse detector.
+
+    Returns ``{"predicted": {label: share}, "true": {label: share}, "most_predicted": label,
+    "collapse": largest predicted share / largest true share}``; a model that spreads its
+    predictions like the truth scores 1, one that calls every file the same label scores
+    1 / (largest true share). Nothing scored gives zero shares and a collapse of 0.0.
+    """
+    labels = list(metrics["labels"])
+    confusion = np.asarray(metrics["confusion"], dtype=np.int64).reshape(len(labels), len(labels))
+    n = int(confusion.sum())
+    predicted = [_ratio(v, n) for v in confusion.sum(axis=0)]
+    true = [_ratio(v, n) for v in confusion.sum(axis=1)]
+    return {"predicted": dict(zip(labels, predicted)), "true": dict(zip(labels, true)),
+            "most_predicted": labels[int(np.argmax(predicted))], "collapse": _ratio(max(predicted), max(true))}
+
+
 # --------------------------------------------------------------------------- text report
 def format_report(metrics: Mapping) -> str:
     """A classification report (like scikit-learn's) followed by the labelled confusion matrix."""
@@ -281,3 +298,52 @@ def summarize_folds(fold_metrics: Sequence[Mapping]) -> dict:
         std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         out[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
     return out
+
+
+def summarize_corpora(corpus_metrics: Sequence[Mapping], corpora: Sequence[str]) -> dict:
+    """:func:`summarize_folds` over held-out corpora (one metrics object each, in ``corpora``'s
+    order), plus the worst corpus's UA and the collapse ratio of each (:func:`prediction_shares`).
+
+    Adds ``"corpora"``, ``"ua": {..., "worst", "worst_corpus"}`` and ``"collapse": {"values",
+    "worst", "worst_corpus"}``.
+    """
+    corpora = list(corpora)
+    if len(corpora) != len(corpus_metrics):
+        raise ValueError(f"{len(corpus_metrics)} results for {len(corpora)} corpora")
+    out = {**summarize_folds(corpus_metrics), "corpora": corpora}
+    ua = out["ua"]["values"]
+    out["ua"].update(worst=min(ua), worst_corpus=corpora[int(np.argmin(ua))])
+    collapse = [prediction_shares(m)["collapse"] for m in corpus_metrics]
+    out["collapse"] = {"values": collapse, "worst": max(collapse), "worst_corpus": corpora[int(np.argmax(collapse))]}
+    return out
+
+
+def plot_shares(panels: Mapping[str, Mapping], path, title: str | None = None, limit: float = 1.5) -> Path:
+    """Write a PNG with one panel per held-out corpus (``{corpus: metrics}``): the share of files
+    predicted as each label beside its true share, and the line a label's predicted share must
+    stay under (``limit`` times the largest true share)."""
+    n = max(1, len(panels))
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig = _new_figure((6.5 * cols, 3.6 * rows))
+    for k, (corpus, metrics) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        shares = prediction_shares(metrics)
+        labels = list(shares["true"])
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, [100 * shares["true"][label] for label in labels], 0.4, color="0.7", label="true")
+        ax.bar(x + 0.2, [100 * shares["predicted"][label] for label in labels], 0.4, color="tab:red",
+               label="predicted")
+        ax.axhline(100 * limit * max(shares["true"].values()), color="k", linestyle="--", linewidth=1,
+                   label=f"{limit:g} x largest true share")
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("% of files")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{corpus}: UA {metrics['ua']:.1%}, collapse {shares['collapse']:.2f}", fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

@@ -13,7 +13,10 @@ from ser_model.metrics import (
     format_report,
     plot_confusion,
     plot_curves,
+    plot_shares,
+    prediction_shares,
     split_curves,
+    summarize_corpora,
     summarize_folds,
 )
 
@@ -303,3 +306,51 @@ def test_summarize_a_single_fold_has_zero_std_not_nan():
 def test_summarize_no_folds_is_an_error():
     with pytest.raises(ValueError):
         summarize_folds([])
+
+
+# --------------------------------------------------------------------------- prediction shares
+def test_prediction_shares_against_true_shares_by_hand():
+    """Y_TRUE/Y_PRED: true shares a 6/10, b 2/10, c 2/10; predicted a 8/10, b 1/10, c 1/10;
+    collapse = 0.8 / 0.6."""
+    shares = prediction_shares(compute_metrics(Y_TRUE, Y_PRED, ABC))
+    assert shares["true"] == pytest.approx({"a": 0.6, "b": 0.2, "c": 0.2})
+    assert shares["predicted"] == pytest.approx({"a": 0.8, "b": 0.1, "c": 0.1})
+    assert shares["most_predicted"] == "a" and shares["collapse"] == pytest.approx(0.8 / 0.6)
+    assert_plain_json(shares)
+
+
+def test_a_label_the_corpus_lacks_counts_as_predicted_and_wrong():
+    """Four classes of seven present; half the files called 'fearful', which none are: the
+    collapse ratio sees it although UA is over the four own classes only."""
+    true = [0, 0, 1, 1, 2, 2, 3, 3]
+    pred = [0, 4, 1, 4, 4, 4, 3, 3]
+    m = compute_metrics(true, pred, EMOTIONS)
+    assert m["ua"] == pytest.approx((0.5 + 0.5 + 0 + 1) / 4)
+    shares = prediction_shares(m)
+    assert shares["true"]["fearful"] == 0 and shares["predicted"]["fearful"] == pytest.approx(0.5)
+    assert shares["most_predicted"] == "fearful" and shares["collapse"] == pytest.approx(0.5 / 0.25)
+
+
+def test_shares_of_a_model_that_predicts_like_the_truth_and_of_nothing_scored():
+    assert prediction_shares(compute_metrics([0, 1, 1, 2], [1, 0, 1, 2], ABC))["collapse"] == pytest.approx(1.0)
+    empty = prediction_shares(compute_metrics([], [], ABC))
+    assert empty["collapse"] == 0.0 and set(empty["predicted"].values()) == {0.0}
+
+
+def test_summarize_corpora_names_the_worst_corpus_and_collapse():
+    good = compute_metrics([0, 1, 2, 3], [0, 1, 2, 3], EMOTIONS)  # UA 1, collapse 1
+    collapsed = compute_metrics([0, 1, 2, 3], [4, 4, 4, 3], EMOTIONS)  # UA 1/4, collapse 3
+    out = summarize_corpora([good, collapsed], ["tess", "turevdb"])
+    assert out["corpora"] == ["tess", "turevdb"] and out["folds"] == 2
+    assert out["ua"]["mean"] == pytest.approx(0.625)
+    assert (out["ua"]["worst"], out["ua"]["worst_corpus"]) == (pytest.approx(0.25), "turevdb")
+    assert out["collapse"]["values"] == pytest.approx([1.0, 3.0])
+    assert (out["collapse"]["worst"], out["collapse"]["worst_corpus"]) == (pytest.approx(3.0), "turevdb")
+    assert_plain_json(out)
+    with pytest.raises(ValueError):
+        summarize_corpora([good], ["tess", "ased"])
+
+
+def test_plot_shares_writes_one_panel_per_corpus(tmp_path):
+    panels = {c: compute_metrics([0, 1, 2, 3], [4, 4, 4, 3], EMOTIONS) for c in ("tess", "ased", "turevdb")}
+    _assert_png(plot_shares(panels, tmp_path / "shares.png", title="t"))
