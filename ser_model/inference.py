@@ -23,6 +23,7 @@ WINDOW_S = 3.0  # analysis window
 HOP_S = 0.5  # step between windows (also the live stream's hop)
 MIN_WINDOW_S = 0.5  # shorter windows are zero-padded to this
 MIN_SPEECH_S = 0.3  # a window needs this much detected speech to count as speech
+PREDICT_CHUNK = 16  # windows analysed together: bounds the network's activations (a few MB per window)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -143,8 +144,10 @@ class Recognizer:
         speech = vad.speech_intervals(wave)
         starts = window_starts(duration)
         spans = [(s, min(duration, s + WINDOW_S)) for s in starts]
-        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]
-        probs = self.predict_proba(windows)
+        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]  # views, no copies
+        # A chunk of windows at a time, so a 10-minute file never holds 1,200 windows' features or activations at once.
+        probs = np.concatenate([self.predict_proba(windows[i:i + PREDICT_CHUNK])
+                                for i in range(0, len(windows), PREDICT_CHUNK)])
         is_speech = [vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans]
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
