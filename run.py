@@ -1,15 +1,15 @@
 """Start the web app: ``python run.py [--host 127.0.0.1] [--port 5000] [--https] [--weights weights]``.
 
-This is the development/demo server (Werkzeug, threaded). For production use
-gunicorn with one threaded worker, see docs/webapp.md.
+This is the demo server (Werkzeug, threaded, bounded: see webapp/server.py). For production use
+gunicorn under a supervisor, see docs/webapp.md and deploy/.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from webapp import create_app
-from webapp.extensions import socketio
+from webapp import create_app, logs
+from webapp.server import make_server
 
 ROOT = Path(__file__).resolve().parent
 
@@ -24,6 +24,7 @@ def main(argv=None):
     parser.add_argument("--weights", help="weights folder or checkpoint (default: weights/)")
     args = parser.parse_args(argv)
 
+    logs.configure()
     app = create_app({"WEIGHTS": args.weights} if args.weights else None)
     if app.extensions["ser_model"]["recognizer"] is None:
         print(f"WARNING: {app.extensions['ser_model']['error']} -- the page loads, predictions fail.")
@@ -37,9 +38,15 @@ def main(argv=None):
         hosts = list(dict.fromkeys(["localhost" if wildcard else args.host, "localhost", "127.0.0.1"]
                                    + ([socket.gethostname()] if wildcard else [])))
         ssl_context = tuple(str(p) for p in self_signed_cert(args.cert_dir, hosts))
+    server = make_server(app, args.host, args.port, ssl_context)
     scheme = "https" if args.https else "http"
-    print(f"Serving on {scheme}://{args.host}:{args.port}/", flush=True)
-    socketio.run(app, host=args.host, port=args.port, allow_unsafe_werkzeug=True, ssl_context=ssl_context)
+    print(f"Serving on {scheme}://{args.host}:{server.port}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

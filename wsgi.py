@@ -1,6 +1,6 @@
-"""WSGI entry point for production:
-``gunicorn --worker-class gthread -w 1 --threads 100 -b 0.0.0.0:8000 wsgi:app``
+"""WSGI entry point for production: ``gunicorn -c deploy/gunicorn.conf.py wsgi:app``
 (one worker: Socket.IO sessions and the inference worker live in that process)."""
-from webapp import create_app
+from webapp import create_app, logs
 
+logs.configure()
 app = create_app()

@@ -29,7 +29,7 @@ def app(app_config):
 
     app = create_app(app_config)
     yield app
-    app.extensions["ser_stream"].worker.stop()
+    app.extensions["ser_stream"].stop_background()
 
 
 @pytest.fixture

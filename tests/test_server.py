@@ -131,3 +131,101 @@ def test_gunicorn_production_command(random_weights, tmp_path):
         assert requests.get(url + "/healthz", timeout=10).json()["model"] == "m"
         check_stream(stream_once(url, transports=["websocket"]))
         check_stream(stream_once(url))
+
+
+def test_run_py_headers_and_a_slow_client_is_cut_off(random_weights, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    with serve(cmd, url, tmp_path / "server.log", env={"SER_REQUEST_TIMEOUT_S": "2"}):
+        for path in ("/", "/api/predict", "/healthz"):
+            res = requests.request("POST" if path.startswith("/api") else "GET", url + path, timeout=10)
+            assert res.headers["Server"] == "ser-webapp"  # no software versions
+            csp = res.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+            assert res.headers["X-Content-Type-Options"] == "nosniff"
+            assert res.headers["Referrer-Policy"] == "no-referrer"
+        # A client that announces a body and then stalls holds its thread only REQUEST_TIMEOUT_S.
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                         b"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n")
+            began = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            assert time.monotonic() - began < 8
+        assert answer == b"" or answer.split()[1] in (b"400", b"408")  # werkzeug says 400 when the body stops
+        # ... and one that never sends its request line is dropped too.
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(b"GET / HTT")
+            began = time.monotonic()
+            assert sock.recv(4096) == b""  # closed, without an answer
+            assert time.monotonic() - began < 8
+
+
+def _stream_ack(url: str, headers: dict) -> tuple:
+    import socketio
+
+    sio = socketio.Client()
+    sio.connect(url, namespaces=["/stream"], transports=["websocket"], headers=headers, wait_timeout=20)
+    return sio, sio.call("start", {"sample_rate": 16000}, namespace="/stream", timeout=20)
+
+
+def test_behind_a_trusted_proxy_limits_apply_to_the_forwarded_address(random_weights, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    env = {"SER_TRUSTED_PROXIES": "1", "SER_STREAMS_PER_CLIENT": "1"}
+    with serve(cmd, url, tmp_path / "server.log", env=env):
+        clients = []
+        try:
+            for xff, ok in [("203.0.113.7", True), ("203.0.113.8", True),
+                            ("9.9.9.9, 203.0.113.7", False)]:  # a forged first entry changes nothing
+                sio, ack = _stream_ack(url, {"X-Forwarded-For": xff})
+                clients.append(sio)
+                assert ack["ok"] is ok, (xff, ack)
+                if not ok:
+                    assert ack["code"] == "too_many_streams"
+        finally:
+            for sio in clients:
+                sio.disconnect()
+
+
+def test_without_a_trusted_proxy_forwarded_headers_are_ignored(random_weights, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    with serve(cmd, url, tmp_path / "server.log", env={"SER_STREAMS_PER_CLIENT": "1"}):
+        first, ack1 = _stream_ack(url, {"X-Forwarded-For": "203.0.113.7"})
+        second, ack2 = _stream_ack(url, {"X-Forwarded-For": "203.0.113.8"})
+        first.disconnect()
+        second.disconnect()
+        assert ack1["ok"] and ack2["ok"] is False and ack2["code"] == "too_many_streams"
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").glob("*/children") for c in t.read_text().split()]
+
+
+def test_gunicorn_master_replaces_a_killed_worker(random_weights, tmp_path):
+    """The documented production command: its master restarts a worker killed by the OOM killer or a crash."""
+    pytest.importorskip("gunicorn")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"]
+    env = {"SER_WEIGHTS": str(random_weights), "SER_BIND": f"127.0.0.1:{port}"}
+    with serve(cmd, url, tmp_path / "gunicorn.log", env=env) as master:
+        (worker,) = _children(master.pid)
+        os.kill(worker, 9)
+        began = time.monotonic()
+        while time.monotonic() - began < START_TIMEOUT_S:
+            new = _children(master.pid)
+            try:
+                if new and new != [worker] and requests.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the killed worker was not replaced")
+        check_stream(stream_once(url, transports=["websocket"]))

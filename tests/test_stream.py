@@ -184,3 +184,70 @@ def test_server_busy(app, stream_client):
 def test_start_without_model(stream_client):
     ack = start(stream_client)
     assert ack["ok"] is False and ack["code"] == "no_model"
+
+
+# ---- admission, per-client limits, idle streams -------------------------------------------------
+def clients(app, n):
+    return [socketio.test_client(app, namespace=NS) for _ in range(n)]
+
+
+def test_admission_follows_the_measured_inference_capacity(app):
+    hub = app.extensions["ser_stream"]
+    assert hub.worker.window_cost_s > 0  # measured at start-up
+    hub.worker.window_cost_s = 0.1  # as if a window cost 100 ms: 0.75 / (0.1 x 2 windows/s) = 3 streams
+    assert hub.capacity() == 3
+    a, b, c, d, e = clients(app, 5)
+    acks = [start(x) for x in (a, b, c, d)]
+    assert [ack["ok"] for ack in acks] == [True, True, True, False]
+    assert acks[3]["code"] == "server_busy"
+    a.emit("stop", namespace=NS)
+    assert start(e)["ok"]  # a freed slot is given again
+    assert app.extensions["ser_metrics"].streams_refused.labels("server_busy")._value.get() == 1
+
+
+def test_a_lagging_server_admits_no_new_stream(app):
+    import time as _time
+
+    hub = app.extensions["ser_stream"]
+    hub.worker._lag_s, hub.worker._last_batch = 1.0, _time.monotonic()
+    ack = start(clients(app, 1)[0])
+    assert ack["ok"] is False and ack["code"] == "server_busy" and "lagging" in ack["error"]
+
+
+@pytest.mark.parametrize("app_config", [{"STREAMS_PER_CLIENT": 2}], indirect=True)
+def test_one_client_address_cannot_take_every_slot(app):
+    hub = app.extensions["ser_stream"]
+    a, b, c = clients(app, 3)  # the test client connects every socket from the same address
+    assert start(a)["ok"] and start(b)["ok"]
+    assert start(a)["ok"]  # a restart on the same connection reuses its slot
+    ack = start(c)
+    assert ack["ok"] is False and ack["code"] == "too_many_streams"
+    b.disconnect(namespace=NS)
+    assert start(c)["ok"] and hub.active == 2
+
+
+@pytest.mark.parametrize("app_config", [{"IDLE_STREAM_S": 0.5}], indirect=True)
+def test_a_started_stream_without_audio_is_closed(app, stream_client):
+    hub = app.extensions["ser_stream"]
+    assert start(stream_client)["ok"] and hub.active == 1
+    errors = named(collect(stream_client, has("error"), timeout=5), "error")
+    assert [e["code"] for e in errors] == ["idle_timeout"] and hub.active == 0
+    assert app.extensions["ser_metrics"].streams_closed.labels("idle")._value.get() == 1
+
+
+@pytest.mark.parametrize("app_config", [{"IDLE_STREAM_S": 0.5}], indirect=True)
+def test_a_stream_that_sends_audio_is_not_idle(app, stream_client):
+    hub = app.extensions["ser_stream"]
+    start(stream_client)
+    for _ in range(8):  # 2 s of real-time frames
+        stream_client.emit("audio", tone_pcm(0.25).tobytes(), namespace=NS)
+        time.sleep(0.25)
+    assert hub.active == 1
+    assert "idle_timeout" not in [e["code"] for e in named(collect(stream_client, lambda ev: False, 0.1), "error")]
+
+
+def test_audio_without_a_stream_is_answered_once_not_per_frame(stream_client):
+    for _ in range(20):
+        stream_client.emit("audio", tone_pcm(0.05).tobytes(), namespace=NS)
+    errors = named(collect(stream_client, lambda ev: False, timeout=0.5), "error")
+    assert [e["code"] for e in errors] == ["not_started"]

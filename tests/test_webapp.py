@@ -136,3 +136,77 @@ def test_vendor_files_are_whitelisted(client):
                  "/vendor/socket.io-client/dist/../package.json", "/vendor/socket.io-client/dist/%2e%2e/package.json",
                  "/vendor/socket.io-client/dist/nothing.js", "/vendor/chart.js/dist/../../../webapp/config.py"):
         assert client.get(path).status_code == 404, path
+
+
+def test_every_response_carries_the_security_headers(client):
+    for res in (client.get("/"), upload(client, b""), client.get("/healthz"), client.get("/nothing")):
+        csp = res.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+        assert res.headers["X-Content-Type-Options"] == "nosniff"
+        assert res.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_page_has_no_inline_script_or_style(client):
+    """A strict CSP (no 'unsafe-inline') would block them: every script and style is a file."""
+    import re
+
+    html = client.get("/").get_data(as_text=True)
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
+    assert "<style" not in html and " style=" not in html and not re.search(r"\son[a-z]+=", html)
+
+
+def test_readyz_reports_model_thread_and_lag(app, client):
+    res = client.get("/readyz")
+    assert res.status_code == 200, res.json
+    body = res.json
+    assert body["ready"] and body["model_loaded"] and body["inference_alive"] and body["lag_ok"]
+    assert body["window_cost_ms"] > 0 and body["stream_capacity"] >= 1 and body["lag_s"] >= 0
+    app.extensions["ser_stream"].stop_background()  # the inference thread is gone
+    res = client.get("/readyz")
+    assert res.status_code == 503 and res.json["inference_alive"] is False
+    assert client.get("/healthz").status_code == 200  # still alive, just not ready
+
+
+@pytest.mark.parametrize("app_config", [{"WEIGHTS": "/nonexistent/weights"}], indirect=True)
+def test_readyz_without_a_model(client):
+    assert client.get("/readyz").status_code == 503 and client.get("/readyz").json["model_loaded"] is False
+
+
+def test_metrics_count_uploads_and_streams(app, client):
+    upload(client, audio_bytes(1.0))
+    upload(client, b"not audio at all" * 10, "x.txt")
+    from webapp.extensions import socketio
+
+    sc = socketio.test_client(app, namespace="/stream")
+    sc.emit("start", {"sample_rate": 16000}, callback=True, namespace="/stream")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert client.get("/metrics").headers["Content-Type"].startswith("text/plain")
+    for line in ('ser_uploads_total{status="200"} 1.0', 'ser_uploads_total{status="415"} 1.0',
+                 "ser_streams_active 1.0", "ser_streams_started_total 1.0"):
+        assert line in text, line
+    for name in ("ser_decode_seconds_count 1.0", "ser_window_cost_seconds", "ser_stream_capacity",
+                 "ser_inference_lag_seconds_bucket", "ser_hops_skipped_total", "ser_windows_analysed_total"):
+        assert name in text, name
+    sc.disconnect(namespace="/stream")
+
+
+def test_requests_are_logged_as_json_without_addresses(client, caplog):
+    import json
+    import logging
+
+    from webapp.logs import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="ser.access"):
+        upload(client, b"", "x.wav")
+    (record,) = [r for r in caplog.records if r.name == "ser.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["route"] == "/api/predict" and line["status"] == 400 and line["method"] == "POST"
+    assert "127.0.0.1" not in json.dumps(line) and line["ms"] >= 0
+
+
+@pytest.mark.parametrize("app_config", [{"MIN_DURATION_S": 0.5}], indirect=True)
+def test_too_short_and_truncated_uploads_are_400_with_a_code(client):
+    res = upload(client, audio_bytes(0.3))
+    assert res.status_code == 400 and res.json["code"] == "too_short" and "at least 0.5 s" in res.json["error"]
+    res = upload(client, audio_bytes(4.0, 48000)[:3000])  # header says 4 s, 30 ms follow
+    assert res.status_code == 400 and res.json["code"] == "truncated"

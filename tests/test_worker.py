@@ -95,8 +95,83 @@ def test_a_failing_batch_reports_and_the_worker_goes_on():
     worker.submit("b", StreamSession(16000), [window(0.5)])
     events = out.wait(lambda ev: any(s == "b" for s, _, _ in ev))
     worker.stop()
-    assert events[0][:2] == ("a", "error") and events[0][2]["code"] == "internal"
+    assert events[0][:2] == ("a", "error") and events[0][2]["code"] == "analysis_failed"
     assert events[1][:2] == ("b", "emotion")
+    assert worker.stats["failed_windows"] == 1
+
+
+class PoisonRecognizer(FakeRecognizer):
+    """Fails on any batch holding a window whose first sample is 1.0 (a stand-in for a model bug)."""
+
+    def predict_proba(self, windows):
+        if any(w[0] == 1.0 for w in windows):
+            self.calls.append(len(windows))
+            raise RuntimeError("poisoned window")
+        return super().predict_proba(windows)
+
+
+def test_a_window_that_breaks_the_model_errors_only_its_own_stream():
+    rec, out = PoisonRecognizer(), Outbox()
+    worker = InferenceWorker(rec, out, batch_wait_ms=50)
+    poison = window(0.5)
+    poison.audio = np.ones(16000, np.float32)
+    good, bad = StreamSession(16000), StreamSession(16000)
+    worker.submit("good", good, [window(0.5), window(1.0)])
+    worker.submit("bad", bad, [poison, window(1.0)])
+    worker.finish("good", good)
+    worker.finish("bad", bad)
+    events = out.wait(lambda ev: sum(e == "summary" for _, e, _ in ev) == 2)
+    worker.stop()
+    assert rec.calls[0] == 4  # one batch first: it failed, then window by window
+    mine = lambda sid: [(e, p) for s, e, p in events if s == sid]  # noqa: E731
+    assert [e for e, _ in mine("good")] == ["emotion", "emotion", "summary"]
+    assert [e for e, _ in mine("bad")] == ["error", "emotion", "summary"]
+    assert mine("bad")[0][1]["code"] == "analysis_failed" and "0.0-0.5 s" in mine("bad")[0][1]["message"]
+
+
+class ExplodingSession(StreamSession):
+    """A session whose result bookkeeping raises: a bug outside the model call."""
+
+    def apply(self, job, probs):
+        raise KeyError("bug")
+
+
+def test_the_worker_thread_survives_a_bug_and_tells_the_stream():
+    rec, out = FakeRecognizer(), Outbox()
+    worker = InferenceWorker(rec, out)
+    worker.submit("x", ExplodingSession(16000), [window(0.5)])
+    out.wait(lambda ev: ev)
+    assert worker.alive
+    worker.submit("y", StreamSession(16000), [window(0.5)])
+    events = out.wait(lambda ev: any(s == "y" for s, _, _ in ev))
+    worker.stop()
+    assert events[0][:2] == ("x", "error") and events[0][2]["code"] == "internal"
+    assert events[1][:2] == ("y", "emotion")
+
+
+def test_a_dead_thread_is_restarted_by_the_next_submit():
+    rec, out = FakeRecognizer(), Outbox()
+    worker = InferenceWorker(rec, out)
+    worker.start()
+    worker.stop()
+    assert not worker.alive
+    worker.submit("a", StreamSession(16000), [window(0.5)])
+    assert out.wait(lambda ev: ev)[0][1] == "emotion"
+    worker.stop()
+
+
+def test_cost_lag_and_capacity_are_measured():
+    rec, out = FakeRecognizer(delay_s=0.04), Outbox()
+    worker = InferenceWorker(rec, out, batch_wait_ms=1)
+    worker.calibrate([np.zeros(16000, np.float32)] * 4, repeats=1)
+    assert 0.009 < worker.window_cost_s < 0.02  # 40 ms for 4 windows
+    assert worker.capacity(utilisation=0.8, windows_per_s=2) == int(0.8 / (worker.window_cost_s * 2))
+    calibrated = worker.window_cost_s
+    worker.submit("a", StreamSession(16000), [window(0.5)])
+    out.wait(lambda ev: ev)
+    assert worker.window_cost_s > calibrated * 1.2  # a batch of one costs the whole 40 ms: the average rises
+    assert 0.03 < worker.lag_s < 0.5
+    worker.stop()
 
 
 def test_full_queue_refuses():

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from flask import Flask, Request
 
-from . import routes, stream  # stream's handlers must be declared before any init_app
+from . import logs, routes, security, stream  # stream's handlers must be declared before any init_app
 from .config import DEFAULTS, ROOT
 from .extensions import socketio
+from .limits import UploadGate
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,34 @@ def create_app(test_config: dict | None = None) -> Flask:
     if recognizer is not None:
         warm_up(recognizer, int(app.config["INFERENCE_THREADS"]))
     app.extensions["ser_model"] = {"recognizer": recognizer, **model_info}
-    app.extensions["ser_upload_slots"] = threading.BoundedSemaphore(int(app.config["UPLOAD_CONCURRENCY"]))
+    app.extensions["ser_metrics"] = metrics = Metrics()
+    c = app.config
+    app.extensions["ser_upload_gate"] = UploadGate(c["UPLOAD_CONCURRENCY"], c["UPLOAD_QUEUE"], c["UPLOAD_WAIT_S"],
+                                                   c["UPLOADS_PER_CLIENT"])
 
-    socketio.init_app(app, async_mode="threading", async_handlers=False)
+    socketio.init_app(app, async_mode="threading", async_handlers=False,
+                      ping_interval=c["PING_INTERVAL_S"], ping_timeout=c["PING_TIMEOUT_S"])
+    security.init_app(app)  # after Socket.IO: its connections see the proxied client address too
+    logs.init_app(app)
     app.register_blueprint(routes.bp)
-    stream.init_app(app, recognizer)
+    hub = stream.init_app(app, recognizer, metrics)
+    if recognizer is not None:
+        hub.worker.calibrate([_calibration_window()] * CALIBRATION_BATCH)
+        hub.start_background()
     return app
+
+
+CALIBRATION_BATCH = 8  # windows per batch when measuring the model's cost at start-up
+
+
+def _calibration_window():
+    """3 s of a voiced, modulated tone with noise: the model's full path (features + network)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    return (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+            + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 def load_recognizer(weights: str | Path):

@@ -11,14 +11,23 @@ DEFAULTS = dict(
     WEIGHTS=str(ROOT / "weights"),  # weights folder (its registry's default model) or one checkpoint
     # Uploads (POST /api/predict)
     MAX_UPLOAD_MB=25,  # larger request bodies get 413
-    MAX_DURATION_S=600,  # longer decoded audio gets 413
-    UPLOAD_CONCURRENCY=2,  # uploads analysed at once; the rest wait ...
-    UPLOAD_WAIT_S=30,  # ... this long, then get 503
+    MAX_DURATION_S=600,  # longer audio gets 413, found while decoding (decoding stops there)
+    MIN_DURATION_S=0.25,  # shorter audio gets 400: too short to carry an emotion
+    UPLOAD_CONCURRENCY=1,  # uploads decoded and analysed at once (the other core serves live streams) ...
+    UPLOAD_QUEUE=4,  # ... uploads waiting for a turn; more get 503 + Retry-After at once ...
+    UPLOAD_WAIT_S=10,  # ... and a waiting upload gets 503 + Retry-After after this long
+    UPLOADS_PER_CLIENT=1,  # uploads in flight (waiting or running) per client address; more get 429
     # Live streams (Socket.IO namespace /stream)
-    MAX_STREAMS=64,  # concurrent started streams; more get server_busy
+    MAX_STREAMS=64,  # hard cap on started streams; admission usually refuses earlier (below)
+    ADMIT_UTILISATION=0.75,  # admit while speech from every stream would keep the model this busy ...
+    ADMIT_MAX_LAG_S=0.25,  # ... and while windows wait less than this for the model
+    STREAMS_PER_CLIENT=4,  # started streams per client address (browser tabs); more get too_many_streams
+    IDLE_STREAM_S=20,  # a started stream with no audio for this long is closed with idle_timeout
     MAX_STREAM_S=3600,  # one stream's audio; longer gets stream_too_long
     STREAM_BURST_S=5.0,  # audio a client may send ahead of real time ...
     STREAM_RATE=1.5,  # ... and the sustained rate allowed (x real time); beyond: too_fast
+    PING_INTERVAL_S=5,  # Engine.IO pings: a vanished client is dropped after interval + timeout
+    PING_TIMEOUT_S=5,
     # Inference worker (one thread, batches windows of all streams)
     BATCH_MAX=32,  # windows per predict_proba call
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
@@ -26,6 +35,10 @@ DEFAULTS = dict(
     COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too
     STALE_S=2.0,  # windows waiting longer are never analysed (load shedding)
     INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads: 1 is fastest on a busy 2-core machine (docs/webapp.md)
+    # Clients and proxies
+    TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
+    REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed
+    MAX_CONNECTIONS=512,  # run.py: open connections (one thread each); more are closed at once
     # Front-end libraries served from node_modules under /vendor/<package>/<path>
     VENDOR_DIR=str(ROOT / "node_modules"),
     VENDOR_PACKAGES={"socket.io-client": "dist/", "chart.js": "dist/", "@kurkle/color": "dist/"},

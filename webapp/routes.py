@@ -1,18 +1,21 @@
-"""HTTP routes: the page, file upload prediction, health check and vendored front-end files."""
+"""HTTP routes: the page, file upload prediction, health, metrics and vendored front-end files."""
 from __future__ import annotations
 
-import io
-import threading
+import time
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, render_template, request, send_from_directory
+import numpy as np
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
 from werkzeug.exceptions import HTTPException, NotFound
 
 from ser_model.audio import SAMPLE_RATE, AudioError, load_audio
 
+from .limits import LimitExceeded
+from .metrics import CONTENT_TYPE_LATEST
+
 bp = Blueprint("main", __name__)
 
-STATUS_BY_CODE = {"not_audio": 415}  # other AudioError codes: 400
+STATUS_BY_CODE = {"not_audio": 415, "too_long": 413}  # other AudioError codes: 400
 
 
 class UploadError(Exception):
@@ -29,7 +32,7 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    """Liveness and model status."""
+    """Liveness: the process answers. Also says which model is loaded (``ok`` false without one)."""
     model, hub = current_app.extensions["ser_model"], current_app.extensions["ser_stream"]
     ok = model["recognizer"] is not None
     body = {"ok": ok, "model": model["name"], "active_streams": hub.active,
@@ -37,29 +40,55 @@ def healthz():
     return jsonify(body), 200 if ok else 503
 
 
+@bp.get("/readyz")
+def readyz():
+    """Readiness: model loaded, inference thread alive, and windows not waiting too long."""
+    model, hub = current_app.extensions["ser_model"], current_app.extensions["ser_stream"]
+    lag = hub.worker.lag_s
+    checks = {"model_loaded": model["recognizer"] is not None, "inference_alive": hub.worker.alive,
+              "lag_ok": lag <= float(current_app.config["STALE_S"])}
+    body = {"ready": all(checks.values()), **checks, "lag_s": round(lag, 3), "active_streams": hub.active,
+            "stream_capacity": hub.capacity(), "pending_windows": hub.worker.pending,
+            "window_cost_ms": round((hub.worker.window_cost_s or 0) * 1000, 2)}
+    return jsonify(body), 200 if body["ready"] else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format."""
+    return Response(current_app.extensions["ser_metrics"].render(), mimetype=CONTENT_TYPE_LATEST)
+
+
 @bp.post("/api/predict")
 def predict():
     """Emotion of an uploaded file (multipart field ``file``)."""
     recognizer = current_app.extensions["ser_model"]["recognizer"]
+    metrics = current_app.extensions["ser_metrics"]
     if recognizer is None:
         return _error(503, current_app.extensions["ser_model"]["error"])
+    config = current_app.config
     try:
         data = _uploaded_bytes()
-        _check_declared_duration(data)
-        slots: threading.BoundedSemaphore = current_app.extensions["ser_upload_slots"]
-        if not slots.acquire(timeout=current_app.config["UPLOAD_WAIT_S"]):
-            return _error(503, "the server is busy; try again shortly")
-        try:
-            wave = load_audio(data)
-            _check_duration(len(wave) / SAMPLE_RATE)
+        with current_app.extensions["ser_upload_gate"].slot(request.remote_addr or "?"):
+            started = time.perf_counter()
+            wave = load_audio(data, max_duration_s=float(config["MAX_DURATION_S"]),
+                              min_duration_s=float(config["MIN_DURATION_S"]), allow_truncated=False)
+            metrics.decode.observe(time.perf_counter() - started)
+            del data
+            started = time.perf_counter()
             result = recognizer.predict(wave, SAMPLE_RATE)
-        finally:
-            slots.release()
+            metrics.upload_analysis.observe(time.perf_counter() - started)
     except AudioError as exc:
-        return _error(STATUS_BY_CODE.get(exc.code, 400), str(exc))
+        return _error(STATUS_BY_CODE.get(exc.code, 400), str(exc), code=exc.code)
     except UploadError as exc:
         return _error(exc.status, str(exc))
-    return jsonify(result.to_dict())
+    except LimitExceeded as exc:
+        return _error(exc.status, str(exc), retry_after=exc.retry_after_s)
+    body = result.to_dict()
+    if not np.isfinite([body["confidence"], *body["probabilities"].values()]).all():
+        current_app.logger.error("non-finite prediction for a decoded upload")
+        return _error(400, "the audio could not be analysed")
+    return _json(200, body)
 
 
 @bp.get("/vendor/<path:filename>")
@@ -86,31 +115,26 @@ def http_error(exc: HTTPException):
 
 
 def _uploaded_bytes() -> bytes:
-    if "file" not in request.files:
+    try:
+        files = request.files
+    except OSError:  # the client stopped sending its body part-way (read timeout, closed connection)
+        raise UploadError(408, "the request body did not arrive in time") from None
+    if "file" not in files:
         raise UploadError(400, "send the audio as multipart/form-data field 'file'")
-    data = request.files["file"].read()
+    data = files["file"].read()
     if not data:
         raise UploadError(400, "the file is empty")
     return data
 
 
-def _check_declared_duration(data: bytes):
-    """Refuse over-long audio from its header before decoding it, when libsndfile can tell."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:  # not readable by libsndfile: checked after decoding instead
-        return
-    if info.samplerate > 0 and info.frames > 0:
-        _check_duration(info.frames / info.samplerate)
+def _json(status: int, body: dict):
+    if request.path.startswith("/api/"):
+        current_app.extensions["ser_metrics"].uploads.labels(str(status)).inc()
+    return jsonify(body), status
 
 
-def _check_duration(seconds: float):
-    limit = float(current_app.config["MAX_DURATION_S"])
-    if seconds > limit:
-        raise UploadError(413, f"the audio is {seconds:.0f} s long; at most {limit:g} s is accepted")
-
-
-def _error(status: int, message: str):
-    return jsonify({"error": message}), status
+def _error(status: int, message: str, code: str | None = None, retry_after: int | None = None):
+    response, status = _json(status, {"error": message, **({"code": code} if code else {})})
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, status

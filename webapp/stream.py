@@ -4,22 +4,35 @@ Handlers stay small and never run the model: ``audio`` feeds the connection's
 :class:`~ser_model.streaming.StreamSession` (resampling + VAD, a few ms) and
 queues the windows that became due on the shared :class:`InferenceWorker`.
 Bad input answers that client with ``error`` {code, message}; nobody else notices.
+
+Admission: a stream starts only while the inference can serve it (from the
+measured model time per window and the current lag), the client address holds
+fewer than ``STREAMS_PER_CLIENT`` streams, and ``MAX_STREAMS`` is not reached.
+A started stream that sends no audio for ``IDLE_STREAM_S`` is closed with
+``idle_timeout``; a vanished client is dropped by Engine.IO's ping timeout.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from flask import current_app, request
 from flask_socketio import emit
 
+from ser_model.inference import HOP_S
 from ser_model.streaming import StreamError, StreamSession
 
 from .extensions import socketio
+from .limits import PerClient
 from .worker import InferenceWorker
 
 NAMESPACE = "/stream"
+REAP_EVERY_S = 1.0
+NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
+log = logging.getLogger("ser.stream")
 
 
 class RateLimit:
@@ -39,22 +52,60 @@ class RateLimit:
         return True
 
 
+@dataclass
+class Stream:
+    """One started stream: its session, owner address, rate limit and bookkeeping."""
+
+    session: StreamSession
+    client: str
+    limit: RateLimit
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started: float = field(default_factory=time.monotonic)
+    last_audio: float = field(default_factory=time.monotonic)
+
+
 class StreamHub:
     """Started streams of one app, by Socket.IO sid, and the inference worker they share."""
 
-    def __init__(self, recognizer, config):
-        self.recognizer, self.config = recognizer, config
+    def __init__(self, recognizer, config, metrics=None):
+        self.recognizer, self.config, self.metrics = recognizer, config, metrics
         self.worker = InferenceWorker(
             recognizer, _emit_to, batch_max=config["BATCH_MAX"], batch_wait_ms=config["BATCH_WAIT_MS"],
-            queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"])
-        self._streams: dict[str, tuple[StreamSession, RateLimit]] = {}
+            queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
+            metrics=metrics)
+        self._streams: dict[str, Stream] = {}
+        self._clients = PerClient(config["STREAMS_PER_CLIENT"])
+        self._not_started: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        self._stopping = threading.Event()
+        if metrics:
+            metrics.streams_active.set_function(lambda: self.active)
+            metrics.stream_capacity.set_function(self.capacity)
 
     @property
     def active(self) -> int:
         return len(self._streams)
 
-    def start(self, sid: str, data) -> str:
+    def capacity(self) -> int:
+        """Streams admitted at most now: the measured inference capacity, within MAX_STREAMS."""
+        measured = self.worker.capacity(self.config["ADMIT_UTILISATION"], 1 / HOP_S)
+        return min(int(self.config["MAX_STREAMS"]), measured)
+
+    def start_background(self):
+        """Start the inference thread and the idle-stream reaper (once)."""
+        self.worker.start()
+        with self._lock:
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap_forever, name="ser-reaper", daemon=True)
+                self._reaper.start()
+
+    def stop_background(self):
+        self._stopping.set()
+        self.worker.stop()
+
+    # ---- events -------------------------------------------------------------------------------
+    def start(self, sid: str, data, client: str) -> str:
         """Open (or restart) the stream of ``sid``; returns the session id."""
         if self.recognizer is None:
             raise StreamError("no_model", "no emotion model is loaded on the server")
@@ -63,24 +114,54 @@ class StreamHub:
             session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"])
         except ValueError as exc:
             raise StreamError("bad_start", f"start needs {{'sample_rate': int}}: {exc}") from None
-        limit = RateLimit(self.config["STREAM_BURST_S"], self.config["STREAM_RATE"])
+        self.start_background()
         with self._lock:
-            if sid not in self._streams and len(self._streams) >= self.config["MAX_STREAMS"]:
-                raise StreamError("server_busy", "too many live streams; try again later")
-            old = self._streams.get(sid)
-            self._streams[sid] = (session, limit)
+            old = self._streams.pop(sid, None)
+            if old:
+                self._clients.release(old.client)
+            try:
+                self._admit(client)
+            except StreamError as exc:
+                if old:  # a refused restart ends the old stream too
+                    old.session.close()
+                    self._closed(old, "refused_restart")
+                if self.metrics:
+                    self.metrics.streams_refused.labels(exc.code).inc()
+                raise
+            stream = self._streams[sid] = Stream(session, client, RateLimit(self.config["STREAM_BURST_S"],
+                                                                            self.config["STREAM_RATE"]))
         if old:
-            old[0].close()
-        self.worker.start()
-        return uuid.uuid4().hex[:12]
+            old.session.close()
+            self._closed(old, "restarted")
+        self._not_started.pop(sid, None)
+        if self.metrics:
+            self.metrics.streams_started.inc()
+        log.info("stream started", extra={"event": "stream_start", "stream": stream.id, "sample_rate": rate,
+                                          "active": self.active})
+        return stream.id
+
+    def _admit(self, client: str):
+        """Raise StreamError unless one more stream can be served well (call with the lock held)."""
+        if self.active >= self.capacity():
+            raise StreamError("server_busy", "the server is at capacity; try again in a minute")
+        if self.worker.lag_s > self.config["ADMIT_MAX_LAG_S"]:
+            raise StreamError("server_busy", "the server is lagging; try again in a minute")
+        if not self._clients.acquire(client):
+            raise StreamError("too_many_streams", f"at most {self.config['STREAMS_PER_CLIENT']} live streams "
+                                                  "per client; stop another one first")
 
     def audio(self, sid: str, payload):
-        entry = self._streams.get(sid)
-        if entry is None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            now = time.monotonic()
+            if now - self._not_started.get(sid, -NOT_STARTED_EVERY_S) < NOT_STARTED_EVERY_S:
+                return  # already told: do not answer every frame of a client that keeps sending
+            self._not_started[sid] = now
             raise StreamError("not_started", "send start with the sample rate before audio")
-        session, limit = entry
+        session = stream.session
+        stream.last_audio = time.monotonic()
         if isinstance(payload, (bytes, bytearray)) and len(payload) <= session.max_frame_bytes \
-                and not limit.allow(len(payload) / 2 / session.sample_rate):
+                and not stream.limit.allow(len(payload) / 2 / session.sample_rate):
             raise StreamError("too_fast", "audio arrives faster than real time; frame dropped")
         jobs = session.feed(payload)
         if jobs and not self.worker.submit(sid, session, jobs):
@@ -88,23 +169,60 @@ class StreamHub:
 
     def stop(self, sid: str):
         """Analyse what is left, then ``summary`` (from the worker, after the last ``emotion``)."""
-        with self._lock:
-            entry = self._streams.pop(sid, None)
-        if entry is None:
+        stream = self._remove(sid)
+        if stream is None:
             raise StreamError("not_started", "stop without start")
-        session = entry[0]
-        self.worker.submit(sid, session, session.flush())
-        self.worker.finish(sid, session)
+        self.worker.submit(sid, stream.session, stream.session.flush())
+        self.worker.finish(sid, stream.session)
+        self._closed(stream, "stopped")
 
-    def drop(self, sid: str):
+    def drop(self, sid: str, how: str = "disconnected"):
+        self._not_started.pop(sid, None)
+        stream = self._remove(sid)
+        if stream:
+            stream.session.close()
+            self._closed(stream, how)
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _remove(self, sid: str) -> Stream | None:
         with self._lock:
-            entry = self._streams.pop(sid, None)
-        if entry:
-            entry[0].close()
+            stream = self._streams.pop(sid, None)
+            if stream:
+                self._clients.release(stream.client)
+        return stream
+
+    def _closed(self, stream: Stream, how: str):
+        if self.metrics:
+            self.metrics.streams_closed.labels(how).inc()
+        log.info("stream ended", extra={"event": "stream_end", "stream": stream.id, "how": how,
+                                        "audio_s": round(stream.session.duration, 2),
+                                        "wall_s": round(time.monotonic() - stream.started, 2)})
+
+    def reap(self, now: float | None = None) -> list[str]:
+        """Close started streams that sent no audio for IDLE_STREAM_S; returns their sids."""
+        now = time.monotonic() if now is None else now
+        idle_s = float(self.config["IDLE_STREAM_S"])
+        idle = [sid for sid, s in list(self._streams.items()) if now - s.last_audio > idle_s]
+        for sid in idle:
+            self.drop(sid, "idle")
+            _emit_to("error", {"code": "idle_timeout",
+                               "message": f"no audio for {idle_s:g} s: the stream was closed; send start again"}, sid)
+        if len(self._not_started) > 10_000:
+            self._not_started.clear()
+        return idle
+
+    def _reap_forever(self):
+        while not self._stopping.wait(REAP_EVERY_S):
+            try:
+                self.reap()
+                self.worker.start()  # revive the inference thread if anything killed it
+            except Exception:  # noqa: BLE001 - keep reaping
+                log.exception("reaper step failed")
 
 
-def init_app(app, recognizer):
-    app.extensions["ser_stream"] = StreamHub(recognizer, app.config)
+def init_app(app, recognizer, metrics=None):
+    hub = app.extensions["ser_stream"] = StreamHub(recognizer, app.config, metrics)
+    return hub
 
 
 def _hub() -> StreamHub:
@@ -123,7 +241,7 @@ def _error(exc: StreamError):
 def on_start(data=None):
     """Ack {ok, session} or {ok: false, error} (also sent as an ``error`` event)."""
     try:
-        return {"ok": True, "session": _hub().start(request.sid, data)}
+        return {"ok": True, "session": _hub().start(request.sid, data, request.remote_addr or "?")}
     except StreamError as exc:
         _error(exc)
         return {"ok": False, "error": str(exc), "code": exc.code}

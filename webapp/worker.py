@@ -11,6 +11,14 @@ Overload: when a stream has several windows waiting, older ones that waited
 more than ``coalesce_s`` are skipped in favour of its newest (fresh results at
 a lower rate rather than ever older ones), and nothing older than ``stale_s``
 is analysed; the client hears ``server_busy`` (at most every few seconds).
+
+Failure: the thread survives any exception. A batch that fails is retried one
+window at a time, so only the streams whose own window fails hear
+``analysis_failed``; nothing taken from the queue is dropped without a word.
+
+Measurement: the model time per window (batched, as served) and the lag from a
+window being due to its result being sent are tracked as moving averages; the
+stream hub admits new streams from them (:meth:`capacity`, :attr:`lag_s`).
 """
 from __future__ import annotations
 
@@ -20,9 +28,13 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 BUSY_WARNING_S = 5.0  # tell a client about skipped hops at most this often
+SMOOTHING = 0.2  # weight of the newest batch in the moving averages
+LAG_FORGET_S = 1.0  # with no batch for this long, the lag reads 0
 Emit = Callable[[str, dict, str], None]  # (event, payload, sid)
 
 
@@ -30,8 +42,8 @@ class InferenceWorker:
     """Single consumer of a job queue shared by all streams."""
 
     def __init__(self, recognizer, emit: Emit, *, batch_max: int = 32, batch_wait_ms: float = 5,
-                 queue_max: int = 512, coalesce_s: float = 0.5, stale_s: float = 2.0):
-        self.recognizer, self.emit = recognizer, emit
+                 queue_max: int = 512, coalesce_s: float = 0.5, stale_s: float = 2.0, metrics=None):
+        self.recognizer, self.emit, self.metrics = recognizer, emit, metrics
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_ms / 1000
         self.coalesce_s, self.stale_s = coalesce_s, stale_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
@@ -39,10 +51,13 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._warned: dict[str, float] = {}  # sid -> when it was last told about skipped hops
-        self.stats = {"windows": 0, "batches": 0, "dropped": 0, "errors": 0}
+        self.stats = {"windows": 0, "batches": 0, "dropped": 0, "errors": 0, "failed_windows": 0}
+        self.window_cost_s: float | None = None  # model time per window, batched, moving average
+        self._lag_s, self._last_batch = 0.0, 0.0
 
+    # ---- lifecycle ----------------------------------------------------------------------------
     def start(self):
-        """Start the thread once (safe to call from any connection)."""
+        """Start the thread once, or again if it died (safe to call from any connection)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stopping.clear()
@@ -55,9 +70,33 @@ class InferenceWorker:
             self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def pending(self) -> int:
         return self._queue.qsize()
 
+    # ---- measurement --------------------------------------------------------------------------
+    def calibrate(self, windows: list[np.ndarray], repeats: int = 3):
+        """Measure the model time per window on a batch like those served (before any stream)."""
+        best = min(self._timed(windows) for _ in range(repeats))
+        self.window_cost_s = best / len(windows)
+        if self.metrics:
+            self.metrics.window_cost.set(self.window_cost_s)
+
+    def capacity(self, utilisation: float, windows_per_s: float) -> int:
+        """Streams whose every window holds speech that keep the model ``utilisation`` busy."""
+        if not self.window_cost_s:
+            return 0
+        return int(utilisation / (self.window_cost_s * windows_per_s))
+
+    @property
+    def lag_s(self) -> float:
+        """Recent lag from a window being due to its result (0 when nothing was analysed lately)."""
+        return self._lag_s if time.monotonic() - self._last_batch < LAG_FORGET_S else 0.0
+
+    # ---- producers ----------------------------------------------------------------------------
     def submit(self, sid: str, session, jobs) -> bool:
         """Queue a stream's windows; False when the queue is full (the caller reports server_busy)."""
         self.start()
@@ -74,18 +113,19 @@ class InferenceWorker:
         self.start()
         self._queue.put(("summary", sid, session, None, time.monotonic()))
 
+    # ---- the thread ---------------------------------------------------------------------------
     def _run(self):
         while not self._stopping.is_set():
-            items = self._keep(self._collect())
-            for start in range(0, len(items), self.batch_max):
-                chunk = items[start:start + self.batch_max]
-                try:
-                    self._process(chunk)
-                except Exception:  # one bad batch must not stop the service
-                    self.stats["errors"] += 1
-                    log.exception("inference batch failed")
-                    for sid in {item[1] for item in chunk}:
-                        self.emit("error", {"code": "internal", "message": "analysis failed for some audio"}, sid)
+            items: list = []
+            try:
+                items = self._keep(self._collect())
+                while items:
+                    self._process(items[:self.batch_max])
+                    items = items[self.batch_max:]
+            except Exception:  # noqa: BLE001 - a bug here must not end the service
+                self.stats["errors"] += 1
+                log.exception("inference worker step failed")
+                self._fail(items, "internal")
 
     def _collect(self) -> list:
         """Everything queued, waiting ``batch_wait_s`` after the first job for others to join."""
@@ -127,6 +167,8 @@ class InferenceWorker:
 
     def _skipped(self, sid: str, now: float):
         self.stats["dropped"] += 1
+        if self.metrics:
+            self.metrics.hops_skipped.inc()
         if now - self._warned.get(sid, -BUSY_WARNING_S) >= BUSY_WARNING_S:
             if len(self._warned) > 10_000:  # sids of streams that vanished without stop
                 self._warned.clear()
@@ -136,16 +178,82 @@ class InferenceWorker:
 
     def _process(self, items: list):
         speech = [item for item in items if item[0] == "window" and item[3].speech]  # silence needs no model
-        probs = self.recognizer.predict_proba([item[3].audio for item in speech]) if speech else []
-        self.stats["windows"] += len(speech)
-        self.stats["batches"] += 1 if speech else 0
-        by_item = {id(item): p for item, p in zip(speech, probs)}
+        probs = self._predict_each(speech) if speech else {}
         for item in items:
-            kind, sid, session, job, _ = item
-            if kind == "window":
-                event = session.apply(job, by_item.get(id(item)))
-                if not session.closed:
-                    self.emit("emotion", event, sid)
-            else:
-                self._warned.pop(sid, None)
-                self.emit("summary", session.summary(), sid)
+            try:
+                self._answer(item, probs)
+            except Exception:  # noqa: BLE001 - a bug for one stream: tell it, serve the others
+                self.stats["errors"] += 1
+                log.exception("could not answer a window")
+                self._fail([item], "internal")
+
+    def _answer(self, item: tuple, probs: dict[int, np.ndarray]):
+        kind, sid, session, job, queued = item
+        if kind == "summary":
+            self._warned.pop(sid, None)
+            self.emit("summary", session.summary(), sid)
+            return
+        p = probs.get(id(item))
+        if job.speech and p is None:  # its analysis failed: tell that client, nobody else
+            self._fail([item], "analysis_failed")
+            return
+        event = session.apply(job, p)
+        if not session.closed:
+            self.emit("emotion", event, sid)
+            self._observe_lag(time.monotonic() - queued)
+
+    def _predict_each(self, speech: list) -> dict[int, np.ndarray]:
+        """Probabilities by item id: one batch, or window by window if the batch fails."""
+        windows = [item[3].audio for item in speech]
+        try:
+            start = time.perf_counter()
+            probs = self.recognizer.predict_proba(windows)
+            self._observe_batch(time.perf_counter() - start, len(windows))
+            return {id(item): p for item, p in zip(speech, probs)}
+        except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
+            log.exception("inference batch of %d windows failed; retrying one by one", len(windows))
+        out = {}
+        for item in speech:
+            try:
+                out[id(item)] = self.recognizer.predict_proba([item[3].audio])[0]
+            except Exception:  # noqa: BLE001
+                pass
+        return out
+
+    def _fail(self, items: list, code: str):
+        """Tell each client whose window or summary could not be served."""
+        for kind, sid, session, job, _ in items:
+            if session.closed and kind == "window":
+                continue
+            self.stats["failed_windows"] += kind == "window"
+            if self.metrics and kind == "window":
+                self.metrics.window_errors.inc()
+            where = f" ({job.t0:.1f}-{job.t1:.1f} s)" if job is not None else ""
+            try:
+                self.emit("error", {"code": code, "message": f"the server could not analyse some audio{where}"}, sid)
+            except Exception:  # noqa: BLE001 - the client may be gone
+                log.exception("could not tell %s about a failure", sid)
+
+    def _timed(self, windows: list[np.ndarray]) -> float:
+        start = time.perf_counter()
+        self.recognizer.predict_proba(windows)
+        return time.perf_counter() - start
+
+    def _observe_batch(self, seconds: float, n: int):
+        self.stats["windows"] += n
+        self.stats["batches"] += 1
+        per_window = seconds / n
+        self.window_cost_s = per_window if self.window_cost_s is None \
+            else (1 - SMOOTHING) * self.window_cost_s + SMOOTHING * per_window
+        if self.metrics:
+            self.metrics.windows.inc(n)
+            self.metrics.inference_batch.observe(seconds)
+            self.metrics.window_cost.set(self.window_cost_s)
+
+    def _observe_lag(self, lag: float):
+        now = time.monotonic()
+        recent = now - self._last_batch < LAG_FORGET_S
+        self._lag_s = (1 - SMOOTHING) * self._lag_s + SMOOTHING * lag if recent else lag
+        self._last_batch = now
+        if self.metrics:
+            self.metrics.inference_lag.observe(lag)

@@ -1,0 +1,299 @@
+"""Hostile uploads and messages against the real server (``python run.py`` on a free port).
+
+Decompression bombs with lying headers, playlists that name files on the server's disk, float
+overflow, absurd sample rates, truncated and too-short files: each must get a 4xx within seconds
+while the server's peak memory stays bounded. Then a bounded fuzz run of malformed uploads and
+Socket.IO messages: never a 5xx, always valid JSON, and the server still serves a good client.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+
+from test_server import START_TIMEOUT_S, check_stream, free_port, serve, stream_once
+
+pytestmark = pytest.mark.slow
+HAVE_FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg is not installed")
+ANSWER_WITHIN_S = 10  # every hostile upload is answered within this
+# Peak RSS may grow by at most the largest upload (25 MB) plus twice the decoded size of the longest
+# accepted audio (600 s of 16 kHz float32: 38.4 MB) plus the analysis of that audio: 200 MB.
+RSS_BOUND_MB = 200
+
+
+# ---- the server -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(random_weights, tmp_path_factory):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("hostile") / "server.log"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    # Hostile tests send many uploads from one address, one at a time: that is allowed.
+    with serve(cmd, url, log, env={"SER_UPLOAD_WAIT_S": "30"}) as proc:
+        requests.post(url + "/api/predict", files={"file": ("a.wav", wav_tone(2.0))}, timeout=60)  # warm up
+        yield {"url": url, "pid": proc.pid, "baseline_mb": peak_rss_mb(proc.pid), "log": log}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def post(server, data: bytes, name: str = "upload.wav") -> requests.Response:
+    began = time.monotonic()
+    res = requests.post(server["url"] + "/api/predict", files={"file": (name, data)}, timeout=60)
+    assert time.monotonic() - began < ANSWER_WITHIN_S, f"{name}: answered after {time.monotonic() - began:.1f} s"
+    return res
+
+
+def strict_json(res: requests.Response):
+    """The body as JSON, refusing NaN and Infinity (which are not JSON)."""
+    def refuse(token):
+        raise AssertionError(f"not JSON: {token} in {res.text[:200]}")
+    return json.loads(res.text, parse_constant=refuse)
+
+
+def assert_refused(server, res: requests.Response, status: int, code: str | None = None):
+    body = strict_json(res)
+    assert res.status_code == status, (res.status_code, body)
+    assert body["error"] and (code is None or body.get("code") == code), body
+    grown = peak_rss_mb(server["pid"]) - server["baseline_mb"]
+    assert grown < RSS_BOUND_MB, f"peak RSS grew by {grown:.0f} MB"
+
+
+# ---- hostile files ----------------------------------------------------------------------------------
+def wav_tone(seconds: float, rate: int = 16000, subtype: str = "PCM_16", amp: float = 0.3) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    sf.write(buf, (amp * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def riff(fmt: bytes, data: bytes, extra: bytes = b"") -> bytes:
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def gsm_wav(rate: int, nbytes: int) -> bytes:
+    """GSM 6.10 (WAVE_FORMAT_GSM610) claiming ``rate`` Hz: each 65-byte block is 320 samples."""
+    fmt = struct.pack("<HHIIHHHH", 0x31, 1, rate, max(1, rate * 65 // 320), 65, 0, 2, 320)
+    fact = b"fact" + struct.pack("<II", 4, nbytes // 65 * 320)
+    return riff(fmt, bytes(random.Random(0).randrange(256) for _ in range(nbytes)), fact)
+
+
+def pcm_wav(rate: int, seconds_of_data: float = 1.0) -> bytes:
+    frames = int(16000 * seconds_of_data)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate & 0xFFFFFFFF, (rate * 2) & 0xFFFFFFFF, 2, 16)
+    return riff(fmt, np.zeros(frames, "<i2").tobytes())
+
+
+def ffmpeg_make(args: list[str], fmt: str) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "out"
+        subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *args, "-f", fmt, str(out)],
+                       check=True, capture_output=True, timeout=120)
+        data = out.read_bytes()
+    assert data
+    return data
+
+
+def test_gsm_wav_at_1_hz_is_refused_before_decoding(server):
+    data = gsm_wav(1, 32 * 1024)  # 32 KB that decode to 45 hours at 1 Hz (10 GB once resampled)
+    assert_refused(server, post(server, data), 400, "bad_sample_rate")
+    assert_refused(server, post(server, gsm_wav(1, 65 + 44)), 400, "bad_sample_rate")  # the 109-byte version
+
+
+@pytest.mark.parametrize("rate", [1, 7999, 96001, 4_000_000_000])
+def test_absurd_header_rates_are_refused(server, rate):
+    assert_refused(server, post(server, pcm_wav(rate)), 400)
+
+
+@needs_ffmpeg
+def test_alac_bomb_stops_at_the_duration_limit(server):
+    # About 0.2 MB of ALAC that decodes to 50 minutes: ffmpeg is stopped after 600 s of output.
+    data = ffmpeg_make(["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3000", "-c:a", "alac",
+                        "-movflags", "+faststart"], "ipod")
+    assert len(data) < 2_000_000
+    assert_refused(server, post(server, data, "bomb.m4a"), 413, "too_long")
+
+
+@needs_ffmpeg
+def test_flac_of_unknown_length_stops_at_the_duration_limit(server):
+    # A streamed FLAC (total samples "unknown") of 3 hours of silence: no header to refuse it by.
+    data = ffmpeg_make(["-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "10800", "-c:a", "flac"], "flac")
+    assert_refused(server, post(server, data, "bomb.flac"), 413, "too_long")
+
+
+def test_flac_declaring_hours_is_refused_from_its_header(server):
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000 * 700, np.int16), 8000, format="FLAC")  # 700 s of silence, declared
+    assert_refused(server, post(server, buf.getvalue(), "long.flac"), 413, "too_long")
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("entry", ["file://{path}", "{path}", "concat:{path}|{path}", "subfile,,start,0,end,0,,:{path}"])
+@pytest.mark.parametrize("prefix", [b"ID3\x04\x00\x00\x00\x00\x00\x00", b"\xff\xfb\x90\x64", b""])
+def test_playlists_naming_a_file_on_the_server_are_never_followed(server, tmp_path, entry, prefix):
+    """A playlist behind an ID3 tag (or a frame sync) must not make ffmpeg open a file of the server."""
+    target = tmp_path / "secret.fifo"
+    os.mkfifo(target)
+    opened = threading.Event()
+    stop = threading.Event()
+
+    def watch():  # opening a FIFO for writing succeeds only while someone has it open for reading
+        while not stop.is_set():
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.005)
+                continue
+            opened.set()
+            os.close(fd)
+            return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    playlist = ("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n" + entry.format(path=target)
+                + "\n#EXT-X-ENDLIST\n").encode()
+    res = post(server, prefix + playlist, "playlist.mp3")
+    time.sleep(0.2)
+    stop.set()
+    watcher.join(1)
+    assert res.status_code in (400, 415), res.text
+    assert not opened.is_set(), "the decoder opened a file named by the upload"
+
+
+def test_float_samples_near_1e25_give_finite_json(server):
+    wave = np.full(32000, 1e25, np.float32) * np.sin(np.linspace(0, 200, 32000)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, wave, 16000, format="WAV", subtype="FLOAT")
+    res = post(server, buf.getvalue())
+    body = strict_json(res)  # never NaN
+    assert res.status_code in (200, 400), body
+    if res.status_code == 200:
+        assert np.isfinite(body["confidence"]) and abs(sum(body["probabilities"].values()) - 1) < 1e-3
+
+
+def test_a_truncated_wav_is_refused(server):
+    data = wav_tone(4.0, 48000)[:3000]  # the header promises 4 s; 30 ms of samples follow
+    assert_refused(server, post(server, data), 400, "truncated")
+
+
+def test_audio_too_short_to_carry_an_emotion_is_refused(server):
+    assert_refused(server, post(server, wav_tone(0.03)), 400, "too_short")
+
+
+def test_the_largest_accepted_upload_keeps_memory_bounded(server):
+    """600 s of audio (the limit), 19 MB: analysed, and memory stays within the documented bound."""
+    res = post_slow(server, wav_tone(600.0, 16000))
+    assert res.status_code == 200, res.text
+    grown = peak_rss_mb(server["pid"]) - server["baseline_mb"]
+    assert grown < RSS_BOUND_MB, f"peak RSS grew by {grown:.0f} MB"
+
+
+def post_slow(server, data: bytes) -> requests.Response:
+    return requests.post(server["url"] + "/api/predict", files={"file": ("long.wav", data)}, timeout=300)
+
+
+# ---- bounded fuzzing --------------------------------------------------------------------------------
+FUZZ_UPLOADS = 300
+FUZZ_MESSAGES = 300
+
+
+def seed_files() -> list[tuple[str, bytes]]:
+    seeds = [("a.wav", wav_tone(1.0)), ("b.wav", wav_tone(1.0, 44100, "FLOAT")), ("c.wav", wav_tone(1.0, 8000, "PCM_U8"))]
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000, np.float32), 16000, format="FLAC")
+    seeds.append(("d.flac", buf.getvalue()))
+    if HAVE_FFMPEG:
+        src = ["-f", "lavfi", "-i", "sine=f=330:r=48000:d=1"]
+        seeds += [("e.ogg", ffmpeg_make(src + ["-c:a", "libopus"], "ogg")),
+                  ("f.webm", ffmpeg_make(src + ["-c:a", "libopus"], "webm")),
+                  ("g.mp3", ffmpeg_make(src + ["-c:a", "libmp3lame"], "mp3")),
+                  ("h.m4a", ffmpeg_make(src + ["-c:a", "aac", "-movflags", "+faststart"], "ipod")),
+                  ("i.aac", ffmpeg_make(src + ["-c:a", "aac"], "adts"))]
+    return seeds
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One of: truncate, flip bytes in the header or body, overwrite header fields, splice, repeat."""
+    b = bytearray(data)
+    kind = rng.randrange(6)
+    if kind == 0:
+        return bytes(b[:rng.randrange(len(b))])
+    if kind == 1:
+        for _ in range(rng.randrange(1, 8)):
+            b[rng.randrange(min(64, len(b)))] = rng.randrange(256)
+        return bytes(b)
+    if kind == 2:
+        for _ in range(rng.randrange(1, 64)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if kind == 3:  # a 32-bit field somewhere in the first 64 bytes set to an extreme
+        at = rng.randrange(0, min(60, len(b) - 4))
+        b[at:at + 4] = struct.pack("<I", rng.choice([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, rng.randrange(1 << 32)]))
+        return bytes(b)
+    if kind == 4:
+        cut = rng.randrange(len(b))
+        return bytes(b[:cut]) + rng.randbytes(rng.randrange(1, 4096)) + bytes(b[cut:])
+    return bytes(b[:rng.randrange(8, 128)]) * rng.randrange(2, 200)
+
+
+def test_fuzzed_uploads_never_get_a_5xx_or_invalid_json(server):
+    rng = random.Random(1234)
+    seeds = seed_files()
+    statuses: dict[int, int] = {}
+    for i in range(FUZZ_UPLOADS):
+        name, data = seeds[i % len(seeds)]
+        res = post(server, mutate(data, rng), name)
+        body = strict_json(res)
+        statuses[res.status_code] = statuses.get(res.status_code, 0) + 1
+        assert res.status_code < 500, (i, name, res.status_code, body)
+        if res.status_code == 200:
+            assert np.isfinite([body["confidence"], *body["probabilities"].values()]).all()
+        else:
+            assert isinstance(body["error"], str) and body["error"]
+    assert set(statuses) - {200, 400, 413, 415} == set(), statuses
+    assert requests.get(server["url"] + "/healthz", timeout=10).status_code == 200
+
+
+def test_fuzzed_socketio_messages_leave_the_server_serving(server):
+    import socketio
+
+    rng = random.Random(99)
+    payloads = [None, 0, -1, 1e308, "x" * 1000, [], {}, {"sample_rate": "16000"}, {"sample_rate": 16000.5},
+                {"sample_rate": True}, {"sample_rate": 10 ** 30}, {"sample_rate": 16000}, b"", b"\x00",
+                b"\x01\x02\x03", bytes(32001), [1, 2, 3], {"audio": b"\x00\x00"}]
+    errors = []
+    sio = socketio.Client()
+    sio.on("error", lambda data: errors.append(data), namespace="/stream")
+    sio.connect(server["url"], namespaces=["/stream"], transports=["websocket"], wait_timeout=20)
+    try:
+        for _ in range(FUZZ_MESSAGES):
+            event = rng.choice(["start", "audio", "stop", "audio", "nonsense", "start"])
+            payload = rng.choice(payloads + [rng.randbytes(rng.randrange(0, 5000))])
+            sio.emit(event, payload, namespace="/stream")
+        time.sleep(1.0)
+    finally:
+        sio.disconnect()
+    assert errors and all(isinstance(e.get("code"), str) and isinstance(e.get("message"), str) for e in errors)
+    assert requests.get(server["url"] + "/healthz", timeout=10).status_code == 200
+    check_stream(stream_once(server["url"], transports=["websocket"]))  # a good client is served as ever

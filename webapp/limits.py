@@ -1,0 +1,97 @@
+"""Per-client and per-server limits: who may start what, and who waits.
+
+``PerClient`` counts things a client address holds (live streams, uploads in
+flight) against a limit. ``UploadGate`` lets ``concurrency`` uploads run, at most
+``queue`` more wait (each at most ``wait_s``), and refuses the rest at once, so
+a burst of uploads can neither pile up threads nor hold every slot for long.
+The client address is ``request.remote_addr``: behind ``TRUSTED_PROXIES``
+reverse proxies, werkzeug's ProxyFix has already replaced it with the address
+the nearest trusted proxy appended to ``X-Forwarded-For``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+
+
+class LimitExceeded(Exception):
+    """Refused: ``status`` (429 or 503), a message, and seconds after which a retry may succeed."""
+
+    def __init__(self, status: int, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.status, self.retry_after_s = status, max(1, math.ceil(retry_after_s))
+
+
+class PerClient:
+    """How many of something each client holds, at most ``limit`` each."""
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> bool:
+        with self._lock:
+            if self._held.get(client, 0) >= self.limit:
+                return False
+            self._held[client] = self._held.get(client, 0) + 1
+            return True
+
+    def release(self, client: str):
+        with self._lock:
+            left = self._held.get(client, 0) - 1
+            if left > 0:
+                self._held[client] = left
+            else:
+                self._held.pop(client, None)
+
+    def count(self, client: str) -> int:
+        return self._held.get(client, 0)
+
+
+class UploadGate:
+    """Bounded concurrency, a bounded waiting line and a per-client limit for uploads."""
+
+    def __init__(self, concurrency: int, queue: int, wait_s: float, per_client: int):
+        self._slots = threading.Semaphore(int(concurrency))
+        self.concurrency, self.queue, self.wait_s = int(concurrency), int(queue), float(wait_s)
+        self._clients = PerClient(per_client)
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self.running = 0
+        self._recent_s = 1.0  # moving average of how long an upload holds a slot
+
+    @contextlib.contextmanager
+    def slot(self, client: str):
+        """Hold one upload slot for ``client``; raises LimitExceeded (429 or 503) instead of waiting long."""
+        if not self._clients.acquire(client):
+            raise LimitExceeded(429, "you already have an upload being analysed; wait for its result",
+                                self._recent_s)
+        try:
+            with self._lock:
+                if self.waiting >= self.queue and self.running >= self.concurrency:
+                    raise LimitExceeded(503, "the server is busy with other uploads; try again shortly",
+                                        self._recent_s * (self.waiting + 1) / self.concurrency)
+                self.waiting += 1
+            try:
+                got = self._slots.acquire(timeout=self.wait_s)
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+            if not got:
+                raise LimitExceeded(503, "the server is busy with other uploads; try again shortly",
+                                    self._recent_s * (self.waiting + 1) / self.concurrency)
+            with self._lock:
+                self.running += 1
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.running -= 1
+                    self._recent_s = 0.8 * self._recent_s + 0.2 * (time.monotonic() - started)
+                self._slots.release()
+        finally:
+            self._clients.release(client)
