@@ -183,6 +183,9 @@ def page(browser, server):
     tab = browser.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The server's Content-Security-Policy must not block anything the page does.
+    tab.on("console", lambda msg: errors.append(msg.text)
+           if msg.type == "error" and "Content Security Policy" in msg.text else None)
     tab.set_default_timeout(20_000)
     yield tab
     tab.close()
@@ -196,6 +199,12 @@ def open_page(page, server: str) -> None:
 
 def timeline_count(page) -> int:
     return int(page.get_attribute(TIMELINE, "data-count"))
+
+
+def wait_for_blocks(page, more_than: int, timeout: int = EVENT_TIMEOUT_MS) -> None:
+    """Until the timeline holds more than ``more_than`` blocks (a function, not a string: the CSP forbids eval)."""
+    page.wait_for_function("([sel, n]) => Number(document.querySelector(sel).dataset.count) > n",
+                           arg=[TIMELINE, more_than], timeout=timeout)
 
 
 # ---- live recording ---------------------------------------------------------------------------
@@ -223,12 +232,11 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     first = timeline_count(page)
     assert first >= 1
     page.wait_for_timeout(3000)
-    page.wait_for_function(f"document.querySelector('{TIMELINE}').dataset.count > {first + 1}",
-                           timeout=EVENT_TIMEOUT_MS)
+    wait_for_blocks(page, first + 1)
     assert page.locator(f"{TIMELINE} .tl-block").count() == timeline_count(page)
 
     # The level meter follows the fake microphone (and reads 0 only in its pauses).
-    page.wait_for_function("document.querySelector('#level-meter').getAttribute('aria-valuenow') > 20",
+    page.wait_for_function("() => Number(document.querySelector('#level-meter').getAttribute('aria-valuenow')) > 20",
                            timeout=5000)
     shot = tmp_path / "live.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -301,6 +309,52 @@ def test_page_without_vendor_files_degrades(page, server):
     assert "npm ci" in page.text_content("#live-message")
     assert page.locator('[data-testid="probability-chart"] .bar-row').count() == len(EMOTIONS)
     assert page.get_attribute("#connection-pill", "data-state") == "closed"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_recording_resumes_after_the_server_restarts(browser, speech_wav, tmp_path):
+    """kill -9 the server mid-recording and start it again: the page re-sends start, the timeline
+    continues after a marked gap, and a note says so; Stop still gives a summary."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    weights = throwaway_weights(tmp_path / "weights")
+    command = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]
+    log = tmp_path / "server.log"
+
+    def launch():
+        with open(log, "ab") as out:
+            process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        wait_for_http(base + "/", process, log, SERVER_START_S)
+        return process
+
+    process = launch()
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.set_default_timeout(20_000)
+    try:
+        open_page(tab, base)
+        tab.click(RECORD)
+        wait_for_blocks(tab, 1)
+        process.kill()  # a crash: no goodbye to the clients
+        process.wait(10)
+        tab.wait_for_selector('#live-message[data-code="interrupted"]', timeout=EVENT_TIMEOUT_MS)
+        assert tab.get_attribute(RECORD, "aria-pressed") == "true"  # still recording
+        before = timeline_count(tab)
+        process = launch()
+        tab.wait_for_selector('#live-message[data-code="resumed"]', timeout=EVENT_TIMEOUT_MS)
+        assert tab.get_attribute(TIMELINE, "data-gaps") == "1"
+        wait_for_blocks(tab, before + 2)
+        assert tab.get_attribute(RECORD, "aria-pressed") == "true"
+        tab.click(RECORD)
+        tab.wait_for_selector("#summary:not([hidden])", timeout=EVENT_TIMEOUT_MS)
+        assert tab.text_content("#summary-label").strip() in (*EMOTIONS, "no speech heard")
+    finally:
+        tab.close()
+        process.kill()
+        process.wait(10)
+    assert not errors, errors
 
 
 # ---- uploads ----------------------------------------------------------------------------------

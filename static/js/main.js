@@ -1,5 +1,7 @@
 // Wires the page: record button -> microphone -> socket -> chart, timeline and summary;
 // and the upload panel. The record button's states: idle -> starting -> recording -> stopping.
+// While recording, a lost server session (reconnect, restart, idle timeout) is resumed: the
+// microphone keeps going, a new session starts when the server answers, the timeline marks the gap.
 
 import { Microphone, MicError } from './mic.js';
 import { StreamClient, StreamError } from './socket.js';
@@ -15,6 +17,9 @@ const LEVEL_FLOOR_DB = -60;  // the meter's empty end
 const HOP_MAX_S = 0.5;  // an `emotion` event is new for at most its last 0.5 s (CONTRACTS.md)
 const NOTICE_MS = 6000;  // how long a passing notice (server busy) stays
 const LEVEL_RELEASE = 0.85;  // per level message (~50 ms): fast attack, slow fall
+const RESUME_RETRY_MS = 2000;  // after a refused restart of the server session
+// Errors meaning the server no longer holds our session: start a new one and carry on.
+const SESSION_LOST = new Set(['not_started', 'idle_timeout']);
 
 const byId = (id) => document.getElementById(id);
 
@@ -46,6 +51,10 @@ class LivePanel {
     this.session = null;
     this.queue = [];
     this.lastEnd = 0;
+    this.micSeconds = 0;  // audio captured since Record, in seconds (the timeline's clock)
+    this.offset = 0;  // where the server's current session started on that clock
+    this.interrupted = null;  // while the server's session is lost: {since} on the clock
+    this.resumeTimer = null;
     this.startedAt = 0;
     this.ticker = null;
     this.shown = 0;  // the level meter's current value, 0..1
@@ -125,18 +134,42 @@ class LivePanel {
   async stop() {
     this.setState('stopping');
     clearInterval(this.ticker);
+    clearTimeout(this.resumeTimer);
     await this.mic.stop();  // its last partial frame goes out first
-    const summary = await this.client.stop();
-    this.finish(summary);
-    if (!summary) showMessage(this.els.message, 'no-summary');
+    const gaps = this.session.gaps.length > 0;
+    const summary = this.interrupted ? null : await this.client.stop();
+    this.interrupted = null;
+    // After a reconnect the server's summary covers only its last session: summarise the page's events.
+    this.finish(gaps ? this.session.localSummary(this.micSeconds) : summary);
+    if (!summary && !gaps) showMessage(this.els.message, 'no-summary');
   }
 
-  // Connection lost mid-recording: the server's session is gone, so end ours.
-  abort() {
-    clearInterval(this.ticker);
-    if (this.mic) this.mic.release();
-    this.finish(null);
-    showMessage(this.els.message, 'lost');
+  // The server's session is gone (connection lost, server restarted, stream closed): keep recording,
+  // and open a new session as soon as the server can take it. The timeline shows the gap.
+  interrupt() {
+    if (this.interrupted) return;
+    this.interrupted = { since: this.micSeconds };
+    showMessage(this.els.message, 'interrupted');
+    if (this.client && this.client.connected) this.resume();
+  }
+
+  async resume() {
+    clearTimeout(this.resumeTimer);
+    if (!this.interrupted || this.state !== 'recording') return;
+    try {
+      await this.client.start(this.mic.sampleRate);
+    } catch (err) {  // refused (busy) or no answer: try again shortly
+      this.resumeTimer = setTimeout(() => this.resume(), RESUME_RETRY_MS);
+      return;
+    }
+    if (!this.interrupted || this.state !== 'recording') return;
+    const gap = { start: this.interrupted.since, end: this.micSeconds };
+    this.offset = this.micSeconds;
+    this.interrupted = null;
+    this.session.addGap(gap);
+    this.timeline.addGap(gap);
+    this.lastEnd = Math.max(this.lastEnd, gap.end);
+    showMessage(this.els.message, 'resumed', formatSeconds(gap.end - gap.start));
   }
 
   finish(summary) {
@@ -152,6 +185,9 @@ class LivePanel {
     this.session = new Session();
     this.queue = [];
     this.lastEnd = 0;
+    this.micSeconds = 0;
+    this.offset = 0;
+    this.interrupted = null;
     this.timeline.clear();
     this.chart.reset();
     this.els.summary.hidden = true;
@@ -161,8 +197,10 @@ class LivePanel {
   }
 
   frame(buffer) {
+    if (this.state !== 'starting' && this.state !== 'recording' && this.state !== 'stopping') return;
+    this.micSeconds += buffer.byteLength / 2 / this.mic.sampleRate;
     if (this.state === 'starting') this.queue.push(buffer);
-    else if (this.state === 'recording' || this.state === 'stopping') this.client.send(buffer);
+    else if (!this.interrupted) this.client.send(buffer);  // audio of a gap is not sent: no session holds it
   }
 
   level(rms) {
@@ -174,8 +212,11 @@ class LivePanel {
     this.els.meter.setAttribute('aria-valuenow', String(Math.round(value * 100)));
   }
 
-  emotion(event) {
+  emotion(received) {
     if (this.state !== 'recording' && this.state !== 'stopping') return;
+    if (this.interrupted) return;  // a late event of the lost session
+    // The server counts from its session's start; the page from Record.
+    const event = { ...received, t0: received.t0 + this.offset, t1: received.t1 + this.offset };
     this.session.add(event);
     const speech = Boolean(event.speech && event.label);
     this.els.speech.dataset.state = speech ? 'speech' : 'silence';
@@ -200,6 +241,8 @@ class LivePanel {
   // Bad input or overload on our connection; overload only skips hops, so its notice passes.
   serverError(error) {
     const { message } = this.els;
+    const recording = this.state === 'recording' || this.state === 'stopping';
+    if (recording && SESSION_LOST.has(error.code)) return this.interrupt();
     if (error.code !== 'server_busy') return showMessage(message, 'server', error.message || error.code);
     showMessage(message, 'overloaded');
     clearTimeout(this.noticeTimer);
@@ -209,7 +252,8 @@ class LivePanel {
   connection(state) {
     showConnection(this.els.banner, this.els.pill, state);
     if (state === 'connected' && this.els.message.dataset.code === 'unreachable') clearMessage(this.els.message);
-    if (state === 'reconnecting' && (this.state === 'recording' || this.state === 'starting')) this.abort();
+    if (state === 'reconnecting' && this.state === 'recording') this.interrupt();
+    if (state === 'connected' && this.interrupted) this.resume();
   }
 
   showSummary(summary) {

@@ -24,12 +24,28 @@ function saveFile(name, text, type) {
 export class Session {
   constructor() {
     this.events = [];
+    this.gaps = [];  // {start, end}: stretches the server did not analyse (the connection was lost)
     this.summary = null;
     this.startedAt = new Date();
   }
 
   add(event) {
     this.events.push(event);
+  }
+
+  addGap(gap) {
+    this.gaps.push(gap);
+  }
+
+  // A summary in the server's shape from the events received (used when the recording spans several
+  // server sessions): mean of the speech hops' probabilities.
+  localSummary(duration) {
+    const speech = this.events.filter((e) => e.speech && e.probabilities);
+    if (!speech.length) return { duration, label: null, probabilities: null, speech_detected: false, segments: [] };
+    const probabilities = Object.fromEntries(EMOTIONS.map((k) => [k, speech.reduce((sum, e) => sum + e.probabilities[k], 0) / speech.length]));
+    const label = EMOTIONS.reduce((best, k) => (probabilities[k] > probabilities[best] ? k : best), EMOTIONS[0]);
+    return { duration, label, confidence: probabilities[label], probabilities, speech_detected: true, segments: [],
+      gaps: this.gaps, computed_in_page: true };
   }
 
   toCSV() {
@@ -41,7 +57,8 @@ export class Session {
   }
 
   toJSON() {
-    return JSON.stringify({ started: this.startedAt.toISOString(), summary: this.summary, events: this.events }, null, 2);
+    return JSON.stringify({ started: this.startedAt.toISOString(), summary: this.summary, gaps: this.gaps,
+      events: this.events }, null, 2);
   }
 
   fileStem() {

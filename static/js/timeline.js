@@ -22,8 +22,12 @@ export class Timeline {
     this.empty = document.createElement('p');
     this.empty.className = 'tl-empty';
     this.empty.textContent = emptyText;
+    this.gaps = document.createElement('div');
+    this.gaps.className = 'tl-gaps';
+    this.gaps.setAttribute('aria-hidden', 'true');
+    this.gapCount = 0;
     container.classList.add('timeline');
-    container.replaceChildren(...lanes, this.axis, this.empty);
+    container.replaceChildren(this.gaps, ...lanes, this.axis, this.empty);
     this.setSpan(minSpan);
     this.updateCount();
   }
@@ -60,6 +64,21 @@ export class Timeline {
     this.updateCount();
   }
 
+  // A stretch that was not analysed (the connection was lost): a hatched band across every lane.
+  addGap({ start, end }) {
+    const band = document.createElement('span');
+    band.className = 'tl-gap';
+    band.style.setProperty('--t0', start.toFixed(3));
+    band.style.setProperty('--dt', Math.max(end - start, 0.05).toFixed(3));
+    band.title = `${formatSeconds(start)}–${formatSeconds(end)}: not analysed (connection lost)`;
+    this.gaps.append(band);
+    this.gapCount += 1;
+    this.container.dataset.gaps = String(this.gapCount);
+    this.end = Math.max(this.end, end);
+    const span = Math.max(this.minSpan, Math.ceil(this.end / SPAN_STEP_S) * SPAN_STEP_S);
+    if (span !== this.span) this.setSpan(span);
+  }
+
   // A whole file's segments at once, on an axis as long as the file.
   setSegments(segments, duration) {
     this.clear();
@@ -71,6 +90,9 @@ export class Timeline {
 
   clear() {
     Object.values(this.tracks).forEach((track) => track.replaceChildren());
+    this.gaps.replaceChildren();
+    this.gapCount = 0;
+    delete this.container.dataset.gaps;
     this.count = 0;
     this.end = 0;
     this.setSpan(this.minSpan);
