@@ -1,0 +1,248 @@
+"""Shared pieces of the live-stream benchmarks: speech to send, a server to start, real-time clients.
+
+- :func:`load_speech`: int16 signals concatenated from real corpus files (RAVDESS/TESS);
+- :func:`start_server`: ``run.py`` or gunicorn on a free loopback port, until ``/healthz`` answers;
+- :class:`ProcStats`: CPU seconds and RSS of a process tree, from /proc;
+- :class:`LiveClient`: one python-socketio client streaming in real time, recording when each frame
+  left and when each ``emotion`` came back, so latency and missing hops can be read for any period.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_AUDIO = ROOT.parent / "shared" / "datasets"
+CORPORA = ("RAVDESS", "TESS")
+NS = "/stream"
+HOP_S = 0.5
+START_TIMEOUT_S = 180
+SUMMARY_TIMEOUT_S = 15
+
+
+def load_speech(audio_dir: Path, seconds: float, count: int, rate: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` int16 signals of ``seconds`` each, concatenated from random corpus files."""
+    import soundfile as sf
+    import soxr
+
+    files = sorted(p for c in CORPORA for p in (audio_dir / c).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+    if not files:
+        sys.exit(f"no RAVDESS/TESS audio under {audio_dir} (use --audio-dir)")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        parts, total = [], 0
+        while total < seconds * rate:
+            wave, sr = sf.read(rng.choice(files), dtype="float32", always_2d=True)
+            wave = wave.mean(axis=1)
+            if sr != rate:
+                wave = soxr.resample(wave, sr, rate)
+            parts.append(wave)
+            total += len(wave)
+        out.append((np.concatenate(parts)[:int(seconds * rate)] * 32767).clip(-32768, 32767).astype("<i2"))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def throwaway_weights(folder: Path) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from ser_model.checkpoint import register, save_checkpoint
+    from ser_model.model import ModelConfig, build_model
+
+    cfg = ModelConfig()
+    register(folder, "untrained", save_checkpoint(folder / "untrained.pt", build_model(cfg), cfg))
+    return folder
+
+
+def default_weights(tmp: Path) -> Path:
+    if (ROOT / "weights" / "registry.json").exists():
+        return ROOT / "weights"
+    print("weights/ has no model yet: benchmarking an UNTRAINED model of the default size")
+    return throwaway_weights(tmp)
+
+
+def start_server(cmd: list[str], url: str, log_path: Path, env: dict) -> subprocess.Popen:
+    """Run ``cmd`` (in the project root) until ``url``/healthz answers 200."""
+    import requests
+
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited ({proc.returncode}); see {log_path}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    sys.exit(f"server did not start in {START_TIMEOUT_S} s; see {log_path}")
+
+
+def stop_server(proc: subprocess.Popen):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class ProcStats:
+    """CPU seconds and RSS of a server process and its children (gunicorn's worker), from /proc."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_rss = pid, 0
+
+    def _tree(self) -> list[int]:
+        pids, i = [self.pid], 0
+        while i < len(pids):
+            for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+                try:
+                    pids += [int(c) for c in task.read_text().split()]
+                except OSError:  # the thread or process ended meanwhile
+                    pass
+            i += 1
+        return pids
+
+    @staticmethod
+    def _read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self._tree():
+            stat = self._read(f"/proc/{pid}/stat")
+            if stat:
+                fields = stat.rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def sample_rss(self) -> int:
+        rss = 0
+        for pid in self._tree():
+            line = next((ln for ln in self._read(f"/proc/{pid}/status").splitlines() if ln.startswith("VmRSS")), "")
+            rss += int(line.split()[1]) * 1024 if line else 0
+        self.peak_rss = max(self.peak_rss, rss)
+        return rss
+
+
+class LiveClient(threading.Thread):
+    """Streams ``pcm`` in real time (looping it while ``loop``) until ``finish()`` or its end; then ``stop``.
+
+    After ``join()``: ``ack`` (the start acknowledgement), ``refused`` (True if start was refused),
+    ``events`` [(received, event)], ``errors`` and ``summary_latency``; :meth:`latencies` and
+    :meth:`missing` read any period of the run.
+    """
+
+    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
+                 loop: bool = False, delay_s: float = 0.0, transports=("websocket",)):
+        super().__init__(daemon=True)
+        self.url, self.pcm, self.rate, self.frame_s, self.loop = url, pcm, rate, frame_s, loop
+        self.delay_s, self.transports = delay_s, list(transports)
+        self.sent_at: list[float] = []  # monotonic time each frame was sent
+        self.events: list[tuple[float, dict]] = []
+        self.errors: list[dict] = []
+        self.ack: dict | None = None
+        self.failure: str | None = None
+        self.summary_latency: float | None = None
+        self._finish = threading.Event()
+
+    @property
+    def refused(self) -> bool:
+        return self.ack is not None and not self.ack.get("ok")
+
+    @property
+    def seconds_sent(self) -> float:
+        return len(self.sent_at) * self.frame_s
+
+    def finish(self):
+        self._finish.set()
+
+    def run(self):
+        import socketio
+
+        frame = int(self.rate * self.frame_s)
+        summary = threading.Event()
+        summary_at = [None]
+        sio = socketio.Client(reconnection=False)
+        sio.on("emotion", lambda d: self.events.append((time.monotonic(), d)), namespace=NS)
+        sio.on("error", lambda d: self.errors.append(d), namespace=NS)
+
+        def on_summary(_):
+            summary_at[0] = time.monotonic()
+            summary.set()
+
+        sio.on("summary", on_summary, namespace=NS)
+        time.sleep(self.delay_s)
+        stop_at = None
+        try:
+            sio.connect(self.url, namespaces=[NS], transports=self.transports, wait_timeout=30)
+            self.ack = sio.call("start", {"sample_rate": self.rate}, namespace=NS, timeout=30)
+            if not self.ack.get("ok"):
+                return
+            t0, k, n = time.monotonic(), 0, len(self.pcm)
+            while not self._finish.is_set():
+                i = (k * frame) % n if self.loop else k * frame
+                if i >= n:
+                    break
+                pause = t0 + k * self.frame_s - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                sio.emit("audio", self.pcm[i:i + frame].tobytes(), namespace=NS)
+                self.sent_at.append(time.monotonic())
+                k += 1
+            stop_at = time.monotonic()
+            sio.emit("stop", namespace=NS)
+            summary.wait(SUMMARY_TIMEOUT_S)
+        except Exception as exc:  # a failed client is reported, not fatal to the run
+            self.failure = repr(exc)
+        finally:
+            try:
+                sio.disconnect()
+            except Exception:
+                pass
+        if summary_at[0] and stop_at:
+            self.summary_latency = summary_at[0] - stop_at
+
+    def latencies(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """From the frame that completed each window to its ``emotion``, for events received in [since, until)."""
+        out = []
+        for received, event in self.events:
+            k = int(np.ceil(event["t1"] / self.frame_s - 1e-9)) - 1
+            if since <= received < until and 0 <= k < len(self.sent_at):
+                out.append(received - self.sent_at[k])
+        return out
+
+    def missing(self, since: float = 0.0, until: float = float("inf")) -> int:
+        """Hops whose audio was complete in [since, until) (and at least 1 s before the end) without an event."""
+        last = self.sent_at[-1] - 1.0 if self.sent_at else 0.0
+        due = {round(HOP_S * j, 3) for j in range(1, int(self.seconds_sent / HOP_S) + 1)
+               if since <= self._sent_time(HOP_S * j) < min(until, last)}
+        got = {round(e["t1"], 3) for _, e in self.events}
+        return len(due - got)
+
+    def _sent_time(self, t1: float) -> float:
+        k = int(np.ceil(t1 / self.frame_s - 1e-9)) - 1
+        return self.sent_at[k] if 0 <= k < len(self.sent_at) else float("inf")
+
+
+def percentile(values, q: float):
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
