@@ -18,9 +18,15 @@ def random_weights(tmp_path_factory):
 
 
 @pytest.fixture
-def app_config(random_weights):
+def base_config(random_weights):
+    """The test app: the random model, one inference lane in this process (no child processes)."""
+    return {"TESTING": True, "WEIGHTS": str(random_weights), "INFERENCE_MODE": "thread", "INFERENCE_WORKERS": 1}
+
+
+@pytest.fixture
+def app_config(base_config):
     """Config for ``app``; tests override entries before requesting ``app``."""
-    return {"TESTING": True, "WEIGHTS": str(random_weights)}
+    return base_config
 
 
 @pytest.fixture

@@ -92,8 +92,8 @@ def wav(seconds: float = 1.0) -> bytes:
 
 
 @pytest.fixture
-def app_config(random_weights):
-    return {"TESTING": True, "WEIGHTS": str(random_weights), "TRUSTED_PROXIES": 1, "UPLOAD_QUEUE": 0}
+def app_config(base_config):
+    return {**base_config, "TRUSTED_PROXIES": 1, "UPLOAD_QUEUE": 0}
 
 
 def slow_model(app, seconds: float):

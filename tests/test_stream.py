@@ -12,9 +12,9 @@ NS = "/stream"
 
 
 @pytest.fixture
-def app_config(request, random_weights):
+def app_config(request, base_config):
     """The test client sends faster than real time: allow a long burst unless a test says otherwise."""
-    return {"TESTING": True, "WEIGHTS": str(random_weights), "STREAM_BURST_S": 30.0, **getattr(request, "param", {})}
+    return {**base_config, "STREAM_BURST_S": 30.0, **getattr(request, "param", {})}
 
 
 def tone_pcm(seconds: float, rate: int = 16000) -> np.ndarray:

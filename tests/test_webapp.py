@@ -112,9 +112,9 @@ def test_api_errors_are_json(client):
 
 
 @pytest.fixture
-def app_config(request, random_weights):
+def app_config(request, base_config):
     """Overrides come from indirect parametrization."""
-    return {"TESTING": True, "WEIGHTS": str(random_weights), **getattr(request, "param", {})}
+    return {**base_config, **getattr(request, "param", {})}
 
 
 @pytest.mark.parametrize("app_config", [{"WEIGHTS": "/nonexistent/weights"}], indirect=True)

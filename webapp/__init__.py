@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask, Request
 
-from . import logs, routes, security, stream  # stream's handlers must be declared before any init_app
+from . import logs, memory, pool, routes, security, stream  # stream's handlers must be declared before any init_app
 from .config import DEFAULTS, ROOT
 from .extensions import socketio
 from .limits import UploadGate
@@ -27,6 +27,7 @@ class InMemoryRequest(Request):
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config, model, HTTP routes and the /stream Socket.IO namespace."""
+    memory.limit_arenas()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # probabilities keep the contract's label order
@@ -45,16 +46,41 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["ser_upload_gate"] = UploadGate(c["UPLOAD_CONCURRENCY"], c["UPLOAD_QUEUE"], c["UPLOAD_WAIT_S"],
                                                    c["UPLOADS_PER_CLIENT"])
 
-    socketio.init_app(app, async_mode="threading", async_handlers=False,
-                      ping_interval=c["PING_INTERVAL_S"], ping_timeout=c["PING_TIMEOUT_S"])
+    socketio.init_app(app, async_mode="threading", async_handlers=False, message_queue=c["REDIS_URL"],
+                      channel="ser-socketio", ping_interval=c["PING_INTERVAL_S"], ping_timeout=c["PING_TIMEOUT_S"])
     security.init_app(app)  # after Socket.IO: its connections see the proxied client address too
     logs.init_app(app)
     app.register_blueprint(routes.bp)
-    hub = stream.init_app(app, recognizer, metrics)
+    hub = stream.init_app(app, recognizer, metrics, inference_lanes(recognizer, c))
     if recognizer is not None:
-        hub.worker.calibrate([_calibration_window()] * CALIBRATION_BATCH)
+        hub.calibrate([_calibration_window()] * CALIBRATION_BATCH)
         hub.start_background()
     return app
+
+
+def inference_lanes(recognizer, config) -> list | None:
+    """The predictors of the live streams' inference lanes: ``INFERENCE_WORKERS`` child processes
+    (``INFERENCE_MODE="process"``, started in parallel) or threads sharing ``recognizer``."""
+    if recognizer is None:
+        return None
+    n = config["INFERENCE_WORKERS"]
+    n = pool.cores() if n in ("auto", None, 0) else int(n)
+    if config["INFERENCE_MODE"] == "thread":
+        return [recognizer] * n
+    lanes: list = [None] * n
+
+    def start(i: int):
+        lanes[i] = pool.ProcessPredictor(recognizer.meta["file"], device=config["INFERENCE_DEVICE"],
+                                         threads=int(config["INFERENCE_THREADS"]), name=f"lane{i}")
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if any(lane is None for lane in lanes):
+        raise RuntimeError("an inference process failed to start (see the log)")
+    return lanes
 
 
 CALIBRATION_BATCH = 8  # windows per batch when measuring the model's cost at start-up

@@ -28,13 +28,18 @@ DEFAULTS = dict(
     STREAM_RATE=1.5,  # ... and the sustained rate allowed (x real time); beyond: too_fast
     PING_INTERVAL_S=5,  # Engine.IO pings: a vanished client is dropped after interval + timeout
     PING_TIMEOUT_S=5,
-    # Inference worker (one thread, batches windows of all streams)
+    # Inference lanes: each a thread that batches the windows of its streams for one model process
+    INFERENCE_WORKERS="auto",  # lanes: "auto" = one per CPU core
+    INFERENCE_MODE="process",  # "process": each lane's model in a child process; "thread": in this process
+    INFERENCE_DEVICE="cpu",  # "cuda" to run the lanes' models on a GPU (batches across streams)
     BATCH_MAX=32,  # windows per predict_proba call
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
     QUEUE_MAX=512,  # pending windows; beyond: server_busy for the sender
     COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too
     STALE_S=2.0,  # windows waiting longer are never analysed (load shedding)
-    INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads: 1 is fastest on a busy 2-core machine (docs/webapp.md)
+    INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads per model: 1 is fastest on a busy 2-core machine (docs/webapp.md)
+    # Several app processes (behind nginx): Flask-SocketIO's message queue, so any process can emit to any client
+    REDIS_URL=None,  # e.g. "redis://127.0.0.1:6379/0"; None: this process is alone
     # Clients and proxies
     TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
     REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed

@@ -36,7 +36,7 @@ def healthz():
     model, hub = current_app.extensions["ser_model"], current_app.extensions["ser_stream"]
     ok = model["recognizer"] is not None
     body = {"ok": ok, "model": model["name"], "active_streams": hub.active,
-            "pending_windows": hub.worker.pending, "error": model["error"]}
+            "pending_windows": hub.pending, "error": model["error"]}
     return jsonify(body), 200 if ok else 503
 
 
@@ -44,12 +44,12 @@ def healthz():
 def readyz():
     """Readiness: model loaded, inference thread alive, and windows not waiting too long."""
     model, hub = current_app.extensions["ser_model"], current_app.extensions["ser_stream"]
-    lag = hub.worker.lag_s
-    checks = {"model_loaded": model["recognizer"] is not None, "inference_alive": hub.worker.alive,
+    lag = hub.lag_s
+    checks = {"model_loaded": model["recognizer"] is not None, "inference_alive": hub.alive,
               "lag_ok": lag <= float(current_app.config["STALE_S"])}
     body = {"ready": all(checks.values()), **checks, "lag_s": round(lag, 3), "active_streams": hub.active,
-            "stream_capacity": hub.capacity(), "pending_windows": hub.worker.pending,
-            "window_cost_ms": round((hub.worker.window_cost_s or 0) * 1000, 2)}
+            "stream_capacity": hub.capacity(), "pending_windows": hub.pending, "inference_lanes": len(hub.workers),
+            "window_cost_ms": round((hub.window_cost_s or 0) * 1000, 2)}
     return jsonify(body), 200 if body["ready"] else 503
 
 

@@ -25,12 +25,14 @@ from flask_socketio import emit
 from ser_model.inference import HOP_S
 from ser_model.streaming import StreamError, StreamSession
 
+from . import memory
 from .extensions import socketio
 from .limits import PerClient
 from .worker import InferenceWorker
 
 NAMESPACE = "/stream"
 REAP_EVERY_S = 1.0
+TRIM_EVERY_TICKS = 30  # give freed memory back to the system every 30 s (see webapp/memory.py)
 NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
 log = logging.getLogger("ser.stream")
 
@@ -59,20 +61,28 @@ class Stream:
     session: StreamSession
     client: str
     limit: RateLimit
+    lane: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started: float = field(default_factory=time.monotonic)
     last_audio: float = field(default_factory=time.monotonic)
 
 
 class StreamHub:
-    """Started streams of one app, by Socket.IO sid, and the inference worker they share."""
+    """Started streams of one app, by Socket.IO sid, and the inference lanes they share.
 
-    def __init__(self, recognizer, config, metrics=None):
+    ``predictors`` (default: the recognizer itself, one lane) each get an InferenceWorker; a new
+    stream goes to the lane with the fewest streams, and stays there (its windows are then
+    analysed, smoothed and emitted in order).
+    """
+
+    def __init__(self, recognizer, config, metrics=None, predictors: list | None = None):
         self.recognizer, self.config, self.metrics = recognizer, config, metrics
-        self.worker = InferenceWorker(
-            recognizer, _emit_to, batch_max=config["BATCH_MAX"], batch_wait_ms=config["BATCH_WAIT_MS"],
+        self.predictors = predictors if predictors is not None else [recognizer]
+        self.workers = [InferenceWorker(
+            p, _emit_to, batch_max=config["BATCH_MAX"], batch_wait_ms=config["BATCH_WAIT_MS"],
             queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
-            metrics=metrics)
+            metrics=metrics, name=f"ser-inference-{i}") for i, p in enumerate(self.predictors)]
+        self._lane_load = [0] * len(self.workers)
         self._streams: dict[str, Stream] = {}
         self._clients = PerClient(config["STREAMS_PER_CLIENT"])
         self._not_started: dict[str, float] = {}
@@ -87,14 +97,46 @@ class StreamHub:
     def active(self) -> int:
         return len(self._streams)
 
+    @property
+    def worker(self) -> InferenceWorker:
+        """The first lane (the only one in a one-lane setup)."""
+        return self.workers[0]
+
+    @property
+    def alive(self) -> bool:
+        return all(w.alive for w in self.workers)
+
+    @property
+    def lag_s(self) -> float:
+        return max(w.lag_s for w in self.workers)
+
+    @property
+    def pending(self) -> int:
+        return sum(w.pending for w in self.workers)
+
+    @property
+    def window_cost_s(self) -> float | None:
+        """Mean measured model time per window over the lanes (None before any measurement)."""
+        costs = [w.window_cost_s for w in self.workers if w.window_cost_s]
+        return sum(costs) / len(costs) if costs else None
+
     def capacity(self) -> int:
-        """Streams admitted at most now: the measured inference capacity, within MAX_STREAMS."""
-        measured = self.worker.capacity(self.config["ADMIT_UTILISATION"], 1 / HOP_S)
+        """Streams admitted at most now: the lanes' measured inference capacity, within MAX_STREAMS."""
+        measured = sum(w.capacity(self.config["ADMIT_UTILISATION"], 1 / HOP_S) for w in self.workers)
         return min(int(self.config["MAX_STREAMS"]), measured)
 
+    def calibrate(self, windows):
+        """Measure each lane's model time per window (in parallel: lanes are separate cores)."""
+        threads = [threading.Thread(target=w.calibrate, args=(windows,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     def start_background(self):
-        """Start the inference thread and the idle-stream reaper (once)."""
-        self.worker.start()
+        """Start the inference threads and the idle-stream reaper (once)."""
+        for w in self.workers:
+            w.start()
         with self._lock:
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(target=self._reap_forever, name="ser-reaper", daemon=True)
@@ -102,7 +144,11 @@ class StreamHub:
 
     def stop_background(self):
         self._stopping.set()
-        self.worker.stop()
+        for w in self.workers:
+            w.stop()
+        for p in self.predictors:
+            if hasattr(p, "close"):
+                p.close()
 
     # ---- events -------------------------------------------------------------------------------
     def start(self, sid: str, data, client: str) -> str:
@@ -118,7 +164,7 @@ class StreamHub:
         with self._lock:
             old = self._streams.pop(sid, None)
             if old:
-                self._clients.release(old.client)
+                self._release(old)
             try:
                 self._admit(client)
             except StreamError as exc:
@@ -128,8 +174,10 @@ class StreamHub:
                 if self.metrics:
                     self.metrics.streams_refused.labels(exc.code).inc()
                 raise
+            lane = min(range(len(self.workers)), key=lambda i: self._lane_load[i])
+            self._lane_load[lane] += 1
             stream = self._streams[sid] = Stream(session, client, RateLimit(self.config["STREAM_BURST_S"],
-                                                                            self.config["STREAM_RATE"]))
+                                                                            self.config["STREAM_RATE"]), lane)
         if old:
             old.session.close()
             self._closed(old, "restarted")
@@ -144,7 +192,7 @@ class StreamHub:
         """Raise StreamError unless one more stream can be served well (call with the lock held)."""
         if self.active >= self.capacity():
             raise StreamError("server_busy", "the server is at capacity; try again in a minute")
-        if self.worker.lag_s > self.config["ADMIT_MAX_LAG_S"]:
+        if self.lag_s > self.config["ADMIT_MAX_LAG_S"]:
             raise StreamError("server_busy", "the server is lagging; try again in a minute")
         if not self._clients.acquire(client):
             raise StreamError("too_many_streams", f"at most {self.config['STREAMS_PER_CLIENT']} live streams "
@@ -164,7 +212,7 @@ class StreamHub:
                 and not stream.limit.allow(len(payload) / 2 / session.sample_rate):
             raise StreamError("too_fast", "audio arrives faster than real time; frame dropped")
         jobs = session.feed(payload)
-        if jobs and not self.worker.submit(sid, session, jobs):
+        if jobs and not self.workers[stream.lane].submit(sid, session, jobs):
             raise StreamError("server_busy", "the server is overloaded; some audio was not analysed")
 
     def stop(self, sid: str):
@@ -172,8 +220,9 @@ class StreamHub:
         stream = self._remove(sid)
         if stream is None:
             raise StreamError("not_started", "stop without start")
-        self.worker.submit(sid, stream.session, stream.session.flush())
-        self.worker.finish(sid, stream.session)
+        lane = self.workers[stream.lane]
+        lane.submit(sid, stream.session, stream.session.flush())
+        lane.finish(sid, stream.session)
         self._closed(stream, "stopped")
 
     def drop(self, sid: str, how: str = "disconnected"):
@@ -188,8 +237,13 @@ class StreamHub:
         with self._lock:
             stream = self._streams.pop(sid, None)
             if stream:
-                self._clients.release(stream.client)
+                self._release(stream)
         return stream
+
+    def _release(self, stream: Stream):
+        """Give back the stream's per-client and lane slots (call with the lock held)."""
+        self._clients.release(stream.client)
+        self._lane_load[stream.lane] -= 1
 
     def _closed(self, stream: Stream, how: str):
         if self.metrics:
@@ -212,16 +266,21 @@ class StreamHub:
         return idle
 
     def _reap_forever(self):
+        ticks = 0
         while not self._stopping.wait(REAP_EVERY_S):
+            ticks += 1
             try:
+                if ticks % TRIM_EVERY_TICKS == 0:
+                    memory.trim()
                 self.reap()
-                self.worker.start()  # revive the inference thread if anything killed it
+                for w in self.workers:
+                    w.start()  # revive an inference thread if anything killed it
             except Exception:  # noqa: BLE001 - keep reaping
                 log.exception("reaper step failed")
 
 
-def init_app(app, recognizer, metrics=None):
-    hub = app.extensions["ser_stream"] = StreamHub(recognizer, app.config, metrics)
+def init_app(app, recognizer, metrics=None, predictors=None):
+    hub = app.extensions["ser_stream"] = StreamHub(recognizer, app.config, metrics, predictors)
     return hub
 
 
@@ -230,7 +289,8 @@ def _hub() -> StreamHub:
 
 
 def _emit_to(event: str, payload: dict, sid: str):
-    socketio.emit(event, payload, to=sid, namespace=NAMESPACE)
+    """To a client of this process: straight to its socket, not through the message queue."""
+    socketio.emit(event, payload, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
 
 def _error(exc: StreamError):

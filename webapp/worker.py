@@ -39,11 +39,12 @@ Emit = Callable[[str, dict, str], None]  # (event, payload, sid)
 
 
 class InferenceWorker:
-    """Single consumer of a job queue shared by all streams."""
+    """Single consumer of a job queue shared by the streams of one lane."""
 
     def __init__(self, recognizer, emit: Emit, *, batch_max: int = 32, batch_wait_ms: float = 5,
-                 queue_max: int = 512, coalesce_s: float = 0.5, stale_s: float = 2.0, metrics=None):
-        self.recognizer, self.emit, self.metrics = recognizer, emit, metrics
+                 queue_max: int = 512, coalesce_s: float = 0.5, stale_s: float = 2.0, metrics=None,
+                 name: str = "ser-inference"):
+        self.recognizer, self.emit, self.metrics, self.name = recognizer, emit, metrics, name
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_ms / 1000
         self.coalesce_s, self.stale_s = coalesce_s, stale_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
@@ -51,7 +52,7 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._warned: dict[str, float] = {}  # sid -> when it was last told about skipped hops
-        self.stats = {"windows": 0, "batches": 0, "dropped": 0, "errors": 0, "failed_windows": 0}
+        self.stats = {"answered": 0, "windows": 0, "batches": 0, "dropped": 0, "errors": 0, "failed_windows": 0}
         self.window_cost_s: float | None = None  # model time per window, batched, moving average
         self._lag_s, self._last_batch = 0.0, 0.0
 
@@ -61,7 +62,7 @@ class InferenceWorker:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stopping.clear()
-                self._thread = threading.Thread(target=self._run, name="ser-inference", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
 
     def stop(self, timeout: float = 2.0):
@@ -200,6 +201,7 @@ class InferenceWorker:
         event = session.apply(job, p)
         if not session.closed:
             self.emit("emotion", event, sid)
+            self.stats["answered"] += 1
             self._observe_lag(time.monotonic() - queued)
 
     def _predict_each(self, speech: list) -> dict[int, np.ndarray]:

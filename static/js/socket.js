@@ -14,10 +14,19 @@ export class StreamError extends Error {
   }
 }
 
+function clientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 export class StreamClient {
   constructor({ onEmotion, onServerError, onConnection }) {
     if (typeof window.io !== 'function') throw new StreamError('no-client', 'Socket.IO client not loaded');
-    this.socket = window.io(NAMESPACE, { reconnectionDelay: 1000, reconnectionDelayMax: 5000 });
+    // `c` names this page for the load balancer: every request of one client reaches the same app
+    // process (nginx `hash $arg_c`), which long-polling needs, even for clients behind one address.
+    this.socket = window.io(NAMESPACE, {
+      reconnectionDelay: 500, reconnectionDelayMax: 3000, query: { c: clientId() },
+    });
     this.socket.on('connect', () => onConnection('connected'));
     this.socket.on('connect_error', () => onConnection('reconnecting'));
     this.socket.on('disconnect', (reason) => onConnection(reason === 'io client disconnect' ? 'closed' : 'reconnecting'));
