@@ -344,6 +344,7 @@ def plot_shares(panels: Mapping[str, Mapping], path, title: str | None = None, l
         ax.grid(True, axis="y", alpha=0.3)
         if k == 0:
             ax.legend(fontsize=8)
+    fig.subplots_adjust(hspace=0.55, wspace=0.2)
     if title:
         fig.suptitle(title, fontsize=11)
     return _save(fig, path)

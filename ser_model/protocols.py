@@ -588,7 +588,10 @@ def main(argv=None) -> None:
     result["command"] = command
     path = save_report(name, result, args.reports)
     summary = result.get("clean")
-    print(format_report(summary) if "per_class" in summary else json.dumps(summary, indent=1))
+    if "per_class" in summary:
+        print(format_report(summary))
+    else:  # the mean over folds or corpora
+        print("clean:", json.dumps({k: v for k, v in summary.items() if k in ("ua", "wa", "collapse")}))
     for condition in CONDITIONS[1:] + ("fixed_gains",):
         if condition in result:
             print(f"{condition}:", json.dumps({k: v for k, v in result[condition].items()
