@@ -67,6 +67,11 @@ def inference_lanes(recognizer, config) -> list | None:
     n = pool.cores() if n in ("auto", None, 0) else int(n)
     if config["INFERENCE_MODE"] == "thread":
         return [recognizer] * n
+    if config["INFERENCE_MODE"] == "redis":  # the model runs in `python -m webapp.tier` workers
+        from .tier import RedisPredictor
+
+        url = config["TIER_REDIS_URL"] or config["REDIS_URL"]
+        return [RedisPredictor(url, name=f"lane{i}") for i in range(n)]
     lanes: list = [None] * n
 
     def start(i: int):

@@ -30,7 +30,8 @@ DEFAULTS = dict(
     PING_TIMEOUT_S=5,
     # Inference lanes: each a thread that batches the windows of its streams for one model process
     INFERENCE_WORKERS="auto",  # lanes: "auto" = one per CPU core
-    INFERENCE_MODE="process",  # "process": each lane's model in a child process; "thread": in this process
+    INFERENCE_MODE="process",  # "process": each lane's model in a child process; "thread": in this process;
+    # "redis": lanes send their batches to `python -m webapp.tier` workers through REDIS_URL (docs/webapp.md)
     INFERENCE_DEVICE="cpu",  # "cuda" to run the lanes' models on a GPU (batches across streams)
     BATCH_MAX=32,  # windows per predict_proba call
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
@@ -40,6 +41,7 @@ DEFAULTS = dict(
     INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads per model: 1 is fastest on a busy 2-core machine (docs/webapp.md)
     # Several app processes (behind nginx): Flask-SocketIO's message queue, so any process can emit to any client
     REDIS_URL=None,  # e.g. "redis://127.0.0.1:6379/0"; None: this process is alone
+    TIER_REDIS_URL=None,  # INFERENCE_MODE "redis": the tier's Redis (None: REDIS_URL)
     # Clients and proxies
     TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
     REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed

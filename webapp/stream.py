@@ -33,6 +33,7 @@ from .worker import InferenceWorker
 NAMESPACE = "/stream"
 REAP_EVERY_S = 1.0
 TRIM_EVERY_TICKS = 30  # give freed memory back to the system every 30 s (see webapp/memory.py)
+RECALIBRATE_EVERY_TICKS = 5  # measure a lane that could not be measured yet
 NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
 log = logging.getLogger("ser.stream")
 
@@ -83,6 +84,7 @@ class StreamHub:
             queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
             metrics=metrics, name=f"ser-inference-{i}") for i, p in enumerate(self.predictors)]
         self._lane_load = [0] * len(self.workers)
+        self._calibration = None  # the windows lanes are measured with
         self._streams: dict[str, Stream] = {}
         self._clients = PerClient(config["STREAMS_PER_CLIENT"])
         self._not_started: dict[str, float] = {}
@@ -126,12 +128,21 @@ class StreamHub:
         return min(int(self.config["MAX_STREAMS"]), measured)
 
     def calibrate(self, windows):
-        """Measure each lane's model time per window (in parallel: lanes are separate cores)."""
-        threads = [threading.Thread(target=w.calibrate, args=(windows,)) for w in self.workers]
+        """Measure each lane's model time per window (in parallel: lanes are separate cores). A lane
+        whose model cannot answer yet (an inference tier still starting) admits nothing; the reaper
+        measures it again every few seconds."""
+        self._calibration = windows
+        threads = [threading.Thread(target=self._calibrate_lane, args=(w,)) for w in self.workers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+
+    def _calibrate_lane(self, worker: InferenceWorker):
+        try:
+            worker.calibrate(self._calibration)
+        except Exception as exc:  # noqa: BLE001 - measured again later
+            log.warning("inference lane %s not ready: %s", worker.name, exc)
 
     def start_background(self):
         """Start the inference threads and the idle-stream reaper (once)."""
@@ -272,6 +283,10 @@ class StreamHub:
             try:
                 if ticks % TRIM_EVERY_TICKS == 0:
                     memory.trim()
+                if ticks % RECALIBRATE_EVERY_TICKS == 0 and self._calibration is not None:
+                    for w in self.workers:
+                        if w.window_cost_s is None:
+                            self._calibrate_lane(w)
                 self.reap()
                 for w in self.workers:
                     w.start()  # revive an inference thread if anything killed it
