@@ -210,3 +210,34 @@ def test_too_short_and_truncated_uploads_are_400_with_a_code(client):
     assert res.status_code == 400 and res.json["code"] == "too_short" and "at least 0.5 s" in res.json["error"]
     res = upload(client, audio_bytes(4.0, 48000)[:3000])  # header says 4 s, 30 ms follow
     assert res.status_code == 400 and res.json["code"] == "truncated"
+
+
+def test_model_info_share_links_and_card(client):
+    info = client.get("/api/model").json
+    assert info["name"] == "m" and info["labels"][0] == "neutral" and isinstance(info["headline"], list)
+    share = client.get("/api/share").json
+    assert share["urls"] and share["urls"][0].startswith("http") and share["self_signed"] is False
+
+
+@pytest.mark.parametrize("app_config", [{"SHARE_URLS": ["https://192.0.2.7:5000/", "https://localhost:5000/"],
+                                         "HTTPS": True}], indirect=True)
+def test_share_links_of_a_self_signed_https_server(client):
+    share = client.get("/api/share").json
+    assert share["urls"][0] == "https://192.0.2.7:5000/" and share["https"] and share["self_signed"]
+
+
+def test_certificate_names_cover_every_network_address(tmp_path, monkeypatch):
+    pytest.importorskip("cryptography")
+    from webapp import share, tls
+
+    monkeypatch.setattr(share, "local_addresses", lambda: ["192.0.2.7", "198.51.100.3"])
+    names = share.certificate_names("0.0.0.0")
+    assert {"localhost", "127.0.0.1", "192.0.2.7", "198.51.100.3"} <= set(names)
+    cert, _ = tls.self_signed_cert(tmp_path, names)
+    assert set(names) <= set(tls.certificate_hosts(cert))
+    before = cert.read_bytes()
+    assert tls.self_signed_cert(tmp_path, names)[0].read_bytes() == before  # kept while it covers them
+    tls.self_signed_cert(tmp_path, names + ["203.0.113.9"])  # a new address: made again
+    assert "203.0.113.9" in tls.certificate_hosts(cert)
+    urls = share.share_urls("0.0.0.0", 5443, True, "https://demo.example.org")
+    assert urls[0] == "https://demo.example.org/" and "https://192.0.2.7:5443/" in urls

@@ -112,10 +112,16 @@ def load_recognizer(weights: str | Path):
     except Exception as exc:  # no weights yet, or a broken file: serve the page, report it
         log.error("no model loaded from %s: %s", weights, exc)
         return None, {"name": None, "file": None, "error": f"no model loaded from {weights}: {exc}"}
-    name = Path(recognizer.meta.get("file", weights)).stem
-    if weights.is_dir():
-        name = json.loads((weights / REGISTRY_FILE).read_text()).get("default", name)
-    return recognizer, {"name": name, "file": recognizer.meta.get("file"), "error": None}
+    file = Path(recognizer.meta.get("file", weights))
+    name, headline = file.stem, []
+    registry = (weights if weights.is_dir() else file.parent) / REGISTRY_FILE
+    if registry.exists():
+        entries = json.loads(registry.read_text())
+        name = entries.get("default", name) if weights.is_dir() else name
+        headline = entries.get("models", {}).get(name, {}).get("headline", [])
+    card = file.with_suffix(".md")
+    return recognizer, {"name": name, "file": str(file), "error": None, "headline": headline,
+                        "card": str(card) if card.exists() else None}
 
 
 def warm_up(recognizer, threads: int):

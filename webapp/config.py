@@ -46,6 +46,10 @@ DEFAULTS = dict(
     TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
     REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed
     MAX_CONNECTIONS=512,  # run.py: open connections (one thread each); more are closed at once
+    # Sharing the demo (run.py fills these in): the links to send, and the one people reach us by
+    SHARE_URLS=[],
+    PUBLIC_URL=None,
+    HTTPS=False,
     # Front-end libraries served from node_modules under /vendor/<package>/<path>
     VENDOR_DIR=str(ROOT / "node_modules"),
     VENDOR_PACKAGES={"socket.io-client": "dist/", "chart.js": "dist/", "@kurkle/color": "dist/"},

@@ -53,6 +53,34 @@ def readyz():
     return jsonify(body), 200 if body["ready"] else 503
 
 
+@bp.get("/api/model")
+def model_info():
+    """The loaded model: name, labels, its held-out figures (from the weights registry) and card."""
+    from ser_model.labels import EMOTIONS
+
+    model = current_app.extensions["ser_model"]
+    return _json(200, {"name": model["name"], "labels": list(EMOTIONS), "headline": model.get("headline") or [],
+                       "card": "/model-card" if model.get("card") else None, "error": model["error"]})
+
+
+@bp.get("/model-card")
+def model_card():
+    """The loaded model's card (markdown, shown as text)."""
+    card = current_app.extensions["ser_model"].get("card")
+    if not card:
+        raise NotFound()
+    return Response(Path(card).read_text(encoding="utf-8"), mimetype="text/plain")
+
+
+@bp.get("/api/share")
+def share():
+    """The links to send for this demo, best first, and whether the certificate is self-signed."""
+    config = current_app.config
+    urls = list(config["SHARE_URLS"]) or [request.host_url]
+    return _json(200, {"urls": urls, "public_url": config["PUBLIC_URL"], "https": bool(config["HTTPS"]),
+                       "self_signed": bool(config["HTTPS"]) and not config["PUBLIC_URL"]})
+
+
 @bp.get("/metrics")
 def metrics():
     """Prometheus text format."""

@@ -9,10 +9,11 @@ VALID_DAYS = 365
 
 
 def self_signed_cert(folder: str | Path, hosts: list[str]) -> tuple[Path, Path]:
-    """(cert.pem, key.pem) in ``folder``, created once for ``hosts`` (names or IP addresses)."""
+    """(cert.pem, key.pem) in ``folder`` for ``hosts`` (names or IP addresses); made again when the
+    existing one does not cover every host (a new network address) or is about to expire."""
     folder = Path(folder)
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    if cert_path.exists() and key_path.exists():
+    if cert_path.exists() and key_path.exists() and set(hosts) <= set(certificate_hosts(cert_path)):
         return cert_path, key_path
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -43,3 +44,17 @@ def _san(host: str):
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         return x509.DNSName(host)
+
+
+def certificate_hosts(cert_path: str | Path) -> list[str]:
+    """The names and addresses a certificate covers; none if it expires within a day or is unreadable."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1):
+            return []
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, OSError, x509.ExtensionNotFound):
+        return []
+    return [str(n.value) for n in names]
