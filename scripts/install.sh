@@ -9,7 +9,7 @@ dev=0; [ "${1:-}" = "--dev" ] && dev=1
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 apt_packages="ffmpeg"
-[ "$dev" = 1 ] && apt_packages="$apt_packages chromium espeak-ng sox"
+[ "$dev" = 1 ] && apt_packages="$apt_packages chromium espeak-ng sox redis-server nginx"
 missing=""
 for pkg in $apt_packages; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then

@@ -48,6 +48,7 @@ TICK_S = 0.2  # supervision period: how soon a dead app process is marked down
 LIVENESS_EVERY_S = 2.0  # /healthz of each app that is up; two misses in a row mark it down
 BACKOFF_S = (1, 2, 4, 8, 16, 30)  # delay before the n-th consecutive restart of one app process
 STABLE_S = 60  # an app process up this long starts its backoff again from the beginning
+RELOAD_TIMEOUT_S = 2.0  # nginx starting the workers of a new configuration
 STOP_TIMEOUT_S = 15  # gunicorn's graceful_timeout (10 s) plus a margin
 
 log = logging.getLogger("stack")
@@ -129,6 +130,15 @@ class Service:
         self.send(signal.SIGKILL, group=True)
         self.proc.wait()
 
+    def children(self) -> set[int]:
+        """Pids of the process's children (Linux /proc; empty elsewhere)."""
+        if not self.alive:
+            return set()
+        try:
+            return {int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()}
+        except OSError:
+            return set()
+
     def schedule_restart(self, now: float) -> float:
         """Plan the next start after the backoff; returns the delay."""
         if self.up_since is not None and now - self.up_since >= STABLE_S:
@@ -173,13 +183,8 @@ class Backend(Service):
         return f"http://{self.address}"
 
     def worker_pids(self) -> set[int]:
-        """gunicorn's workers: the children of its master process (Linux /proc)."""
-        if not self.alive:
-            return set()
-        try:
-            return {int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()}
-        except OSError:
-            return set()
+        """gunicorn's workers: the children of its master process."""
+        return self.children()
 
     def ready(self) -> bool:
         return http_status(self.url + "/readyz") == 200
@@ -415,10 +420,17 @@ class Stack:
             self._reload_nginx()
 
     def _reload_nginx(self):
-        """Re-render with the current up/down list and reload (SIGHUP): open connections stay."""
+        """Re-render with the current up/down list and reload (SIGHUP): open connections stay with
+        the old workers; returns once new workers (the new list) have started."""
         self._write_nginx_conf()
-        if self.nginx.alive:
-            self.nginx.send(signal.SIGHUP)
+        if not self.nginx.alive:
+            return
+        before = self.nginx.children()
+        self.nginx.send(signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while not self.nginx.children() - before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the old workers stop accepting once the master tells them to
 
     def _states(self) -> str:
         return ", ".join(f"{b.name} {b.state}" for b in self.backends)

@@ -4,8 +4,11 @@
 machine allows: no container engine here)."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +30,8 @@ NS = "/stream"
 RATE = 16000
 FRAME_S = 0.25
 FAILOVER_S = 5.0  # a killed backend's clients are served again within this
-CLIENTS = 6
+CLIENTS = 6  # at least; more join until each backend has two
+MAX_CLIENTS = 20
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 needs_servers = pytest.mark.skipif(not (NGINX and REDIS), reason="nginx and redis-server are not installed")
@@ -124,6 +128,21 @@ def backend_of(stack: Stack, cid: str) -> int:
     raise AssertionError(f"client {cid} not in nginx's access log")
 
 
+def spread_clients(stack: Stack, clients: list) -> list[int]:
+    """Connect clients that stream, each with its own ?c=, into ``clients`` until there are CLIENTS
+    and each backend has two (a random c lands on either; all on one would mean no spreading).
+    Returns the index of each one's backend."""
+    where: list[int] = []
+    while len(clients) < CLIENTS or min(where.count(i) for i in range(len(stack.backends))) < 2:
+        assert len(clients) < MAX_CLIENTS, f"clients not spread over the backends: {where}"
+        c = PageClient(stack.url)
+        c.connect()  # polling first, then the upgrade: both must reach the same backend
+        c.start_streaming()
+        clients.append(c)
+        where.append(backend_of(stack, c.cid))
+    return where
+
+
 def wait_until(check, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -148,14 +167,10 @@ def stack(random_weights, tmp_path_factory):
 
 @needs_servers
 def test_streams_spread_over_both_backends_and_any_process_can_emit(stack):
-    clients = [PageClient(stack.url) for _ in range(CLIENTS)]
+    clients: list[PageClient] = []
     try:
-        for c in clients:
-            c.connect()  # polling first, then the upgrade: both must reach the same backend
-            c.start_streaming()
+        where = spread_clients(stack, clients)
         wait_until(lambda: all(len(c.emotions) >= 2 for c in clients), 20, "emotion events on every client")
-        where = [backend_of(stack, c.cid) for c in clients]
-        assert set(where) == {0, 1}, f"all clients on one backend: {where}"
         # Each backend holds exactly the streams nginx sent it, started once each.
         active = [requests.get(b.url + "/healthz", timeout=5).json()["active_streams"] for b in stack.backends]
         assert active == [where.count(0), where.count(1)]
@@ -183,14 +198,10 @@ def test_streams_spread_over_both_backends_and_any_process_can_emit(stack):
 
 @needs_servers
 def test_a_killed_backend_s_clients_are_served_again_and_the_others_notice_nothing(stack):
-    clients = [PageClient(stack.url) for _ in range(CLIENTS)]
+    clients: list[PageClient] = []
     try:
-        for c in clients:
-            c.connect()
-            c.start_streaming()
+        where = spread_clients(stack, clients)
         wait_until(lambda: all(len(c.emotions) >= 2 for c in clients), 20, "emotion events on every client")
-        where = [backend_of(stack, c.cid) for c in clients]
-        assert set(where) == {0, 1}, f"all clients on one backend: {where}"
         victim = 0
         old_pid = stack.backend_pids[victim]
         killed_at = time.monotonic()
@@ -240,24 +251,42 @@ def test_the_stack_s_rendered_nginx_config_passes_nginx_t(stack):
     assert not re.search(r"@[A-Z_]+@", text)
 
 
-def local_compose_nginx(tmp: Path, backends: list[str], http_port: int, https_port: int) -> Path:
-    """deploy/nginx/compose.conf made runnable here: the image's paths moved into ``tmp``, ``app:8000``
-    replaced by ``backends``, ports 80/443 by free ones, IPv6 listeners dropped; wrapped in an
-    nginx.conf like the official image's (which includes conf.d/*.conf inside http)."""
-    from scripts.stack import _self_signed_cert
+def compose() -> dict:
+    import yaml
 
+    return yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+
+
+def defaults(text: str) -> str:
+    """Compose's ``${VAR:-default}`` interpolation, with every variable unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
+
+
+def make_compose_certs(folder: Path) -> Path:
+    """Run the compose file's "certs" command here, writing into ``folder`` instead of /certs."""
+    service = compose()["services"]["certs"]
+    command = [arg.replace("/certs", str(folder)) for arg in service["command"]]
+    hosts = defaults(service["environment"]["SER_CERT_HOSTS"])
+    subprocess.run([sys.executable if command[0] == "python" else command[0], *command[1:]], check=True,
+                   cwd=ROOT, timeout=120, env={**os.environ, "SER_CERT_HOSTS": hosts})
+    return folder
+
+
+def local_compose_nginx(tmp: Path, backends: list[str], http_port: int, https_port: int) -> Path:
+    """deploy/nginx/compose.conf made runnable here: the image's paths moved into ``tmp`` (certificate
+    from the compose file's own "certs" command), ``app:8000`` replaced by ``backends``, ports 80/443
+    by free ones; wrapped in an nginx.conf like the official image's (conf.d/*.conf inside http)."""
     for name in ("ser-http.conf", "ser-server.conf"):
         (tmp / name).write_text((ROOT / "deploy" / "nginx" / name).read_text())
-    _self_signed_cert(tmp / "certs", ["localhost", "127.0.0.1"])
+    make_compose_certs(tmp / "certs")
     conf = "\n".join(line for line in (ROOT / "deploy" / "nginx" / "compose.conf").read_text().splitlines()
                      if not line.lstrip().startswith("#"))
     conf = conf.replace("/etc/nginx/ser/", f"{tmp}/").replace("/etc/nginx/certs/", f"{tmp}/certs/")
     conf = conf.replace("/var/log/nginx/", f"{tmp}/")
     conf = re.sub(r"server app:8000([^;]*);", lambda m: " ".join(f"server {b}{m.group(1)};" for b in backends), conf)
-    conf = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", conf)
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     conf = conf.replace("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
-    assert "app:8000" not in conf and "/etc/nginx" not in conf
+    assert "app:8000" not in conf and "/etc/nginx" not in conf and "listen 80" not in conf
     (tmp / "default.conf").write_text(conf)
     main = tmp / "nginx.conf"
     temp = " ".join(f"{k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -318,3 +347,145 @@ def _answers(url: str) -> bool:
         return requests.get(url, verify=False, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_compose_file_wires_replicas_redis_and_tls_nginx():
+    pytest.importorskip("yaml")
+    spec = compose()
+    services = spec["services"]
+    assert set(services) >= {"app", "redis", "nginx", "certs"}
+    app, nginx = services["app"], services["nginx"]
+    assert app["build"]["context"] == ".." and (ROOT / app["build"]["dockerfile"]).is_file()
+    assert app["environment"]["SER_REDIS_URL"] == "redis://redis:6379/0"
+    assert app["environment"]["SER_TRUSTED_PROXIES"] == "1"
+    assert app["environment"]["SER_BIND"] == "0.0.0.0:8000" and app["deploy"]["replicas"] >= 2
+    assert [name for name, s in services.items() if "ports" in s] == ["nginx"]  # Redis and apps stay inside
+    assert nginx["depends_on"]["app"]["condition"] == "service_healthy"
+    assert nginx["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+    # Every file a service mounts exists, and nginx's includes and certificate lie in its mounts.
+    mounts = {}
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source, target = defaults(volume).split(":")[:2]
+            if source.startswith("."):
+                assert (ROOT / "deploy" / source).exists(), source
+                mounts[target] = ROOT / "deploy" / source
+    conf = mounts["/etc/nginx/conf.d/default.conf"].read_text()
+    for include in re.findall(r"include (/etc/nginx/ser/\S+);", conf):
+        assert (mounts["/etc/nginx/ser"] / Path(include).name).is_file(), include
+    volumes = [defaults(v).split(":") for v in nginx["volumes"]]
+    cert_mount = next(target for source, target, *_ in volumes if target.startswith("/etc/nginx/certs"))
+    assert [source for source, target, *_ in volumes if target == cert_mount] == ["certs"]
+    assert "certs" in spec["volumes"]  # the generated certificate's named volume, shared with "certs"
+    assert [defaults(v).split(":")[:2] for v in services["certs"]["volumes"]] == [["certs", "/certs"]]
+    assert all(path.startswith(cert_mount + "/") for path in re.findall(r"ssl_certificate(?:_key)? (\S+);", conf))
+    redis_conf = mounts["/usr/local/etc/redis/redis.conf"].read_text()
+    assert re.search(r"^maxmemory \d+mb$", redis_conf, re.M) and re.search(r'^save ""$', redis_conf, re.M)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^(\w+)\s+(.*)$", text, re.M)
+            if not m.group(0).startswith("#")]
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore leaves ``path`` (relative) out of the build context: the last pattern that
+    matches the path or one of its parent folders decides (Docker's rule; * stays inside a folder)."""
+    def regex(pattern: str) -> re.Pattern:
+        out = re.escape(pattern.strip("/")).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+        return re.compile(out.replace(r"\?", "[^/]") + "$")
+
+    rules = [(line.startswith("!"), regex(line.lstrip("!")))
+             for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and line[0] != "#"]
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for keep, pattern in rules:
+        if any(pattern.match(p) for p in prefixes):
+            excluded = not keep
+    return excluded
+
+
+def image_files() -> list[str]:
+    """Paths of the repository the final image COPYs (not those from the vendor stage)."""
+    out = []
+    for op, args in dockerfile_instructions():
+        if op == "COPY" and "--from" not in args:
+            out += args.split()[:-1]
+    return out
+
+
+def test_dockerfile_cpu_torch_non_root_healthcheck_and_its_files_in_the_context():
+    steps = dockerfile_instructions()
+    ops = [op for op, _ in steps]
+    runs = " ".join(args for op, args in steps if op == "RUN")
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in runs
+    assert runs.index("torch==2.13.0") < runs.index("-r requirements.txt")  # never CUDA torch from PyPI
+    assert "ffmpeg" in runs
+    user = [args for op, args in steps if op == "USER"]
+    assert user and user[-1] not in ("root", "0") and ops.index("USER") > ops.index("RUN", ops.index("FROM", 1))
+    assert max(i for i, op in enumerate(ops) if op == "RUN") < ops.index("USER")  # nothing runs as root after
+    healthcheck = next(args for op, args in steps if op == "HEALTHCHECK")
+    assert "/healthz" in healthcheck
+    cmd = next(args for op, args in reversed(steps) if op == "CMD")
+    assert cmd == '["gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"]'
+    for path in image_files():
+        assert (ROOT / path).exists(), path
+        assert not dockerignored(path), f"{path} is left out of the build context by .dockerignore"
+        files = [path] if (ROOT / path).is_file() else [str(p.relative_to(ROOT)) for p in (ROOT / path).rglob("*")
+                                                       if p.is_file() and "__pycache__" not in p.parts]
+        assert files and not [f for f in files if dockerignored(f)], path
+    assert dockerignored("reports/x.png") and dockerignored(".venv/bin/python") and dockerignored("certs/key.pem")
+    assert dockerignored("webapp/__pycache__/x.pyc")
+
+
+@contextlib.contextmanager
+def serving(command: list[str], url: str, log: Path, env: dict, cwd: Path, timeout_s: float = 120):
+    """Run ``command`` in ``cwd`` until ``url``/healthz answers; stop it afterwards."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    try:
+        wait_until(lambda: proc.poll() is not None or _answers(url + "/healthz"), timeout_s,
+                   f"no answer:\n{log.read_text()[-3000:]}")
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_the_image_s_files_alone_run_the_app(tmp_path, random_weights):
+    """The files the Dockerfile copies (and the vendor stage's node_modules), and nothing else, run
+    the image's CMD; its HEALTHCHECK command passes while the app answers and fails once it stops.
+    (The small random model stands in for the shipped one, whose start-up takes half a minute.)"""
+    app_dir = tmp_path / "app"
+    for path in image_files() + ["node_modules"]:
+        src, dst = ROOT / path, app_dir / path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    port = free_port()
+    steps = dockerfile_instructions()
+    check = json.loads(next(args for op, args in steps if op == "HEALTHCHECK").split("CMD", 1)[1])
+    check = [sys.executable if a == "python" else a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in check]
+    cmd = [sys.executable, "-m", *json.loads(next(args for op, args in reversed(steps) if op == "CMD"))]
+    registry = json.loads((app_dir / "weights" / "registry.json").read_text())
+    assert (app_dir / "weights" / registry["models"][registry["default"]]["file"]).is_file()
+    env = {"SER_BIND": f"127.0.0.1:{port}", "SER_INFERENCE_MODE": "thread", "SER_INFERENCE_WORKERS": "1",
+           "SER_WEIGHTS": str(random_weights), "PYTHONPATH": "", "HOME": str(tmp_path)}
+    with serving(cmd, f"http://127.0.0.1:{port}", tmp_path / "app.log", env, app_dir):
+        assert subprocess.run(check, cwd=app_dir, timeout=30).returncode == 0
+        res = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert res.status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/vendor/socket.io-client/dist/socket.io.min.js",
+                            timeout=10).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()["ok"]
+    assert subprocess.run(check, cwd=app_dir, timeout=30, capture_output=True).returncode != 0
