@@ -52,6 +52,7 @@ DEFAULTS = dict(
     HTTPS=False,
     # Front-end libraries served from node_modules under /vendor/<package>/<path>
     VENDOR_DIR=str(ROOT / "node_modules"),
-    VENDOR_PACKAGES={"socket.io-client": "dist/", "chart.js": "dist/", "@kurkle/color": "dist/"},
+    VENDOR_PACKAGES={"socket.io-client": "dist/", "chart.js": "dist/", "@kurkle/color": "dist/",
+                     "qrcode-generator": "dist/"},
     VENDOR_EXTENSIONS=(".js", ".mjs", ".css", ".map"),
 )
