@@ -1,9 +1,14 @@
-"""The page in a real browser: live microphone streaming, uploads and error messages.
+"""The page in a real browser: live microphone streaming, uploads, error messages, replay, the
+Share, "How good is this?" and "Use the API" panels.
 
 Starts ``python run.py`` on a free port and drives Debian's Chromium through Playwright, with a
 fake microphone that plays a generated speech WAV. Skipped when Chromium or Playwright is
 missing. ``SER_TEST_SERVER_URL=http://...`` reuses a running server instead of starting one;
 ``UPDATE_SCREENSHOTS=1`` rewrites ``docs/screenshot-live.png``.
+
+Tests of what the page does with given server events (uncertain labels, a busy server, an empty
+summary) replace the Socket.IO client with ``tests/e2e/fake_socketio.js`` (served in its place
+through ``page.route``) and play the server's part through ``window.fakeStream.fire``.
 
 The AudioWorklet processor's arithmetic is also checked outside the browser, in Node.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -29,6 +35,7 @@ from ser_model.labels import EMOTIONS
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 HARNESS = ROOT / "tests" / "e2e" / "processor_harness.mjs"
+FAKE_SOCKETIO = ROOT / "tests" / "e2e" / "fake_socketio.js"
 PROCESSOR = ROOT / "static" / "js" / "recorder-processor.js"
 SCREENSHOT = ROOT / "docs" / "screenshot-live.png"
 INSECURE_HOST = "ser-insecure.test"  # mapped onto 127.0.0.1: a plain-http origin that is not localhost
@@ -41,6 +48,7 @@ BROWSER_ARGS = [
     f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
 ]
 RECORD = '[data-testid="record"]'
+RECORD_TEXT = '[data-testid="record"] .record-text'
 CURRENT = '[data-testid="current-emotion"]'
 TIMELINE = '[data-testid="timeline"]'
 
@@ -207,6 +215,51 @@ def wait_for_blocks(page, more_than: int, timeout: int = EVENT_TIMEOUT_MS) -> No
                            arg=[TIMELINE, more_than], timeout=timeout)
 
 
+def read_wav(path: Path) -> tuple[int, int, int, int]:
+    """(rate, channels, sample width in bytes, frames) of a WAV file."""
+    with wave.open(str(path), "rb") as w:
+        return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+
+
+def in_viewport(page, selector: str) -> bool:
+    return page.evaluate("""(sel) => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+    }""", selector)
+
+
+# ---- a fake stream server (the page's part alone) -----------------------------------------------
+
+def open_with_fake_stream(page, server: str) -> None:
+    """The page with tests/e2e/fake_socketio.js in place of the Socket.IO client."""
+    page.route("**/vendor/socket.io-client/**", lambda route: route.fulfill(
+        status=200, content_type="application/javascript", body=FAKE_SOCKETIO.read_text()))
+    open_page(page, server)
+
+
+def fire(page, name: str, payload) -> None:
+    """The fake server sends ``name`` with ``payload`` to the page."""
+    page.evaluate("([name, payload]) => window.fakeStream.fire(name, payload)", [name, payload])
+
+
+def emotion_event(t1: float, label: str | None = None, **extra) -> dict:
+    """An `emotion` event of CONTRACTS.md: speech with ``label`` (70 %), or no speech."""
+    probabilities = {e: (0.7 if e == label else 0.05) for e in EMOTIONS} if label else None
+    return {"t0": max(0.0, t1 - 3), "t1": t1, "speech": label is not None, "label": label,
+            "confidence": 0.7 if label else None, "probabilities": probabilities, **extra}
+
+
+def summary_payload(label: str | None = "happy", **extra) -> dict:
+    event = emotion_event(2.0, label)
+    return {"duration": 2.0, "label": label, "confidence": event["confidence"],
+            "probabilities": event["probabilities"], "segments": [], **extra}
+
+
+def start_fake_recording(page) -> None:
+    page.click(RECORD)
+    page.wait_for_selector(f'{RECORD}[aria-pressed="true"]')
+
+
 # ---- live recording ---------------------------------------------------------------------------
 
 @pytest.mark.browser
@@ -215,8 +268,10 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     open_page(page, server)
     record = page.locator(RECORD)
     assert record.get_attribute("aria-pressed") == "false"
+    assert page.text_content(RECORD_TEXT) == "Record"
     record.click()
     page.wait_for_selector(f'{RECORD}[aria-pressed="true"]')
+    assert page.text_content(RECORD_TEXT) == "Stop"
 
     # A label among the seven, once the server has analysed the first hop of speech.
     page.wait_for_function(
@@ -239,7 +294,9 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     page.wait_for_function("() => Number(document.querySelector('#level-meter').getAttribute('aria-valuenow')) > 20",
                            timeout=5000)
     shot = tmp_path / "live.png"
-    page.screenshot(path=str(shot), full_page=True)
+    live = page.locator("#live").bounding_box()
+    page.screenshot(path=str(shot), full_page=True,  # the page's top down to the end of the live panel
+                    clip={"x": 0, "y": 0, "width": page.viewport_size["width"], "height": live["y"] + live["height"] + 16})
     if os.environ.get("UPDATE_SCREENSHOTS"):
         shutil.copy(shot, SCREENSHOT)
 
@@ -248,11 +305,20 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     page.keyboard.press("Space")
     page.wait_for_selector("#summary:not([hidden])", timeout=EVENT_TIMEOUT_MS)
     assert record.get_attribute("aria-pressed") == "false"
+    assert page.text_content(RECORD_TEXT) == "Record"
     assert page.text_content("#summary-label").strip() in (*EMOTIONS, "no speech heard")
     assert page.locator("#summary-bars .bar-row").count() == len(EMOTIONS)
     assert " s of audio" in page.text_content("#summary-duration")
-    # No message, or only the passing "server busy" notice of a loaded machine.
-    assert page.get_attribute("#live-message", "data-code") in (None, "overloaded"), page.text_content("#live-message")
+    # Nothing stale: even the passing "server busy" notice of a loaded machine is gone at Stop.
+    assert page.locator("#live-message").is_hidden(), page.text_content("#live-message")
+
+    # Replay and download of what was recorded: the WAV holds the audio the server analysed.
+    assert page.locator("#replay").is_visible()
+    assert page.get_attribute("#replay-audio", "src").startswith("blob:")
+    with page.expect_download() as download:
+        page.click("#download-wav")
+    rate, channels, width, frames = read_wav(Path(download.value.path()))
+    assert (rate, channels, width) == (16000, 1, 2)
 
     with page.expect_download() as download:
         page.click("#download-csv")
@@ -264,6 +330,8 @@ def test_live_recording_shows_emotions_timeline_and_summary(page, server, tmp_pa
     exported = json.loads(Path(download.value.path()).read_text())
     assert exported["summary"]["duration"] > 0
     assert {"t0", "t1", "speech", "label", "probabilities"} <= set(exported["events"][0])
+    # Every frame the server received is in the WAV (the summary's duration is the audio it received).
+    assert frames / rate == pytest.approx(exported["summary"]["duration"], abs=0.3)
 
 
 @pytest.mark.browser
@@ -307,8 +375,14 @@ def test_page_without_vendor_files_degrades(page, server):
     page.goto(server + "/")
     page.wait_for_selector('#live-message[data-code="no-client"]')
     assert "npm ci" in page.text_content("#live-message")
-    assert page.locator('[data-testid="probability-chart"] .bar-row').count() == len(EMOTIONS)
+    # The HTML fallback chart waits for speech like the real one: a sentence, no "0%" bars.
+    assert page.locator("#chart-empty").is_visible()
+    assert page.locator('[data-testid="probability-chart"] .bar-row').count() == 0
     assert page.get_attribute("#connection-pill", "data-state") == "closed"
+    # No QR library: the panel says why, and the link and copy button still work.
+    page.wait_for_selector("#share-qr-figure.is-missing")
+    assert "npm ci" in page.text_content("#share-qr-caption")
+    assert page.input_value("#share-url").startswith("http")
 
 
 @pytest.mark.browser
@@ -350,11 +424,169 @@ def test_recording_resumes_after_the_server_restarts(browser, speech_wav, tmp_pa
         tab.click(RECORD)
         tab.wait_for_selector("#summary:not([hidden])", timeout=EVENT_TIMEOUT_MS)
         assert tab.text_content("#summary-label").strip() in (*EMOTIONS, "no speech heard")
+        # The note about the gap moved from the passing message into the summary.
+        assert tab.locator("#live-message").is_hidden()
+        assert "lost once" in tab.text_content("#summary-note") and tab.locator("#summary-note").is_visible()
+        assert tab.locator("#replay").is_visible()  # the recording, gap included, can be played back
     finally:
         tab.close()
         process.kill()
         process.wait(10)
     assert not errors, errors
+
+
+# ---- the page's states, with a fake stream server ---------------------------------------------
+
+@pytest.mark.browser
+def test_record_button_says_stop_and_passing_notices_clear(page, server):
+    open_with_fake_stream(page, server)
+    assert page.text_content(RECORD_TEXT) == "Record"
+    start_fake_recording(page)
+    assert page.text_content(RECORD_TEXT) == "Stop"
+    fire(page, "error", {"code": "server_busy", "message": "busy"})
+    page.wait_for_selector('#live-message[data-code="overloaded"]')
+    page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload())
+    page.click(RECORD)
+    page.wait_for_selector("#summary:not([hidden])")
+    assert page.text_content(RECORD_TEXT) == "Record"
+    assert page.locator("#live-message").is_hidden()  # the busy notice did not outlive the recording
+
+    # A notice about one recording ("no summary") is cleared by the next Record.
+    start_fake_recording(page)
+    page.evaluate("() => { window.fakeStream.summary = null; }")
+    page.click(RECORD)
+    page.wait_for_selector('#live-message[data-code="no-summary"]')
+    start_fake_recording(page)
+    assert page.locator("#live-message").is_hidden()
+    assert page.locator("#summary").is_hidden()
+
+
+@pytest.mark.browser
+def test_empty_states_show_no_zero_bars(page, server):
+    open_with_fake_stream(page, server)
+    chart = page.locator('[data-testid="probability-chart"] canvas')
+    assert page.locator("#chart-empty").is_visible() and not chart.is_visible()
+    start_fake_recording(page)
+    fire(page, "emotion", emotion_event(0.5))  # silence: still nothing to show
+    assert page.locator("#chart-empty").is_visible() and not chart.is_visible()
+    fire(page, "emotion", emotion_event(1.0, "sad"))
+    page.wait_for_selector("#chart-empty", state="hidden")
+    assert chart.is_visible()
+    assert "sad 70%" in chart.get_attribute("aria-label")
+
+    # A summary without speech: a sentence, no bars.
+    page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload(None))
+    page.click(RECORD)
+    page.wait_for_selector("#summary:not([hidden])")
+    assert page.text_content("#summary-label") == "no speech heard"
+    assert page.locator("#summary-bars .bar-row").count() == 0
+    assert "No speech" in page.text_content("#summary-bars")
+
+    # The next recording starts from the placeholder again.
+    start_fake_recording(page)
+    assert page.locator("#chart-empty").is_visible() and not chart.is_visible()
+
+
+@pytest.mark.browser
+def test_uncertain_labels_are_greyed_with_unsure(page, server, tmp_path):
+    open_with_fake_stream(page, server)
+    start_fake_recording(page)
+    current = page.locator(CURRENT)
+    fire(page, "emotion", emotion_event(0.5, "happy", uncertain=True))
+    assert current.text_content() == "happy"  # the contract's hook keeps the bare label
+    assert page.locator("#current-unsure").is_visible()
+    assert page.inner_text(".now-line").lower() == "happy · unsure"  # (inner_text applies text-transform)
+    assert "is-uncertain" in current.get_attribute("class")
+    assert "· unsure" in page.get_attribute(f"{TIMELINE} .tl-block", "title")
+
+    fire(page, "emotion", emotion_event(1.0, "happy", uncertain=False))
+    assert page.locator("#current-unsure").is_hidden()
+    assert page.inner_text(".now-line").lower() == "happy"
+    assert "is-uncertain" not in current.get_attribute("class")
+    fire(page, "emotion", emotion_event(1.5, "angry"))  # no field at all: as before issue 12
+    assert page.locator("#current-unsure").is_hidden()
+    titles = page.eval_on_selector_all(f"{TIMELINE} .tl-block", "(blocks) => blocks.map((b) => b.title)")
+    assert sum("unsure" in t for t in titles) == 1, titles
+
+    page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload("happy", uncertain=True))
+    page.click(RECORD)
+    page.wait_for_selector("#summary:not([hidden])")
+    assert page.text_content("#summary-label") == "happy"
+    assert page.locator("#summary-unsure").is_visible()
+
+    # The upload result, with the server's answer faked the same way.
+    probabilities = emotion_event(1.0, "sad")["probabilities"]
+    answer = {**summary_payload("sad", uncertain=True), "segments": [
+        {"start": 0.0, "end": 1.0, "speech": True, "label": "sad", "probabilities": probabilities, "uncertain": True},
+        {"start": 1.0, "end": 2.0, "speech": True, "label": "sad", "probabilities": probabilities}]}
+    page.route("**/api/predict", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=json.dumps(answer)))
+    page.set_input_files("#upload-file", str(write_wav16(tmp_path / "voice.wav", synthetic_voice(2.0), 16000)))
+    page.click("#upload-submit")
+    page.wait_for_selector("#upload-result:not([hidden])")
+    assert page.text_content('[data-testid="result-label"]') == "sad"
+    assert page.locator("#result-unsure").is_visible()
+    titles = page.eval_on_selector_all("#result-timeline .tl-block", "(blocks) => blocks.map((b) => b.title)")
+    assert [("unsure" in t) for t in titles] == [True, False], titles
+
+
+@pytest.mark.browser
+def test_replay_and_download_what_was_sent(page, server):
+    open_with_fake_stream(page, server)
+    assert page.locator("#replay").is_hidden() and page.locator("#download-wav").is_hidden()
+    start_fake_recording(page)
+    page.wait_for_function("() => window.fakeStream.sent.frames >= 8")  # about 2 s of audio
+    page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload())
+    page.click(RECORD)
+    page.wait_for_selector("#replay:not([hidden])")
+    sent = page.evaluate("() => window.fakeStream.sent")
+    assert "10 minutes" in page.text_content("#replay-note")
+    assert "nothing is stored on the server" in page.text_content("#replay-note")
+
+    with page.expect_download() as download:
+        page.click("#download-wav")
+    assert download.value.suggested_filename.endswith(".wav")
+    rate, channels, width, frames = read_wav(Path(download.value.path()))
+    assert (rate, channels, width) == (16000, 1, 2)
+    assert frames * width == sent["audioBytes"]  # exactly the frames the page sent, nothing else
+
+    # The player plays it: the browser decodes the WAV to the same length.
+    page.wait_for_function("() => document.querySelector('#replay-audio').readyState >= 1")
+    duration = page.evaluate("() => document.querySelector('#replay-audio').duration")
+    assert duration == pytest.approx(frames / rate, abs=0.01)
+
+    # The next Record forgets the old recording and frees its object URL.
+    old = page.get_attribute("#replay-audio", "src")
+    assert load_audio_url(page, old) == "loaded"
+    start_fake_recording(page)
+    assert page.locator("#replay").is_hidden()
+    assert page.get_attribute("#replay-audio", "src") is None
+    assert load_audio_url(page, old) == "error"  # revoked (fetch is no test: the CSP's connect-src forbids blob:)
+
+
+def load_audio_url(page, url: str) -> str:
+    """'loaded' when an <audio> can read ``url``, else 'error'."""
+    return page.evaluate("""(url) => new Promise((resolve) => {
+        const audio = new Audio();
+        audio.onloadedmetadata = () => resolve('loaded');
+        audio.onerror = () => resolve('error');
+        audio.src = url;
+    })""", url)
+
+
+@pytest.mark.browser
+def test_recording_keeps_only_the_newest_audio(page, server):
+    """The replay buffer is bounded: past its limit the oldest samples go, the WAV stays valid."""
+    open_page(page, server)
+    kept = page.evaluate("""async () => {
+        const { Recording } = await import(new URL('/static/js/recording.js', location.href).href);
+        const recording = new Recording(16000, 1);  // at most 1 s
+        for (let i = 0; i < 6; i += 1) recording.add(new Int16Array(4000).fill(i).buffer);  // 6 x 0.25 s
+        const wav = new Int16Array(await recording.toWav().arrayBuffer());
+        return { seconds: recording.seconds, total: recording.totalSeconds, trimmed: recording.trimmed,
+                 samples: wav.length - 22, first: wav[22], last: wav[wav.length - 1] };
+    }""")
+    assert kept == {"seconds": 1, "total": 1.5, "trimmed": True, "samples": 16000, "first": 2, "last": 5}
 
 
 # ---- uploads ----------------------------------------------------------------------------------
@@ -365,13 +597,21 @@ def test_upload_wav_shows_label_bars_timeline_and_player(page, server, speech_wa
     open_page(page, server)
     page.set_input_files("#upload-file", str(speech_wav))
     assert page.get_attribute("#upload-audio", "src").startswith("blob:")
-    page.click("#upload-submit")
+    with page.expect_response("**/api/predict", timeout=EVENT_TIMEOUT_MS) as answer:
+        page.click("#upload-submit")
     label = page.locator('[data-testid="result-label"]')
     label.wait_for(timeout=EVENT_TIMEOUT_MS)
     assert label.text_content().strip() in EMOTIONS
     assert page.locator("#result-bars .bar-row").count() == len(EMOTIONS)
     assert int(page.get_attribute("#result-timeline", "data-count")) >= 1
     assert page.locator("#upload-message").is_hidden()
+    assert page.locator("#result-unsure").is_visible() == (answer.value.json().get("uncertain") is True)
+    # The result, below the fold of a 900 px window when it arrives, is scrolled into view.
+    page.wait_for_function("""() => {
+        const r = document.querySelector('#upload-result').getBoundingClientRect();
+        return r.top >= 0 && r.top < window.innerHeight / 2;
+    }""", timeout=5000)
+    assert in_viewport(page, '[data-testid="result-label"]')
 
 
 @pytest.mark.browser
@@ -385,6 +625,156 @@ def test_upload_text_file_shows_the_servers_error(page, server, tmp_path):
     message.wait_for(timeout=EVENT_TIMEOUT_MS)
     assert message.text_content().strip()
     assert page.locator("#upload-result").is_hidden()
+
+
+# ---- Share, "How good is this?", "Use the API" ------------------------------------------------
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def decode_qr(page, selector: str, tmp_path: Path) -> str | None:
+    """The text of the QR code drawn in ``selector`` (zbarimg), or None without zbar-tools."""
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        return None
+    shot = tmp_path / "qr.png"
+    page.locator(selector).screenshot(path=str(shot))
+    out = subprocess.run([zbarimg, "--quiet", "--raw", str(shot)], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def fake_share(page, answer: dict) -> None:
+    page.route("**/api/share", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                           body=json.dumps(answer)))
+
+
+@pytest.mark.browser
+def test_share_panel_gives_the_link_to_send(page, server, browser, tmp_path):
+    answer = {"urls": ["https://192.0.2.7:5000/", "https://ser-box:5000/", "https://localhost:5000/"],
+              "public_url": None, "https": True, "self_signed": True}
+    fake_share(page, answer)
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    open_page(page, server)
+    page.wait_for_function("() => document.querySelector('#share-url').value === 'https://192.0.2.7:5000/'")
+    assert page.locator("#share-cert").is_visible()
+    assert "certificate" in page.text_content("#share-cert")
+    assert page.locator("#share-local").is_hidden()
+    assert page.eval_on_selector_all("#share-list code", "(els) => els.map((e) => e.textContent)") == answer["urls"][1:]
+    qr = page.locator("#share-qr")
+    assert qr.is_visible() and qr.get_attribute("data-text") == answer["urls"][0]
+    decoded = decode_qr(page, "#share-qr", tmp_path)
+    assert decoded in (None, answer["urls"][0])
+
+    page.click("#share-copy")
+    page.wait_for_selector('#share-status[data-state="copied"]')
+    assert page.evaluate("() => navigator.clipboard.readText()") == answer["urls"][0]
+
+    # The snippets accept the self-signed certificate only on an https page: this one is http.
+    assert " -k " not in page.text_content("#api-curl")
+
+
+@pytest.mark.browser
+def test_share_panel_prefers_the_public_url_and_copies_without_the_clipboard_api(page, server, tmp_path):
+    fake_share(page, {"urls": ["https://demo.example.org/", "http://localhost:5000/"],
+                      "public_url": "https://demo.example.org/", "https": False, "self_signed": False})
+    # No asynchronous clipboard (as on some browsers): the copy falls back to the selection.
+    page.add_init_script("""Object.defineProperty(navigator, 'clipboard', { value: undefined });
+        document.addEventListener('copy', () => { window.copied = String(document.getSelection()
+          || document.activeElement.value.slice(document.activeElement.selectionStart,
+                                                document.activeElement.selectionEnd)); });""")
+    open_page(page, server)
+    page.wait_for_function("() => document.querySelector('#share-url').value === 'https://demo.example.org/'")
+    assert page.locator("#share-cert").is_hidden()
+    assert page.locator("#share-local").is_hidden()
+    decoded = decode_qr(page, "#share-qr", tmp_path)
+    assert decoded in (None, "https://demo.example.org/")
+    page.click("#share-copy")
+    page.wait_for_selector('#share-status[data-state="copied"]')
+    assert page.evaluate("() => window.copied") == "https://demo.example.org/"
+
+
+@pytest.mark.browser
+def test_share_panel_on_the_real_server(page, server):
+    share = get_json(server + "/api/share")
+    open_page(page, server)
+    expected = share["public_url"] or share["urls"][0]
+    page.wait_for_function("(url) => document.querySelector('#share-url').value === url", arg=expected)
+    # The test server listens on 127.0.0.1 only: its link is of no use to anyone else, and the panel says so.
+    assert "localhost" in expected or "127.0.0.1" in expected
+    assert "only on this computer" in page.text_content("#share-local")
+    assert page.locator("#share-cert").is_hidden()
+
+
+@pytest.mark.browser
+def test_insecure_page_keeps_its_message_beside_the_share_panel(page, server):
+    port = server.rsplit(":", 1)[1]
+    page.goto(f"http://{INSECURE_HOST}:{port}/")
+    # The server's links are loopback ones: the page's own address is the one to send, and it is http.
+    page.wait_for_function("(url) => document.querySelector('#share-url').value === url",
+                           arg=f"http://{INSECURE_HOST}:{port}/")
+    assert "--https" in page.text_content("#share-local")
+    assert page.get_attribute("#live-message", "data-code") == "insecure"
+    assert page.locator("#live-message").is_visible()
+
+
+@pytest.mark.browser
+def test_quality_panel_shows_the_models_held_out_figures(page, server):
+    model = get_json(server + "/api/model")
+    open_page(page, server)
+    page.wait_for_selector("#quality-figures li")
+    items = page.locator("#quality-figures .quality-item")
+    assert items.count() == len(model["headline"])
+    for i, figure in enumerate(model["headline"]):
+        text = items.nth(i).text_content()
+        assert figure["what"] in text
+        assert f"{round(figure['ua'] * 100)}% UA" in text and f"chance {round(figure['chance'] * 100)}%" in text
+    if not model["headline"]:
+        assert "No held-out figures" in page.text_content("#quality-figures")
+    assert "hint" in page.text_content(".quality-limits")
+    link = page.locator("#model-card-link")
+    assert link.is_visible() == bool(model["card"])
+    if model["card"]:
+        with urllib.request.urlopen(server + link.get_attribute("href"), timeout=10) as response:
+            assert response.status == 200 and model["name"] in response.read().decode()
+
+
+@pytest.mark.browser
+def test_quality_panel_with_given_figures(page, server):
+    model = {"name": "m", "labels": list(EMOTIONS), "card": None, "error": None,
+             "headline": [{"what": "new speakers", "ua": 0.731, "chance": 1 / 7},
+                          {"what": "another corpus", "ua": 0.229, "chance": 1 / 7}]}
+    page.route("**/api/model", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                           body=json.dumps(model)))
+    open_page(page, server)
+    page.wait_for_selector("#quality-figures .quality-item")
+    texts = page.eval_on_selector_all("#quality-figures .quality-item", "(els) => els.map((e) => e.textContent)")
+    assert texts == ["new speakers73% UA (chance 14%)", "another corpus23% UA (chance 14%)"]
+    widths = page.eval_on_selector_all(".quality-fill", "(els) => els.map((e) => e.style.getPropertyValue('--w'))")
+    assert widths == ["73.1%", "22.9%"]
+    assert page.locator("#model-card-link").is_hidden()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_api_snippets_run_as_shown(page, server, speech_wav, tmp_path):
+    open_page(page, server)
+    curl = page.text_content("#api-curl")
+    python = page.text_content("#api-python")
+    assert f"{server}/api/predict" in curl and f"{server}/api/predict" in python
+    assert "/stream" in page.text_content("#api")
+
+    # Run both snippets exactly as shown, with "speech.wav" standing for a real file.
+    work = tmp_path
+    shutil.copy(speech_wav, work / "speech.wav")
+    if shutil.which("curl"):
+        out = subprocess.run(shlex.split(curl), cwd=work, capture_output=True, text=True, timeout=120, check=True)
+        assert json.loads(out.stdout)["label"] in EMOTIONS
+    pytest.importorskip("requests")
+    out = subprocess.run([sys.executable, "-c", python], cwd=work, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] in EMOTIONS
 
 
 # ---- the AudioWorklet processor, in Node ------------------------------------------------------

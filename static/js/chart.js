@@ -1,5 +1,6 @@
 // The live probability chart: horizontal bars, one per emotion, redrawn on every `emotion` event.
 // Uses Chart.js (window.Chart from /vendor/chart.umd.min.js); plain HTML bars if it is missing.
+// Until the first hop of speech it shows a sentence, not seven "0%" bars that would read as data.
 
 import { EMOTIONS, colorOf, percent } from './emotions.js';
 import { renderBars } from './bars.js';
@@ -59,6 +60,7 @@ export class ProbabilityChart {
   constructor(wrapper) {
     this.wrapper = wrapper;
     this.canvas = wrapper.querySelector('canvas');
+    this.empty = wrapper.querySelector('.chart-empty');
     this.chart = null;
     this.fallback = null;
     if (window.Chart) {
@@ -66,15 +68,20 @@ export class ProbabilityChart {
     } else {
       this.canvas.hidden = true;
       this.fallback = document.createElement('div');
-      wrapper.append(this.fallback);
-      renderBars(this.fallback, null);
+      this.fallback.className = 'chart-fallback';
+      this.canvas.after(this.fallback);
     }
+    this.clear(this.empty.textContent);
   }
 
   // probabilities: {label: p} or null (no speech: bars keep their values, greyed out).
   update(probabilities) {
-    this.wrapper.classList.toggle('is-silent', !probabilities);
-    if (!probabilities) return;
+    if (!probabilities) {
+      this.wrapper.classList.toggle('is-silent', !this.isEmpty);
+      return;
+    }
+    this.wrapper.classList.remove('is-silent');
+    this.setEmpty(false);
     const values = EMOTIONS.map((e) => probabilities[e] || 0);
     this.canvas.setAttribute('aria-label',
       `Probabilities: ${EMOTIONS.map((e, i) => `${e} ${percent(values[i])}`).join(', ')}`);
@@ -86,8 +93,26 @@ export class ProbabilityChart {
     }
   }
 
-  reset() {
+  // No data (yet): the sentence `text` in place of the bars.
+  clear(text) {
     this.wrapper.classList.remove('is-silent');
-    this.update(Object.fromEntries(EMOTIONS.map((e) => [e, 0])));
+    this.empty.textContent = text;
+    this.setEmpty(true);
+    this.canvas.setAttribute('aria-label', 'Probabilities of the seven emotions: none yet');
+    if (this.chart) {
+      this.chart.data.datasets[0].data = EMOTIONS.map(() => 0);
+      this.chart.update('none');
+    } else {
+      this.fallback.replaceChildren();
+    }
+  }
+
+  get isEmpty() {
+    return this.wrapper.classList.contains('is-empty');
+  }
+
+  setEmpty(empty) {
+    this.wrapper.classList.toggle('is-empty', empty);
+    this.empty.hidden = !empty;
   }
 }

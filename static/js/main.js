@@ -1,16 +1,22 @@
-// Wires the page: record button -> microphone -> socket -> chart, timeline and summary;
-// and the upload panel. The record button's states: idle -> starting -> recording -> stopping.
+// Wires the page: record button -> microphone -> socket -> chart, timeline, summary and replay;
+// the upload panel; the Share, "How good is this?" and "Use the API" panels.
+// The record button's states: idle -> starting -> recording -> stopping.
 // While recording, a lost server session (reconnect, restart, idle timeout) is resumed: the
 // microphone keeps going, a new session starts when the server answers, the timeline marks the gap.
 
-import { Microphone, MicError } from './mic.js';
+import { Microphone, MicError, TARGET_RATE } from './mic.js';
 import { StreamClient, StreamError } from './socket.js';
 import { ProbabilityChart } from './chart.js';
 import { Timeline } from './timeline.js';
 import { Session } from './session.js';
 import { renderBars } from './bars.js';
 import { UploadPanel } from './upload.js';
-import { colorOf, percent, formatSeconds } from './emotions.js';
+import { Recording } from './recording.js';
+import { ReplayView } from './replay.js';
+import { SharePanel } from './share.js';
+import { QualityPanel } from './quality.js';
+import { showApiHelp } from './api-help.js';
+import { percent, formatSeconds, showLabel } from './emotions.js';
 import { showMessage, clearMessage, showConnection } from './messages.js';
 
 const LEVEL_FLOOR_DB = -60;  // the meter's empty end
@@ -20,6 +26,9 @@ const LEVEL_RELEASE = 0.85;  // per level message (~50 ms): fast attack, slow fa
 const RESUME_RETRY_MS = 2000;  // after a refused restart of the server session
 // Errors meaning the server no longer holds our session: start a new one and carry on.
 const SESSION_LOST = new Set(['not_started', 'idle_timeout']);
+// Notices about the recording in progress: cleared at Stop, so nothing stale stays.
+const PASSING = new Set(['overloaded', 'interrupted', 'resumed', 'server', 'lost']);
+const LISTENING_TEXT = 'Listening… the probabilities appear with the first half second of speech.';
 
 const byId = (id) => document.getElementById(id);
 
@@ -33,6 +42,7 @@ class LivePanel {
     this.els = {
       panel: byId('live'),
       record: document.querySelector('[data-testid="record"]'),
+      recordText: document.querySelector('[data-testid="record"] .record-text'),
       hint: byId('record-hint'),
       message: byId('live-message'),
       banner: byId('connection-banner'),
@@ -40,15 +50,19 @@ class LivePanel {
       meter: byId('level-meter'),
       speech: byId('speech-indicator'),
       current: document.querySelector('[data-testid="current-emotion"]'),
+      currentUnsure: byId('current-unsure'),
       confidence: byId('current-confidence'),
       summary: byId('summary'),
       summaryLabel: byId('summary-label'),
+      summaryUnsure: byId('summary-unsure'),
+      summaryNote: byId('summary-note'),
       summaryDuration: byId('summary-duration'),
       summaryBars: byId('summary-bars'),
     };
     this.state = 'idle';
     this.mic = null;
     this.session = null;
+    this.recording = null;
     this.queue = [];
     this.lastEnd = 0;
     this.micSeconds = 0;  // audio captured since Record, in seconds (the timeline's clock)
@@ -63,6 +77,9 @@ class LivePanel {
     this.timeline = new Timeline(document.querySelector('[data-testid="timeline"]'), {
       minSpan: 10,
       emptyText: 'Press Record and speak: a block appears here for every half second analysed.',
+    });
+    this.replay = new ReplayView({
+      box: byId('replay'), audio: byId('replay-audio'), note: byId('replay-note'), download: byId('download-wav'),
     });
     this.client = this.connect();
     this.els.record.addEventListener('click', () => this.toggle());
@@ -91,6 +108,7 @@ class LivePanel {
     panel.dataset.state = state;
     record.setAttribute('aria-pressed', String(state === 'recording' || state === 'stopping'));
     record.setAttribute('aria-disabled', String(state === 'starting' || state === 'stopping'));
+    this.els.recordText.textContent = state === 'recording' || state === 'stopping' ? 'Stop' : 'Record';
     hint.textContent = {
       idle: 'Press to start the microphone',
       starting: 'Starting…',
@@ -139,6 +157,8 @@ class LivePanel {
     const gaps = this.session.gaps.length > 0;
     const summary = this.interrupted ? null : await this.client.stop();
     this.interrupted = null;
+    clearTimeout(this.noticeTimer);
+    if (PASSING.has(this.els.message.dataset.code)) clearMessage(this.els.message);
     // After a reconnect the server's summary covers only its last session: summarise the page's events.
     this.finish(gaps ? this.session.localSummary(this.micSeconds) : summary);
     if (!summary && !gaps) showMessage(this.els.message, 'no-summary');
@@ -179,19 +199,22 @@ class LivePanel {
     this.els.speech.dataset.state = 'idle';
     this.els.speech.textContent = 'Not recording';
     this.showSummary(summary);
+    this.replay.show(this.recording, this.session.fileStem());
   }
 
   reset() {
     this.session = new Session();
+    this.recording = new Recording(TARGET_RATE);
+    this.replay.clear();
     this.queue = [];
     this.lastEnd = 0;
     this.micSeconds = 0;
     this.offset = 0;
     this.interrupted = null;
     this.timeline.clear();
-    this.chart.reset();
+    this.chart.clear(LISTENING_TEXT);
     this.els.summary.hidden = true;
-    this.els.current.textContent = '—';
+    showLabel(this.els.current, this.els.currentUnsure, null, '—');
     this.els.current.classList.remove('is-silent');
     this.els.confidence.textContent = 'listening…';
   }
@@ -199,6 +222,7 @@ class LivePanel {
   frame(buffer) {
     if (this.state !== 'starting' && this.state !== 'recording' && this.state !== 'stopping') return;
     this.micSeconds += buffer.byteLength / 2 / this.mic.sampleRate;
+    this.recording.add(buffer);  // before it is sent: kept for replay, gaps included (the timeline's clock)
     if (this.state === 'starting') this.queue.push(buffer);
     else if (!this.interrupted) this.client.send(buffer);  // audio of a gap is not sent: no session holds it
   }
@@ -223,9 +247,7 @@ class LivePanel {
     this.els.speech.textContent = speech ? 'Speech' : 'Silence';
     this.els.current.classList.toggle('is-silent', !speech);
     if (speech) {
-      // Only on change: the label is a live region, announced each time it is rewritten.
-      if (this.els.current.textContent !== event.label) this.els.current.textContent = event.label;
-      this.els.current.style.setProperty('--c', colorOf(event.label));
+      showLabel(this.els.current, this.els.currentUnsure, event, '—');  // rewritten only on change (a live region)
       this.els.confidence.textContent = `${percent(event.confidence)} confidence`;
     } else {
       this.els.confidence.textContent = 'no speech right now';
@@ -234,7 +256,8 @@ class LivePanel {
     // t0..t1 is the analysed window; its block covers only the audio new since the last event.
     const newest = Math.max(event.t0, event.t1 - HOP_MAX_S);
     const start = newest < this.lastEnd && this.lastEnd < event.t1 ? this.lastEnd : newest;
-    this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence });
+    this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence,
+      uncertain: event.uncertain });
     this.lastEnd = Math.max(this.lastEnd, event.t1);
   }
 
@@ -257,14 +280,19 @@ class LivePanel {
   }
 
   showSummary(summary) {
-    const { summaryLabel, summaryDuration, summaryBars } = this.els;
+    const { summaryLabel, summaryUnsure, summaryDuration, summaryBars, summaryNote } = this.els;
     const label = summary && summary.label;
-    summaryLabel.textContent = label || 'no speech heard';
-    summaryLabel.style.setProperty('--c', colorOf(label));
+    showLabel(summaryLabel, summaryUnsure, summary, 'no speech heard');
     const heard = summary ? summary.duration : this.lastEnd;
     const confidence = label && summary.probabilities ? `${percent(summary.probabilities[label])} · ` : '';
     summaryDuration.textContent = `${confidence}${formatSeconds(heard)} of audio · ${this.session.events.length} updates`;
-    renderBars(summaryBars, summary && summary.probabilities);
+    renderBars(summaryBars, label ? summary.probabilities : null,
+      'No speech was heard, so there are no probabilities to show.');
+    const gaps = this.session.gaps.length;
+    summaryNote.hidden = !(summary && summary.computed_in_page);
+    summaryNote.textContent = `The connection to the server was lost ${gaps === 1 ? 'once' : `${gaps} times`} `
+      + 'during this recording (hatched in the timeline), so this summary is computed in the page from the '
+      + `${this.session.events.length} updates received.`;
     this.els.summary.hidden = false;
   }
 }
@@ -279,6 +307,7 @@ function startUpload() {
     audio: byId('upload-audio'),
     result: byId('upload-result'),
     label: document.querySelector('[data-testid="result-label"]'),
+    unsure: byId('result-unsure'),
     confidence: byId('result-confidence'),
     duration: byId('result-duration'),
     bars: byId('result-bars'),
@@ -286,5 +315,27 @@ function startUpload() {
   });
 }
 
+// The Share, "How good is this?" and "Use the API" panels; the snippets learn from /api/share
+// whether the server's certificate is self-signed.
+function startInfoPanels() {
+  const api = { curl: byId('api-curl'), python: byId('api-python') };
+  showApiHelp(api, null);
+  const share = new SharePanel({
+    url: byId('share-url'),
+    copy: byId('share-copy'),
+    status: byId('share-status'),
+    cert: byId('share-cert'),
+    local: byId('share-local'),
+    others: byId('share-others'),
+    list: byId('share-list'),
+    qr: byId('share-qr'),
+    qrFigure: byId('share-qr-figure'),
+    qrCaption: byId('share-qr-caption'),
+  });
+  share.load().then((answer) => showApiHelp(api, answer));
+  new QualityPanel({ list: byId('quality-figures'), card: byId('model-card-link') }).load();
+}
+
 new LivePanel();
 startUpload();
+startInfoPanels();

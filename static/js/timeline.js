@@ -2,7 +2,7 @@
 // only cue) plus a "no speech" lane; one block per live hop or per file segment.
 // The container's data-count holds the number of blocks (tests assert that it grows).
 
-import { EMOTIONS, colorOf, percent, formatSeconds } from './emotions.js';
+import { EMOTIONS, UNSURE, colorOf, percent, formatSeconds, isUncertain } from './emotions.js';
 
 const SILENCE = 'no speech';  // lane and label of hops without speech
 const SPAN_STEP_S = 5;  // a live timeline's axis grows in 5 s steps
@@ -46,7 +46,7 @@ export class Timeline {
     return lane;
   }
 
-  // entry: {start, end, speech, label, confidence}
+  // entry: {start, end, speech, label, confidence, uncertain?}; an uncertain label's block is greyed.
   add(entry) {
     const label = entry.speech && entry.label ? entry.label : SILENCE;
     const block = document.createElement('span');
@@ -54,7 +54,10 @@ export class Timeline {
     block.style.setProperty('--t0', entry.start.toFixed(3));
     block.style.setProperty('--dt', Math.max(entry.end - entry.start, 0.01).toFixed(3));
     block.style.setProperty('--c', colorOf(label === SILENCE ? null : label));
-    const what = label === SILENCE ? SILENCE : `${label}${entry.confidence != null ? ` ${percent(entry.confidence)}` : ''}`;
+    const unsure = label !== SILENCE && isUncertain(entry);
+    block.classList.toggle('is-uncertain', unsure);
+    const what = label === SILENCE ? SILENCE
+      : `${label}${entry.confidence != null ? ` ${percent(entry.confidence)}` : ''}${unsure ? ` · ${UNSURE}` : ''}`;
     block.title = `${formatSeconds(entry.start)}–${formatSeconds(entry.end)}: ${what}`;
     this.tracks[label].append(block);
     this.count += 1;

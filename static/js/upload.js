@@ -1,6 +1,7 @@
-// The upload panel: play the chosen file, POST it to /api/predict, show label, bars and timeline.
+// The upload panel: play the chosen file, POST it to /api/predict, show label, bars and timeline,
+// and scroll the result into view when it arrives.
 
-import { colorOf, percent, formatSeconds } from './emotions.js';
+import { percent, formatSeconds, showLabel } from './emotions.js';
 import { renderBars } from './bars.js';
 import { Timeline } from './timeline.js';
 import { showMessage, showText, clearMessage } from './messages.js';
@@ -12,7 +13,7 @@ const STATUS_TEXT = {
 };
 
 export class UploadPanel {
-  // els: {form, input, submit, message, preview, audio, result, label, confidence, duration, bars, timeline}
+  // els: {form, input, submit, message, preview, audio, result, label, unsure, confidence, duration, bars, timeline}
   constructor(els) {
     this.els = els;
     this.objectUrl = null;
@@ -78,13 +79,15 @@ export class UploadPanel {
   }
 
   show(data) {
-    const { label, confidence, duration, result } = this.els;
-    label.textContent = data.label || 'no speech found';
-    label.style.setProperty('--c', colorOf(data.label));
+    const { label, unsure, confidence, duration, result } = this.els;
+    showLabel(label, unsure, data, 'no speech found');
     confidence.textContent = data.label ? `${percent(data.confidence)} confidence` : '';
     duration.textContent = formatSeconds(data.duration);
-    renderBars(this.els.bars, data.probabilities);
+    renderBars(this.els.bars, data.label ? data.probabilities : null,
+      'No speech was found in this file, so there are no probabilities to show.');
     this.timeline.setSegments(data.segments || [], data.duration);
     result.hidden = false;
+    const still = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    result.scrollIntoView({ behavior: still ? 'auto' : 'smooth', block: 'start' });
   }
 }
