@@ -345,6 +345,8 @@ def test_microphone_errors_are_explained(page, server, name, code):
     message.wait_for()
     assert "microphone" in message.text_content().lower()
     assert page.get_attribute(RECORD, "aria-pressed") == "false"
+    assert page.text_content(RECORD_TEXT) == "Record"
+    assert "Press Record" in page.text_content("#chart-empty")  # not "Listening…": nothing is
 
 
 @pytest.mark.browser
@@ -473,6 +475,13 @@ def test_empty_states_show_no_zero_bars(page, server):
     page.wait_for_selector("#chart-empty", state="hidden")
     assert chart.is_visible()
     assert "sad 70%" in chart.get_attribute("aria-label")
+    assert page.text_content("#current-confidence") == "70% confidence"
+    # The server holds its label until another leads clearly (hysteresis): the page says so.
+    held = emotion_event(1.5, "sad")
+    held["probabilities"] = {**held["probabilities"], "sad": 0.3, "angry": 0.4}
+    held["confidence"] = 0.3
+    fire(page, "emotion", held)
+    assert page.text_content("#current-confidence") == "30% confidence · angry leads narrowly (40%)"
 
     # A summary without speech: a sentence, no bars.
     page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload(None))

@@ -16,7 +16,7 @@ import { ReplayView } from './replay.js';
 import { SharePanel } from './share.js';
 import { QualityPanel } from './quality.js';
 import { showApiHelp } from './api-help.js';
-import { percent, formatSeconds, showLabel } from './emotions.js';
+import { EMOTIONS, percent, formatSeconds, showLabel } from './emotions.js';
 import { showMessage, clearMessage, showConnection } from './messages.js';
 
 const LEVEL_FLOOR_DB = -60;  // the meter's empty end
@@ -74,6 +74,7 @@ class LivePanel {
     this.shown = 0;  // the level meter's current value, 0..1
     this.noticeTimer = null;
     this.chart = new ProbabilityChart(document.querySelector('[data-testid="probability-chart"]'));
+    this.idleChartText = byId('chart-empty').textContent;
     this.timeline = new Timeline(document.querySelector('[data-testid="timeline"]'), {
       minSpan: 10,
       emptyText: 'Press Record and speak: a block appears here for every half second analysed.',
@@ -137,6 +138,8 @@ class LivePanel {
       this.mic.release();
       this.setState('idle');
       this.level(0);
+      this.chart.clear(this.idleChartText);
+      this.els.confidence.textContent = 'press Record to start';
       if (err instanceof MicError) return showMessage(this.els.message, err.code, err.message);
       if (err instanceof StreamError && err.code === 'unreachable') return showMessage(this.els.message, 'unreachable');
       return showMessage(this.els.message, 'server', err.message);
@@ -248,7 +251,7 @@ class LivePanel {
     this.els.current.classList.toggle('is-silent', !speech);
     if (speech) {
       showLabel(this.els.current, this.els.currentUnsure, event, '—');  // rewritten only on change (a live region)
-      this.els.confidence.textContent = `${percent(event.confidence)} confidence`;
+      this.els.confidence.textContent = `${percent(event.confidence)} confidence${this.narrowLead(event)}`;
     } else {
       this.els.confidence.textContent = 'no speech right now';
     }
@@ -259,6 +262,15 @@ class LivePanel {
     this.timeline.add({ start, end: event.t1, speech, label: event.label, confidence: event.confidence,
       uncertain: event.uncertain });
     this.lastEnd = Math.max(this.lastEnd, event.t1);
+  }
+
+  // The server keeps its label until another one leads clearly or for a while (hysteresis), so the
+  // chart's top bar can differ from the label for a moment: say so rather than look contradictory.
+  narrowLead(event) {
+    const probs = event.probabilities || {};
+    const top = EMOTIONS.reduce((a, b) => ((probs[b] || 0) > (probs[a] || 0) ? b : a), EMOTIONS[0]);
+    return top !== event.label && (probs[top] || 0) > (probs[event.label] || 0)
+      ? ` · ${top} leads narrowly (${percent(probs[top])})` : '';
   }
 
   // Bad input or overload on our connection; overload only skips hops, so its notice passes.
