@@ -1,6 +1,6 @@
 """One command for the whole stack on one machine: redis-server, nginx and K gunicorn app processes.
 
-    python scripts/stack.py [--apps K] [--port 8080] [--weights weights] [--run-dir DIR]
+    python scripts/stack.py [--apps K] [--port 8080] [--weights weights] [--run-dir DIR] [--https]
 
 The config files in deploy/ are rendered into the run directory (a new temporary one by default),
 never into the repository or /etc, and every server runs unprivileged from there on loopback ports.
@@ -15,6 +15,7 @@ As a library (tests, bench/)::
     with Stack(apps=2, weights="weights") as stack:   # returns once every app process is ready
         stack.url, stack.redis_url, stack.backend_pids
         stack.kill_backend(0)                          # SIGKILL one app's process group
+        stack.wait_all_up()                            # ... until it was restarted and is ready
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,9 @@ READY_TIMEOUT_S = 300  # importing torch and loading the model, K processes at o
 SERVICE_TIMEOUT_S = 15  # redis-server or nginx answering
 PROBE_TIMEOUT_S = 1.0
 TICK_S = 0.2  # supervision period: how soon a dead app process is marked down
-LIVENESS_EVERY_S = 2.0  # /healthz of each app that is up; two misses in a row mark it down
+PROBE_EVERY_S = 0.5  # each app's prober: /readyz while it is down, /healthz while it is up
+LIVENESS_TIMEOUT_S = 3.0
+LIVENESS_DEADLINE_S = 10.0  # an app that is up but has not answered /healthz for this long is marked down
 BACKOFF_S = (1, 2, 4, 8, 16, 30)  # delay before the n-th consecutive restart of one app process
 STABLE_S = 60  # an app process up this long starts its backoff again from the beginning
 RELOAD_TIMEOUT_S = 2.0  # nginx starting the workers of a new configuration
@@ -65,10 +69,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def http_status(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> int | None:
-    """HTTP status of a GET, or None when nothing answered in time."""
+def http_status(url: str, timeout_s: float = PROBE_TIMEOUT_S, cafile: str | None = None) -> int | None:
+    """HTTP status of a GET, or None when nothing answered in time (``cafile``: trust this certificate)."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as res:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as res:
             return res.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -108,6 +113,12 @@ class Service:
             self.proc = subprocess.Popen(self.command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         self.restart_at, self.up_since = None, None
+
+    def respawn(self):
+        """Start again, after killing whatever the last run left in its group (an orphaned nginx
+        worker or model lane would hold its port or memory)."""
+        self.send(signal.SIGKILL, group=True)
+        self.spawn()
 
     def send(self, sig: int, group: bool = False):
         """Send ``sig`` to the process (or its whole group); a process already gone is fine."""
@@ -170,9 +181,10 @@ class Backend(Service):
         super().__init__(f"app{index}", command, log_path, {**env, "SER_BIND": f"{host}:{port}"})
         self.index, self.host, self.port = index, host, port
         self.state = "down"
-        self.workers: set[int] = set()
-        self.missed = 0  # consecutive /healthz probes without an answer
-        self.probed_at = 0.0
+        self.workers: set[int] = set()  # gunicorn's worker when it was marked up
+        self.down_at = 0.0  # when it was last marked down
+        self.ready_at = 0.0  # last 200 from /readyz (prober thread)
+        self.answered_at = 0.0  # last answer from /healthz (prober thread)
 
     @property
     def address(self) -> str:
@@ -188,6 +200,17 @@ class Backend(Service):
 
     def ready(self) -> bool:
         return http_status(self.url + "/readyz") == 200
+
+    def probe(self, stopping: threading.Event):
+        """The prober thread: HTTP checks off the supervision loop, so a hung app delays no one."""
+        while not stopping.wait(PROBE_EVERY_S):
+            if not self.alive:
+                continue
+            if self.state == "up":
+                if http_status(self.url + "/healthz", LIVENESS_TIMEOUT_S) is not None:
+                    self.answered_at = time.monotonic()
+            elif self.ready():
+                self.ready_at = time.monotonic()
 
 
 class Stack:
@@ -232,7 +255,7 @@ class Stack:
         self.nginx = Service("nginx", [self.nginx_bin, "-p", str(self.run_dir), "-c", str(self.nginx_conf),
                                        "-e", str(self.run_dir / "nginx-error.log"), "-g", "daemon off;"],
                              self.run_dir / "nginx.log")
-        self._lock = threading.RLock()  # supervision vs. kill_backend/stop from other threads
+        self._lock = threading.RLock()  # a supervision step vs. stop() from another thread
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -263,6 +286,8 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        for b in self.backends:
+            threading.Thread(target=b.probe, args=(self._stopping,), name=f"stack-probe-{b.name}", daemon=True).start()
         self._supervisor = threading.Thread(target=self._supervise, name="stack-supervisor", daemon=True)
         self._supervisor.start()
         log.info("stack ready: %s (apps %s, redis %s, run dir %s)", self.url,
@@ -329,7 +354,8 @@ class Stack:
             _self_signed_cert(self.run_dir / "certs", list(dict.fromkeys(["localhost", LOOPBACK, self.host])))
         self._write_nginx_conf()
         self.nginx.spawn()
-        _wait_for(lambda: http_status(self.url + "/healthz") == 200, SERVICE_TIMEOUT_S, self.nginx)
+        cafile = str(self.run_dir / "certs" / "cert.pem") if self.https else None
+        _wait_for(lambda: http_status(self.url + "/healthz", cafile=cafile) == 200, SERVICE_TIMEOUT_S, self.nginx)
 
     def _write_nginx_conf(self):
         servers = "\n".join(f"        server {b.address} max_fails=1 fail_timeout=5s"
@@ -378,43 +404,37 @@ class Stack:
             log.info("restarting %s", service.name)
             if service is self.nginx:
                 self._write_nginx_conf()
-            service.spawn()
+            service.respawn()
 
     def _check_backend(self, b: Backend, now: float):
         if b.state == "up":
             if not b.alive:
                 self._mark_down(b, f"exited with {b.proc.returncode}")
             elif not b.worker_pids() >= b.workers:
-                self._mark_down(b, "its gunicorn worker died (the master replaces it)")
-            elif now - b.probed_at >= LIVENESS_EVERY_S:
-                b.probed_at = now
-                b.missed = 0 if http_status(b.url + "/healthz") is not None else b.missed + 1
-                if b.missed >= 2:
-                    self._mark_down(b, "no answer to /healthz")
-        if b.state == "up":
-            return
+                self._mark_down(b, "its gunicorn worker died (the master starts another)")
+            elif now - b.answered_at > LIVENESS_DEADLINE_S:
+                self._mark_down(b, f"no answer to /healthz for {LIVENESS_DEADLINE_S:.0f} s")
+            else:
+                return
         if b.alive:
-            if b.ready():
+            if b.ready_at > b.down_at:
                 self._mark_up(b)
             return
         if b.restart_at is None:
             log.warning("%s: restart in %s s", b.name, b.schedule_restart(now))
         elif now >= b.restart_at:
             log.info("%s: restarting on %s", b.name, b.address)
-            b.send(signal.SIGKILL, group=True)  # leftovers of the dead one (model lanes)
-            b.spawn()
+            b.respawn()
 
     def _mark_down(self, b: Backend, why: str):
         log.warning("%s down: %s", b.name, why)
-        b.state = "down"
-        if b.alive:
-            b.up_since = None  # still starting over: its backoff counts from the next death
+        b.state, b.down_at = "down", time.monotonic()
         self._reload_nginx()
 
     def _mark_up(self, b: Backend, reload: bool = True):
-        b.state, b.missed = "up", 0
+        b.state = "up"
         b.workers = b.worker_pids()
-        b.up_since = time.monotonic()
+        b.up_since = b.answered_at = time.monotonic()
         log.info("%s up on %s (pid %s)", b.name, b.address, b.pid)
         if reload:
             self._reload_nginx()
@@ -508,6 +528,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not leave servers behind
+            signal.signal(sig, signal.SIG_IGN)
         log.info("stopping")
         stack.stop()
 

@@ -31,6 +31,7 @@ RATE = 16000
 FRAME_S = 0.25
 FAILOVER_S = 5.0  # a killed backend's clients are served again within this
 CLIENTS = 6  # at least; more join until each backend has two
+KILLED: dict[int, int] = {}  # backend index -> pid of the process the failover test killed
 MAX_CLIENTS = 20
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
@@ -143,6 +144,24 @@ def spread_clients(stack: Stack, clients: list) -> list[int]:
     return where
 
 
+def kill(stack: Stack, index: int, how: str) -> float:
+    """SIGKILL app process ``index``: its whole process group ("group") or only gunicorn's worker
+    ("worker", the master stays); returns when, on the monotonic clock."""
+    if how == "group":
+        stack.kill_backend(index, signal.SIGKILL)
+    else:
+        os.kill(min(stack.backends[index].worker_pids()), signal.SIGKILL)
+    return time.monotonic()
+
+
+def served_again_after(client: PageClient, killed_at: float) -> float | None:
+    """Seconds from the kill to the first ``emotion`` of the stream the client resumed after it."""
+    if not client.connects or client.connects[-1] < killed_at:
+        return None
+    after = [t for t, _ in client.emotions if t > client.connects[-1]]
+    return min(after) - killed_at if after else None
+
+
 def wait_until(check, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -196,46 +215,7 @@ def test_streams_spread_over_both_backends_and_any_process_can_emit(stack):
         assert t1[:2] == [0.5, 1.0] and all(b > a for a, b in zip(t1, t1[1:]))
 
 
-@needs_servers
-def test_a_killed_backend_s_clients_are_served_again_and_the_others_notice_nothing(stack):
-    clients: list[PageClient] = []
-    try:
-        where = spread_clients(stack, clients)
-        wait_until(lambda: all(len(c.emotions) >= 2 for c in clients), 20, "emotion events on every client")
-        victim = 0
-        old_pid = stack.backend_pids[victim]
-        killed_at = time.monotonic()
-        stack.kill_backend(victim, signal.SIGKILL)
-        victims = [c for c, w in zip(clients, where) if w == victim]
-        others = [c for c, w in zip(clients, where) if w != victim]
-
-        def served_again(c):
-            return any(t > killed_at and len(c.acks) >= 2 for t, _ in c.emotions)
-
-        wait_until(lambda: all(served_again(c) for c in victims), FAILOVER_S + 5, "victims not served again")
-        for c in victims:
-            assert c.disconnects and c.disconnects[0] > killed_at
-            assert [a["ok"] for a in c.acks] == [True, True], c.acks  # resumed with a new start
-            first = min(t for t, _ in c.emotions if t > c.connects[-1])
-            assert first - killed_at <= FAILOVER_S, f"served again after {first - killed_at:.1f} s"
-            # The resumed session counts from its own start.
-            assert hops(c, since=c.connects[-1])[0] == 0.5
-        time.sleep(1.0)  # the others keep streaming through the failover and the restart
-        for c in others:
-            assert not c.disconnects and len(c.connects) == 1 and len(c.acks) == 1
-            assert hops(c, since=killed_at + 1.0), "the other backend's clients stopped receiving"
-    finally:
-        summaries = [c.finish() for c in clients]
-    for c, summary in zip(clients, summaries):
-        assert not c.errors, c.errors
-        assert summary is not None and summary["duration"] > 0
-    # The stack marked it down, restarted it, and put it back once ready.
-    stack.wait_all_up(timeout_s=120)
-    assert stack.backend_pids[victim] != old_pid
-    assert requests.get(stack.backends[victim].url + "/readyz", timeout=5).status_code == 200
-
-
-# -- the deployment recipe ----------------------------------------------------------------------
+# -- the nginx configs -----------------------------------------------------------------------------
 
 def nginx_t(conf: Path, prefix: Path):
     res = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
@@ -349,6 +329,42 @@ def _answers(url: str) -> bool:
         return False
 
 
+# -- failover (the restart is checked by the last test: the recipe's tests run meanwhile) ----------
+
+@needs_servers
+def test_a_killed_backend_s_clients_are_served_again_and_the_others_notice_nothing(stack):
+    clients: list[PageClient] = []
+    try:
+        where = spread_clients(stack, clients)
+        wait_until(lambda: all(len(c.emotions) >= 2 for c in clients), 20, "emotion events on every client")
+        victim = 0
+        KILLED[victim] = stack.backend_pids[victim]  # its restart is checked last, while other tests run
+        killed_at = kill(stack, victim, "group")
+        victims = [c for c, w in zip(clients, where) if w == victim]
+        others = [c for c, w in zip(clients, where) if w != victim]
+        wait_until(lambda: all(served_again_after(c, killed_at) for c in victims), FAILOVER_S + 5,
+                   "a killed backend's clients were not served again")
+        for c in victims:
+            assert c.disconnects and c.disconnects[0] > killed_at
+            assert [a["ok"] for a in c.acks] == [True, True], c.acks  # resumed with a new start
+            assert served_again_after(c, killed_at) <= FAILOVER_S, served_again_after(c, killed_at)
+            # The resumed session counts from its own start.
+            assert hops(c, since=c.connects[-1])[0] == 0.5
+        print(f"failover: {len(victims)} clients served again after "
+              f"{[round(served_again_after(c, killed_at), 2) for c in victims]} s")
+        time.sleep(1.0)  # the others keep streaming through the failover and the restart
+        for c in others:
+            assert not c.disconnects and len(c.connects) == 1 and len(c.acks) == 1
+            assert hops(c, since=killed_at + 1.0), "the other backend's clients stopped receiving"
+    finally:
+        summaries = [c.finish() for c in clients]
+    for c, summary in zip(clients, summaries):
+        assert not c.errors, c.errors
+        assert summary is not None and summary["duration"] > 0
+
+
+# -- the container recipe, as far as a machine without a container engine allows -------------------
+
 def test_compose_file_wires_replicas_redis_and_tls_nginx():
     pytest.importorskip("yaml")
     spec = compose()
@@ -452,7 +468,7 @@ def serving(command: list[str], url: str, log: Path, env: dict, cwd: Path, timeo
         assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
         yield proc
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -489,3 +505,76 @@ def test_the_image_s_files_alone_run_the_app(tmp_path, random_weights):
                             timeout=10).status_code == 200
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()["ok"]
     assert subprocess.run(check, cwd=app_dir, timeout=30, capture_output=True).returncode != 0
+
+
+# -- last ------------------------------------------------------------------------------------------
+
+@needs_servers
+def test_the_killed_backend_is_restarted_and_receives_clients_again(stack):
+    """Runs last: the failover test's victim restarted meanwhile (run alone, it kills one itself)."""
+    if not KILLED:
+        KILLED[0] = stack.backend_pids[0]
+        kill(stack, 0, "group")
+    stack.wait_all_up(timeout_s=120)
+    for index, old_pid in KILLED.items():
+        assert stack.backend_pids[index] != old_pid
+        assert requests.get(stack.backends[index].url + "/readyz", timeout=5).status_code == 200
+    clients: list[PageClient] = []
+    try:
+        spread_clients(stack, clients)  # nginx sends clients to the restarted one again
+    finally:
+        for c in clients:
+            c.finish()
+
+
+def failover_drill(argv=None):
+    """Repeat the failover test's kill and time it:
+    ``python tests/test_stack.py --kill group|worker --runs 4`` (two app processes, the small random
+    model unless --weights); prints one JSON line per run."""
+    import argparse
+    import logging
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=failover_drill.__doc__)
+    parser.add_argument("--kill", choices=("group", "worker"), default="group")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--weights", help="default: a small random model, as in the tests")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("socketio").setLevel(logging.WARNING)
+    weights = args.weights or _random_weights(Path(tempfile.mkdtemp(prefix="ser-weights-")))
+    env = {"SER_INFERENCE_WORKERS": "1", "SER_STREAMS_PER_CLIENT": "64", "SER_THREADS": "32"}
+    with Stack(apps=2, weights=weights, env=env) as stack:
+        for run in range(args.runs):
+            stack.wait_all_up()
+            clients: list[PageClient] = []
+            try:
+                where = spread_clients(stack, clients)
+                wait_until(lambda: all(len(c.emotions) >= 2 for c in clients), 30, "emotion events")
+                killed_at = kill(stack, where[0], args.kill)
+                victims = [c for c, w in zip(clients, where) if w == where[0]]
+                wait_until(lambda: all(served_again_after(c, killed_at) for c in victims), 60, "served again")
+                time.sleep(1.0)
+                others = [c for c, w in zip(clients, where) if w != where[0]]
+                print(json.dumps({
+                    "run": run, "kill": args.kill, "victims": len(victims),
+                    "served_again_s": [round(served_again_after(c, killed_at), 3) for c in victims],
+                    "others": len(others), "others_disconnected": sum(bool(c.disconnects) for c in others),
+                }), flush=True)
+            finally:
+                for c in clients:
+                    c.finish()
+
+
+def _random_weights(folder: Path) -> Path:
+    """tests/conftest.py's random_weights, outside pytest."""
+    from ser_model.checkpoint import register, save_checkpoint
+    from ser_model.model import ModelConfig, build_model
+
+    cfg = ModelConfig(channels=(16, 32, 64, 128))
+    register(folder, "m", save_checkpoint(folder / "m.pt", build_model(cfg), cfg))
+    return folder
+
+
+if __name__ == "__main__":
+    failover_drill()
