@@ -515,6 +515,7 @@ def test_the_killed_backend_is_restarted_and_receives_clients_again(stack):
     if not KILLED:
         KILLED[0] = stack.backend_pids[0]
         kill(stack, 0, "group")
+        wait_until(lambda: stack.backends[0].state != "up", 5, "the dead backend was not marked down")
     stack.wait_all_up(timeout_s=120)
     for index, old_pid in KILLED.items():
         assert stack.backend_pids[index] != old_pid
