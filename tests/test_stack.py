@@ -280,6 +280,7 @@ def local_compose_nginx(tmp: Path, backends: list[str], http_port: int, https_po
 @needs_servers
 def test_compose_nginx_config_terminates_tls_in_front_of_the_backends(stack, tmp_path):
     pytest.importorskip("cryptography")
+    pytest.importorskip("yaml")
     http_port, https_port = free_port(), free_port()
     conf = local_compose_nginx(tmp_path, [b.address for b in stack.backends], http_port, https_port)
     nginx_t(conf, tmp_path)
