@@ -15,7 +15,7 @@ As a library (tests, bench/)::
     with Stack(apps=2, weights="weights") as stack:   # returns once every app process is ready
         stack.url, stack.redis_url, stack.backend_pids
         stack.kill_backend(0)                          # SIGKILL one app's process group
-        stack.wait_all_up()                            # ... until it was restarted and is ready
+        stack.wait_ready()                             # ... until it was restarted and is ready
 """
 from __future__ import annotations
 
@@ -223,12 +223,12 @@ class Stack:
     weights : the app's SER_WEIGHTS (default: the app's default, weights/).
     run_dir : where config files, logs, pid and temp files go (default: a new temporary folder).
     host : nginx's interface; Redis and the app processes always listen on loopback.
-    env : extra environment of the app processes (``SER_*`` settings), applied last.
+    extra_env : extra environment of the app processes (``SER_*`` settings), applied last.
     https : nginx serves TLS with a self-signed certificate made in the run directory.
     """
 
     def __init__(self, apps: int = 2, port: int = 0, weights: str | Path | None = None,
-                 run_dir: str | Path | None = None, host: str = "127.0.0.1", env: dict | None = None,
+                 run_dir: str | Path | None = None, host: str = "127.0.0.1", extra_env: dict | None = None,
                  https: bool = False):
         if apps < 1:
             raise ValueError("apps must be at least 1")
@@ -246,7 +246,7 @@ class Stack:
                    "SER_REDIS_URL": self.redis_url, "SER_TRUSTED_PROXIES": "1"}
         if weights:
             app_env["SER_WEIGHTS"] = str(Path(weights).resolve())
-        app_env.update(env or {})
+        app_env.update(extra_env or {})
         self.backends = [Backend(i, LOOPBACK, free_port(LOOPBACK), app_env, self.run_dir / f"app{i}.log")
                          for i in range(apps)]
         self.redis = Service("redis", [self.redis_bin, str(self.run_dir / "redis.conf"), "--port",
@@ -275,13 +275,20 @@ class Stack:
         """gunicorn master pid of each app process (also its process group)."""
         return [b.pid for b in self.backends]
 
-    def start(self, timeout_s: float = READY_TIMEOUT_S) -> str:
-        """Start everything, wait until every app process is ready, start supervising; returns the URL."""
+    def pids(self) -> list[int]:
+        """Every server process started (Redis, nginx's master, each gunicorn master): the roots of
+        the process trees the stack runs, e.g. to sum their CPU time."""
+        return [s.pid for s in (self.redis, self.nginx, *self.backends) if s.alive]
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S, wait_ready: bool = True) -> str:
+        """Start everything and supervise; returns the URL. With ``wait_ready``, returns once every app
+        process is ready; without, at once (nginx sends to each app as soon as it is: ``wait_ready()``)."""
         try:
             self._start_redis()
             for b in self.backends:
                 b.spawn()
-            self._wait_backends_ready(time.monotonic() + timeout_s)
+            if wait_ready:
+                self._wait_backends_ready(time.monotonic() + timeout_s)
             self._start_nginx()
         except BaseException:
             self.stop()
@@ -290,7 +297,7 @@ class Stack:
             threading.Thread(target=b.probe, args=(self._stopping,), name=f"stack-probe-{b.name}", daemon=True).start()
         self._supervisor = threading.Thread(target=self._supervise, name="stack-supervisor", daemon=True)
         self._supervisor.start()
-        log.info("stack ready: %s (apps %s, redis %s, run dir %s)", self.url,
+        log.info("stack %s: %s (apps %s, redis %s, run dir %s)", "ready" if wait_ready else "started", self.url,
                  " ".join(b.address for b in self.backends), self.redis_url, self.run_dir)
         return self.url
 
@@ -312,8 +319,8 @@ class Stack:
         what a crash of that process looks like to nginx and its clients."""
         self.backends[index].send(sig, group=True)
 
-    def wait_all_up(self, timeout_s: float = READY_TIMEOUT_S):
-        """Block until every app process is up again in nginx (after restarts)."""
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S):
+        """Block until every app process is up in nginx (after a start without waiting, or restarts)."""
         deadline = time.monotonic() + timeout_s
         while any(b.state != "up" for b in self.backends):
             if time.monotonic() > deadline:
@@ -355,7 +362,9 @@ class Stack:
         self._write_nginx_conf()
         self.nginx.spawn()
         cafile = str(self.run_dir / "certs" / "cert.pem") if self.https else None
-        _wait_for(lambda: http_status(self.url + "/healthz", cafile=cafile) == 200, SERVICE_TIMEOUT_S, self.nginx)
+        # Any answer will do: with no app process ready yet, nginx itself answers 502.
+        _wait_for(lambda: http_status(self.url + "/healthz", cafile=cafile) is not None, SERVICE_TIMEOUT_S,
+                  self.nginx)
 
     def _write_nginx_conf(self):
         servers = "\n".join(f"        server {b.address} max_fails=1 fail_timeout=5s"

@@ -180,7 +180,7 @@ def stack(random_weights, tmp_path_factory):
     env = {"SER_INFERENCE_WORKERS": "1",
            "SER_STREAMS_PER_CLIENT": "64",  # every test client is 127.0.0.1
            "SER_THREADS": "32"}
-    with Stack(apps=2, weights=random_weights, run_dir=tmp_path_factory.mktemp("stack"), env=env) as s:
+    with Stack(apps=2, weights=random_weights, run_dir=tmp_path_factory.mktemp("stack"), extra_env=env) as s:
         yield s
 
 
@@ -517,7 +517,7 @@ def test_the_killed_backend_is_restarted_and_receives_clients_again(stack):
         KILLED[0] = stack.backend_pids[0]
         kill(stack, 0, "group")
         wait_until(lambda: stack.backends[0].state != "up", 5, "the dead backend was not marked down")
-    stack.wait_all_up(timeout_s=120)
+    stack.wait_ready(timeout_s=120)
     for index, old_pid in KILLED.items():
         assert stack.backend_pids[index] != old_pid
         assert requests.get(stack.backends[index].url + "/readyz", timeout=5).status_code == 200
@@ -546,9 +546,9 @@ def failover_drill(argv=None):
     logging.getLogger("socketio").setLevel(logging.WARNING)
     weights = args.weights or _random_weights(Path(tempfile.mkdtemp(prefix="ser-weights-")))
     env = {"SER_INFERENCE_WORKERS": "1", "SER_STREAMS_PER_CLIENT": "64", "SER_THREADS": "32"}
-    with Stack(apps=2, weights=weights, env=env) as stack:
+    with Stack(apps=2, weights=weights, extra_env=env) as stack:
         for run in range(args.runs):
-            stack.wait_all_up()
+            stack.wait_ready()
             clients: list[PageClient] = []
             try:
                 where = spread_clients(stack, clients)
