@@ -99,9 +99,10 @@ def prediction_shares(metrics: Mapping) -> dict:
     """How often each label is predicted against how often it is true: the collapse detector.
 
     Returns ``{"predicted": {label: share}, "true": {label: share}, "most_predicted": label,
-    "collapse": largest predicted share / largest true share}``; a model that spreads its
-    predictions like the truth scores 1, one that calls every file the same label scores
-    1 / (largest true share). Nothing scored gives zero shares and a collapse of 0.0.
+    "collapse": largest predicted share / largest true share, "outside": share of files given
+    a label that no file has}``; a model that spreads its predictions like the truth scores a
+    collapse of 1, one that calls every file the same label 1 / (largest true share). Nothing
+    scored gives zero shares and a collapse of 0.0.
     """
     labels = list(metrics["labels"])
     confusion = np.asarray(metrics["confusion"], dtype=np.int64).reshape(len(labels), len(labels))
@@ -109,7 +110,8 @@ def prediction_shares(metrics: Mapping) -> dict:
     predicted = [_ratio(v, n) for v in confusion.sum(axis=0)]
     true = [_ratio(v, n) for v in confusion.sum(axis=1)]
     return {"predicted": dict(zip(labels, predicted)), "true": dict(zip(labels, true)),
-            "most_predicted": labels[int(np.argmax(predicted))], "collapse": _ratio(max(predicted), max(true))}
+            "most_predicted": labels[int(np.argmax(predicted))], "collapse": _ratio(max(predicted), max(true)),
+            "outside": float(sum(p for p, t in zip(predicted, true) if t == 0))}
 
 
 # --------------------------------------------------------------------------- text report

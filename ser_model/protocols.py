@@ -498,7 +498,7 @@ def loco_details(reports_dir: Path = REPORTS) -> str:
             clean = f["clean"]
             recall = ", ".join(f"{label} {100 * c['recall']:.0f}" for label, c in clean["per_class"].items()
                                if c["support"])
-            shares = clean.get("shares") or prediction_shares(clean)
+            shares = prediction_shares(clean)
             ranked = sorted(shares["predicted"], key=lambda label: -shares["predicted"][label])
             predicted = ", ".join(f"{label} {100 * shares['predicted'][label]:.0f} ({100 * shares['true'][label]:.0f})"
                                   for label in ranked if shares["predicted"][label] or shares["true"][label])
@@ -507,12 +507,12 @@ def loco_details(reports_dir: Path = REPORTS) -> str:
             other = [f"{100 * f[c]['ua']:.1f}" if c in f else "-" for c in ("gain", "degraded")]
             rows.append(f"| {name} | {LOCO_TITLES.get(f['holdout'], f['holdout'])} | {clean['n']} | "
                         f"{100 * clean['ua']:.1f} | {100 * clean['wa']:.1f} | {recall} | {predicted} | "
-                        f"{shares['collapse']:.2f} | {' | '.join(other)} | {levels} |")
+                        f"{shares['collapse']:.2f} | {100 * shares['outside']:.0f} | {' | '.join(other)} | {levels} |")
     if not rows:
         return ""
     return ("| run | held out | files | UA % | WA % | recall % per class | predicted share % (true share %) | "
-            "collapse | UA % random gain | UA % degraded | UA % at fixed gains |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+            "collapse | % given a label the corpus lacks | UA % random gain | UA % degraded | UA % at fixed gains |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def main(argv=None) -> None:

@@ -316,6 +316,7 @@ def test_prediction_shares_against_true_shares_by_hand():
     assert shares["true"] == pytest.approx({"a": 0.6, "b": 0.2, "c": 0.2})
     assert shares["predicted"] == pytest.approx({"a": 0.8, "b": 0.1, "c": 0.1})
     assert shares["most_predicted"] == "a" and shares["collapse"] == pytest.approx(0.8 / 0.6)
+    assert shares["outside"] == 0.0  # every label predicted is one some file has
     assert_plain_json(shares)
 
 
@@ -329,6 +330,7 @@ def test_a_label_the_corpus_lacks_counts_as_predicted_and_wrong():
     shares = prediction_shares(m)
     assert shares["true"]["fearful"] == 0 and shares["predicted"]["fearful"] == pytest.approx(0.5)
     assert shares["most_predicted"] == "fearful" and shares["collapse"] == pytest.approx(0.5 / 0.25)
+    assert shares["outside"] == pytest.approx(0.5)
 
 
 def test_shares_of_a_model_that_predicts_like_the_truth_and_of_nothing_scored():
