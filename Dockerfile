@@ -23,17 +23,17 @@ RUN apt-get update \
 # torch first, from the CPU wheel index: from PyPI it would pull gigabytes of CUDA libraries.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /app
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/ser ser
 COPY --from=vendor /src/node_modules ./node_modules
+COPY pyproject.toml README.md wsgi.py run.py ./
 COPY ser_model ./ser_model
 COPY webapp ./webapp
 COPY templates ./templates
 COPY static ./static
 COPY weights ./weights
 COPY deploy/gunicorn.conf.py ./deploy/
-COPY wsgi.py run.py ./
+# The project and its dependencies (pyproject.toml), editable so it finds templates/, static/, weights/ here.
+RUN pip install -e .
 # The code is root's and read-only to the app; it writes nothing but its control socket at home.
 USER ser
 ENV SER_BIND=0.0.0.0:8000
