@@ -57,7 +57,10 @@ def test_streams_are_spread_over_process_lanes(base_config):
     try:
         assert len(hub.workers) == 2 and all(p.alive for p in hub.predictors)
         assert len({p.pid for p in hub.predictors}) == 2
-        assert hub.capacity() == sum(w.capacity(0.75, 2) for w in hub.workers) > 0
+        measured = sum(w.capacity(0.75, 2) for w in hub.workers)
+        assert measured > 0
+        # A fast machine measures more than MAX_STREAMS: the configured ceiling then holds.
+        assert hub.capacity() == min(measured, app.config["MAX_STREAMS"])
         clients = [socketio.test_client(app, namespace=NS) for _ in range(4)]
         for c in clients:
             assert c.emit("start", {"sample_rate": 16000}, callback=True, namespace=NS)["ok"]
