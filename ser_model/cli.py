@@ -47,7 +47,8 @@ def _predict(args) -> int:
 
 def _describe(file: str, result) -> str:
     lines = [f"{file}: {result.label} ({result.confidence:.0%}), {result.duration:.1f} s"
-             + ("" if result.speech_detected else "  [no speech detected]")]
+             + ("" if result.speech_detected else "  [no speech detected]")
+             + ("  [unsure: below the model's calibrated threshold]" if result.uncertain else "")]
     for label, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<10} {p:6.1%} {'#' * round(p * 40)}")
     lines.append("  timeline: " + " ".join(
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     pr.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder or checkpoint")
+    pr.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: a busy machine's cores are no faster shared; default 1)")
     pr.set_defaults(func=_predict)
 
     tr = sub.add_parser("train", help="train a model on corpus folders")
@@ -222,10 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--degrade", action="store_true", help="noise 20 dB SNR + random gain + Opus first")
     ev.add_argument("--report-dir", help="also write metrics.json, report.txt and confusion.png here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ev.set_defaults(func=_evaluate)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None) and args.command != "train":  # train sets its own (TrainConfig)
+        import torch
+
+        # torch starts one OpenMP thread per core; on a machine whose cores are busy, threads that
+        # wait for each other made one prediction 50 times slower (docs/benchmarks.md).
+        torch.set_num_threads(args.threads)
     return args.func(args)

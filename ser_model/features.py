@@ -36,18 +36,51 @@ ENCODER_FLOOR = 1e-10  # the encoder reads exp() of these values: keep its near-
 
 @lru_cache(maxsize=4)
 def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank, built once."""
-    import librosa
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank (Slaney's mel scale), built once;
+    the same numbers as ``librosa.filters.mel`` (tested), without importing librosa."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, freqs)
+    bank = np.zeros((n_mels, len(freqs)), dtype=np.float32)
+    for i in range(n_mels):
+        bank[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    bank *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, None]  # equal area per band
+    return bank
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+_MEL_LINEAR_HZ = 200.0 / 3  # Slaney's scale: linear below 1 kHz, logarithmic above
+_MEL_LOG_HZ, _MEL_LOG_STEP = 1000.0, np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    log_part = _MEL_LOG_HZ / _MEL_LINEAR_HZ + np.log(np.maximum(hz, 1e-10) / _MEL_LOG_HZ) / _MEL_LOG_STEP
+    return np.where(hz >= _MEL_LOG_HZ, log_part, hz / _MEL_LINEAR_HZ)
+
+
+def _mel_to_hz(mel) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    start = _MEL_LOG_HZ / _MEL_LINEAR_HZ
+    return np.where(mel >= start, _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (mel - start)), _MEL_LINEAR_HZ * mel)
+
+
+def _frames(x: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """(n, size) overlapping views of ``x`` every ``hop`` samples (no copy)."""
+    n = 1 + (len(x) - size) // hop
+    return np.lib.stride_tricks.as_strided(x, shape=(n, size), strides=(hop * x.strides[0], x.strides[0]),
+                                           writeable=False)
 
 
 def power_spectrogram(wave: np.ndarray, n_fft: int = N_FFT, win_length: int = WIN_LENGTH) -> np.ndarray:
-    """(n_fft // 2 + 1, frames) power STFT, centred frames every HOP_LENGTH, Hann window."""
-    import librosa
-
-    spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=n_fft, hop_length=HOP_LENGTH,
-                        win_length=win_length, center=True, pad_mode="constant")
+    """(n_fft // 2 + 1, frames) power STFT, centred frames every HOP_LENGTH (zero-padded ends), a
+    periodic Hann window of ``win_length`` centred in ``n_fft``: ``librosa.stft``'s numbers (tested)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    window = np.zeros(n_fft)
+    left = (n_fft - win_length) // 2
+    window[left:left + win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
+    frames = _frames(np.pad(wave, n_fft // 2), n_fft, HOP_LENGTH)
+    spec = np.fft.rfft(window * frames, axis=1).astype(np.complex64).T
     return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
 
 
@@ -97,12 +130,15 @@ TRIM_MARGIN_S = 0.1
 
 
 def trim_silence(wave: np.ndarray) -> np.ndarray:
-    """Cut leading and trailing silence (energy below the peak by TRIM_TOP_DB), keeping a margin."""
-    import librosa
-
+    """Cut leading and trailing silence (frames whose RMS is TRIM_TOP_DB below the loudest frame's,
+    ``librosa.effects.trim``'s rule, tested against it), keeping a margin."""
     wave = np.asarray(wave, dtype=np.float32)
     if len(wave) < N_FFT or not np.any(wave):
         return wave
-    _, (start, end) = librosa.effects.trim(wave, top_db=TRIM_TOP_DB, frame_length=WIN_LENGTH, hop_length=HOP_LENGTH)
+    frames = _frames(np.pad(wave, WIN_LENGTH // 2), WIN_LENGTH, HOP_LENGTH)
+    power = np.mean(frames * frames, axis=1)
+    db = 10 * np.log10(np.maximum(1e-10, power)) - 10 * np.log10(max(1e-10, float(power.max())))
+    loud = np.flatnonzero(db > -TRIM_TOP_DB)
+    start, end = (int(loud[0] * HOP_LENGTH), min(len(wave), int((loud[-1] + 1) * HOP_LENGTH))) if len(loud) else (0, 0)
     margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
     return wave[max(0, start - margin):min(len(wave), end + margin)]

@@ -125,16 +125,19 @@ def load_recognizer(weights: str | Path):
 
 
 def warm_up(recognizer, threads: int):
-    """Run the model once (lazy imports, caches), then cap torch, BLAS and OpenMP thread pools.
+    """Cap torch, BLAS and OpenMP thread pools, then warm the model, the file VAD and the streaming
+    path (resampler, streaming VAD) before the server says it is ready.
 
     Pools of 2+ threads spin against each other and against other work on a small machine:
     one thread per pool made a window 2.7x faster on 2 busy cores (docs/webapp.md).
     """
-    import numpy as np
     import torch
 
-    recognizer.predict_proba([np.zeros(16000, dtype=np.float32)])
+    from ser_model.streaming import warm_up_streaming
+
     torch.set_num_threads(threads)
+    recognizer.warm_up()
+    warm_up_streaming()
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -124,7 +124,7 @@ def _serve(conn, weights: str, device: str, threads: int):
         torch.set_num_threads(threads)
         threadpool_limits(threads)
         rec = Recognizer.load(weights, device=device)
-        rec.predict_proba([np.zeros(48000, dtype=np.float32)] * 2)  # lazy imports, TorchScript specialisation
+        rec.warm_up()  # lazy imports, TorchScript's first calls on every live window length
         conn.send(("ready", {"file": rec.meta.get("file"), "device": device, "pid": os.getpid()}))
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("error", repr(exc)))
