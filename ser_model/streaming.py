@@ -74,6 +74,14 @@ def _vad_session():
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def warm_up_streaming():
+    """Create the shared VAD session and run a stream's path once (the first user's first frame
+    should not wait for them)."""
+    session = StreamSession(48000)
+    session.feed((np.random.default_rng(0).standard_normal(48000) * 3000).astype("<i2").tobytes())
+    session.flush()
+
+
 class StreamingVAD:
     """Silero VAD over a 16 kHz stream: per-stream recurrent state, one shared model.
 
@@ -169,11 +177,14 @@ class StreamSession:
     """State of one live stream: resampler, VAD, window schedule and result smoothing."""
 
     def __init__(self, sample_rate: int, max_duration_s: float | None = None,
-                 labels: tuple[str, ...] = EMOTIONS):
+                 labels: tuple[str, ...] = EMOTIONS, uncertain_below: float | None = None):
+        """``uncertain_below``: a shown label whose (calibrated) confidence is lower is marked
+        ``uncertain`` (the model's own threshold, ``Recognizer.uncertain_below``; None: never)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
                 or not MIN_STREAM_RATE <= sample_rate <= MAX_STREAM_RATE:
             raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE}")
         self.sample_rate, self.max_duration_s, self.labels = sample_rate, max_duration_s, labels
+        self.uncertain_below = uncertain_below
         self.max_frame_bytes = 2 * int(MAX_FRAME_S * sample_rate)
         self._resampler = StreamResampler(sample_rate)
         self._vad = StreamingVAD()
@@ -281,14 +292,18 @@ class StreamSession:
                 if self._silent_hops * HOP_S >= RESET_AFTER_SILENCE_S:
                     self._ema, self._shown, self._leader, self._leader_hops = None, None, None, 0
                 return {"t0": job.t0, "t1": job.t1, "speech": False, "label": None,
-                        "confidence": None, "probabilities": None}
+                        "confidence": None, "probabilities": None, "uncertain": False}
             self._silent_hops = 0
             self._speech_probs.append(probs)
             self._ema = probs if self._ema is None else SMOOTHING * probs + (1 - SMOOTHING) * self._ema
             self._update_label()
+            confidence = float(self._ema[self._shown])
             return {"t0": job.t0, "t1": job.t1, "speech": True, "label": self.labels[self._shown],
-                    "confidence": round(float(self._ema[self._shown]), 5),
-                    "probabilities": self._as_dict(self._ema)}
+                    "confidence": round(confidence, 5), "probabilities": self._as_dict(self._ema),
+                    "uncertain": self._uncertain(confidence)}
+
+    def _uncertain(self, confidence: float) -> bool:
+        return self.uncertain_below is not None and confidence < self.uncertain_below
 
     def _update_label(self):
         """Hysteresis: switch the shown label only on a clear or lasting lead."""
@@ -306,12 +321,13 @@ class StreamSession:
             segments = list(self._segments)
             if not self._speech_probs:
                 return {"duration": round(self.duration, 3), "label": None, "confidence": None,
-                        "probabilities": None, "speech_detected": False, "segments": segments}
+                        "probabilities": None, "speech_detected": False, "segments": segments,
+                        "uncertain": False}
             mean = np.mean(self._speech_probs, axis=0)
         best = int(mean.argmax())
         return {"duration": round(self.duration, 3), "label": self.labels[best],
                 "confidence": round(float(mean[best]), 5), "probabilities": self._as_dict(mean),
-                "speech_detected": True, "segments": segments}
+                "speech_detected": True, "segments": segments, "uncertain": self._uncertain(float(mean[best]))}
 
     def _as_dict(self, probs: np.ndarray) -> dict[str, float]:
         return {label: round(float(p), 5) for label, p in zip(self.labels, probs)}

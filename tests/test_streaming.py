@@ -187,7 +187,7 @@ def test_no_speech_hop_has_null_label_and_long_silence_resets():
     s.apply(job(0.5), one_hot(2))
     event = s.apply(job(1.0, speech=False), None)
     assert event == {"t0": 0.0, "t1": 1.0, "speech": False, "label": None, "confidence": None,
-                     "probabilities": None}
+                     "probabilities": None, "uncertain": False}
     for k in range(int(RESET_AFTER_SILENCE_S / HOP_S)):
         s.apply(job(1.5 + 0.5 * k, speech=False), None)
     assert s.apply(job(9.0), one_hot(4))["label"] == "fearful"  # no memory of 'sad'
@@ -207,3 +207,18 @@ def test_summary_is_the_mean_over_speech_hops():
     assert summary["probabilities"]["happy"] == pytest.approx(0.6)
     assert [seg["speech"] for seg in summary["segments"]] == [True, False, True]
     assert set(summary["segments"][0]) == {"start", "end", "speech", "label", "probabilities"}
+
+
+def test_emotion_events_say_uncertain_below_the_threshold():
+    import numpy as np
+
+    from ser_model.streaming import StreamSession, WindowJob
+
+    sure, unsure = StreamSession(16000, uncertain_below=0.5), StreamSession(16000, uncertain_below=0.5)
+    job = WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32))
+    confident = np.array([0.9, 0.02, 0.02, 0.02, 0.02, 0.01, 0.01])
+    flat = np.full(7, 1 / 7)
+    assert sure.apply(job, confident)["uncertain"] is False
+    assert unsure.apply(job, flat)["uncertain"] is True
+    assert unsure.summary()["uncertain"] is True
+    assert StreamSession(16000).apply(job, flat)["uncertain"] is False  # no threshold: never

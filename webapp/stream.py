@@ -168,7 +168,8 @@ class StreamHub:
             raise StreamError("no_model", "no emotion model is loaded on the server")
         rate = data.get("sample_rate") if isinstance(data, dict) else None
         try:
-            session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"])
+            session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"],
+                                    uncertain_below=getattr(self.recognizer, "uncertain_below", None))
         except ValueError as exc:
             raise StreamError("bad_start", f"start needs {{'sample_rate': int}}: {exc}") from None
         self.start_background()
