@@ -22,14 +22,21 @@ from .model import ARCHITECTURES  # noqa: E402
 
 
 def _predict(args) -> int:
-    from .audio import AudioError
-    from .inference import Recognizer
+    from .audio import AudioError, load_audio
+    from .inference import ProfileError, Recognizer
 
     recognizer = Recognizer.load(args.weights)
+    profile = None
+    if args.reference:
+        try:
+            profile = recognizer.voice_profile(load_audio(args.reference))
+        except (AudioError, ProfileError, FileNotFoundError) as err:
+            print(f"{args.reference}: cannot adapt to this voice: {err}", file=sys.stderr)
+            return 2
     status = 0
     for file in args.files:
         try:
-            result = recognizer.predict_file(file)
+            result = recognizer.predict(load_audio(file), profile=profile)
         except (AudioError, FileNotFoundError, IsADirectoryError) as err:
             status = 1
             code = getattr(err, "code", "not_found")
@@ -202,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     pr.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder or checkpoint")
+    pr.add_argument("--reference", help="a few seconds of the same voice speaking calmly: adapt the answers to it")
     pr.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: a busy machine's cores are no faster shared; default 1)")
     pr.set_defaults(func=_predict)

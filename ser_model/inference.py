@@ -23,8 +23,13 @@ WINDOW_S = 3.0  # analysis window
 HOP_S = 0.5  # step between windows (also the live stream's hop)
 MIN_WINDOW_S = 0.5  # shorter windows are zero-padded to this
 MIN_SPEECH_S = 0.3  # a window needs this much detected speech to count as speech
+MIN_PROFILE_SPEECH_S = 2.0  # a voice profile needs at least this much detected speech
 PREDICT_CHUNK = 16  # windows analysed together: bounds the network's activations (a few MB per window)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+class ProfileError(ValueError):
+    """The reference audio cannot make a voice profile (too little speech, or the model cannot adapt)."""
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Prediction:
     segments: list[Segment] = field(default_factory=list)
     speech_detected: bool = True
     uncertain: bool = False  # the calibrated confidence is below the model's threshold (``uncertain_below``)
+    adapted: bool = False  # predicted relative to the speaker's calm voice (a voice profile was given)
 
     def to_dict(self) -> dict:
         """The JSON object of the HTTP and CLI contracts."""
@@ -145,9 +151,47 @@ class Recognizer:
         encoder = encoder_log_mel(wave)
         return encoder if self.config.arch == "encoder_head" else np.concatenate([log_mel(wave), encoder])
 
+    @property
+    def adapts(self) -> bool:
+        """Whether this model can adapt to a voice (``voice_profile``, ``profiles=``)."""
+        return bool(getattr(self.config, "adaptation", False))
+
     @torch.inference_mode()
-    def predict_proba(self, windows: list[np.ndarray]) -> np.ndarray:
-        """(N, 7) class probabilities for N 16 kHz windows (batched by equal length)."""
+    def voice_profile(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """A voice's reference for adaptation: the mean statistics of the speech windows of a few
+        seconds of that voice speaking calmly. Raises ProfileError without enough speech."""
+        if not self.adapts:
+            raise ProfileError("this model cannot adapt to a voice")
+        wave = to_model_rate(waveform, sample_rate)
+        speech = vad.speech_intervals(wave)
+        if sum(e - s for s, e in speech) < MIN_PROFILE_SPEECH_S:
+            raise ProfileError(f"a voice profile needs at least {MIN_PROFILE_SPEECH_S:g} s of speech")
+        duration = len(wave) / SAMPLE_RATE
+        spans = [(s, min(duration, s + WINDOW_S)) for s in window_starts(duration)]
+        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans
+                   if vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s))][:PREDICT_CHUNK]
+        return np.mean([self._stats(self.features(w)) for w in windows], axis=0).astype(np.float32)
+
+    def _stats(self, feats: np.ndarray) -> np.ndarray:
+        return self.model.embed(torch.from_numpy(feats)[None].to(self.device))[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
+        """(N, 7) class probabilities for N 16 kHz windows (batched by equal length); a window
+        whose ``profiles`` entry is a voice profile is judged relative to that voice."""
+        if profiles is not None and any(p is not None for p in profiles):
+            if not self.adapts:
+                raise ProfileError("this model cannot adapt to a voice")
+            plain = [i for i, p in enumerate(profiles) if p is None]
+            out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
+            if plain:
+                out[plain] = self.predict_proba([windows[i] for i in plain])
+            for i, p in enumerate(profiles):
+                if p is not None:
+                    stats = torch.from_numpy(self._stats(self.features(windows[i])))[None]
+                    reference = torch.as_tensor(np.asarray(p, dtype=np.float32))[None]
+                    out[i] = torch.softmax(self.model.adapted(stats, reference), dim=-1)[0].numpy()
+            return out
         feats = [self.features(w) for w in windows]
         out = np.zeros((len(feats), len(self.labels)), dtype=np.float32)
         by_shape: dict[tuple, list[int]] = {}
@@ -158,8 +202,10 @@ class Recognizer:
             out[idx] = torch.softmax(self.runner(batch), dim=-1).cpu().numpy()
         return out
 
-    def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prediction:
-        """Emotion over time of a waveform (any rate; (frames,) or (frames, channels))."""
+    def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                profile: np.ndarray | None = None) -> Prediction:
+        """Emotion over time of a waveform (any rate; (frames,) or (frames, channels)); with a
+        ``profile`` (``voice_profile`` of the same voice), relative to that voice."""
         wave = to_model_rate(waveform, sample_rate)
         duration = len(wave) / SAMPLE_RATE
         speech = vad.speech_intervals(wave)
@@ -167,7 +213,8 @@ class Recognizer:
         spans = [(s, min(duration, s + WINDOW_S)) for s in starts]
         windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]  # views, no copies
         # A chunk of windows at a time, so a 10-minute file never holds 1,200 windows' features or activations at once.
-        probs = np.concatenate([self.predict_proba(windows[i:i + PREDICT_CHUNK])
+        probs = np.concatenate([self.predict_proba(windows[i:i + PREDICT_CHUNK],
+                                                   None if profile is None else [profile] * len(windows[i:i + PREDICT_CHUNK]))
                                 for i in range(0, len(windows), PREDICT_CHUNK)])
         is_speech = [vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans]
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
@@ -176,13 +223,22 @@ class Recognizer:
         chosen = probs[is_speech] if any(is_speech) else probs  # no speech found: judge the whole audio
         overall = chosen.mean(axis=0)
         best = int(overall.argmax())
-        uncertain = self.uncertain_below is not None and float(overall[best]) < self.uncertain_below
+        threshold = self.uncertain_threshold(profile is not None)
+        uncertain = threshold is not None and float(overall[best]) < threshold
         return Prediction(self.labels[best], float(overall[best]), self._as_dict(overall), round(duration, 3),
-                          segments, speech_detected=any(is_speech), uncertain=uncertain)
+                          segments, speech_detected=any(is_speech), uncertain=uncertain, adapted=profile is not None)
 
-    def predict_file(self, source: AudioSource) -> Prediction:
-        """Decode a file (path, bytes or binary file object) and predict it; raises AudioError."""
-        return self.predict(load_audio(source), SAMPLE_RATE)
+    def uncertain_threshold(self, adapted: bool = False) -> float | None:
+        """The calibrated confidence under which a label is reported uncertain (None: never)."""
+        if adapted and self.meta.get("uncertain_below_adapted") is not None:
+            return self.meta["uncertain_below_adapted"]
+        return self.uncertain_below
+
+    def predict_file(self, source: AudioSource, reference: AudioSource | None = None) -> Prediction:
+        """Decode a file (path, bytes or binary file object) and predict it; ``reference``: a few
+        seconds of the same voice speaking calmly, to adapt to it. Raises AudioError/ProfileError."""
+        profile = None if reference is None else self.voice_profile(load_audio(reference))
+        return self.predict(load_audio(source), SAMPLE_RATE, profile)
 
     def _as_dict(self, probs: np.ndarray) -> dict[str, float]:
         return {label: round(float(p), 5) for label, p in zip(self.labels, probs)}

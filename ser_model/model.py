@@ -37,6 +37,7 @@ class ModelConfig:
     encoder: bool = False  # attn_cnn: an EncoderHead joins the ensemble as one more member
     whisper_layers: tuple = (2,)  # whisper_head: the Whisper tiny.en layers pooled (ids of ser_model.whisper)
     temperature: float = 1.0  # whisper_head: the calibration already folded into its linear layer (a record)
+    adaptation: bool = False  # whisper_head: a second head for statistics centred on the speaker's calm voice
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -225,6 +226,9 @@ class WhisperHead(nn.Module):
         self.encoder = WhisperEncoder(tuple(cfg.whisper_layers))
         self.norm = Standardize(size, [], [])
         self.head = nn.Linear(size, cfg.n_classes)
+        if cfg.adaptation:  # voice adaptation: statistics minus the speaker's calm reference
+            self.adapted_norm = Standardize(size, [], [])
+            self.adapted_head = nn.Linear(size, cfg.n_classes)
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 768 * layers) statistics."""
@@ -234,6 +238,11 @@ class WhisperHead(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.embed(wave)))
+
+    def adapted(self, stats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Logits of the adapted head for (B, D) statistics and (B, D) references (the mean
+        statistics of each window's speaker speaking calmly, ``Recognizer.voice_profile``)."""
+        return self.adapted_head(self.adapted_norm(stats - reference))
 
 
 class Ensemble(nn.Module):

@@ -59,6 +59,7 @@ class WindowJob:
     t1: float
     speech: bool
     audio: np.ndarray
+    profile: np.ndarray | None = None  # the stream's voice profile, once calibrated (adapted window)
 
 
 @lru_cache(maxsize=1)
@@ -177,14 +178,20 @@ class StreamSession:
     """State of one live stream: resampler, VAD, window schedule and result smoothing."""
 
     def __init__(self, sample_rate: int, max_duration_s: float | None = None,
-                 labels: tuple[str, ...] = EMOTIONS, uncertain_below: float | None = None):
+                 labels: tuple[str, ...] = EMOTIONS, uncertain_below: float | None = None,
+                 calibrate_s: float | None = None, uncertain_below_adapted: float | None = None):
         """``uncertain_below``: a shown label whose (calibrated) confidence is lower is marked
-        ``uncertain`` (the model's own threshold, ``Recognizer.uncertain_below``; None: never)."""
+        ``uncertain`` (the model's own threshold, ``Recognizer.uncertain_threshold``; None: never).
+        ``calibrate_s``: collect that much speech first (``calibration_audio``) for a voice
+        profile; windows after ``set_profile`` are judged relative to that voice."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
                 or not MIN_STREAM_RATE <= sample_rate <= MAX_STREAM_RATE:
             raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE}")
         self.sample_rate, self.max_duration_s, self.labels = sample_rate, max_duration_s, labels
-        self.uncertain_below = uncertain_below
+        self.uncertain_below, self.uncertain_below_adapted = uncertain_below, uncertain_below_adapted
+        self.calibrate_s = calibrate_s
+        self._calibration: list[np.ndarray] | None = [] if calibrate_s else None  # speech chunks so far
+        self.profile: np.ndarray | None = None
         self.max_frame_bytes = 2 * int(MAX_FRAME_S * sample_rate)
         self._resampler = StreamResampler(sample_rate)
         self._vad = StreamingVAD()
@@ -232,6 +239,18 @@ class StreamSession:
         self._take(self._resampler.push(x))
         return self._due_windows()
 
+    @property
+    def calibration_audio(self) -> np.ndarray | None:
+        """The calibration's speech (16 kHz), once ``calibrate_s`` of it has arrived and no profile
+        is set yet; None before and after."""
+        if self._calibration is None or len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
+            return None
+        return np.concatenate(self._calibration)
+
+    def set_profile(self, profile: np.ndarray | None):
+        """Adapt the following windows to this voice profile (None: calibration failed, go on unadapted)."""
+        self.profile, self._calibration = profile, None
+
     def flush(self) -> list[WindowJob]:
         """End of input: release the resampler's tail; a last window if a partial hop is left."""
         if self.finished:
@@ -252,6 +271,9 @@ class StreamSession:
         for flag in self._vad.push(y):
             self._n_vad += VAD_CHUNK
             self._speech.append((self._n_vad, flag))
+            if flag and self._calibration is not None and len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
+                first = self._n_out - len(self._audio)
+                self._calibration.append(self._audio[self._n_vad - VAD_CHUNK - first:self._n_vad - first].copy())
         while self._speech and self._speech[0][0] <= self._n_out - keep:
             self._speech.popleft()
 
@@ -274,7 +296,7 @@ class StreamSession:
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         self._last_end = end
         return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
-                         np.ascontiguousarray(audio, dtype=np.float32))
+                         np.ascontiguousarray(audio, dtype=np.float32), self.profile)
 
     def apply(self, job: WindowJob, probs: np.ndarray | None) -> dict:
         """Record a window's class probabilities (None for a window without speech: the model
@@ -292,7 +314,8 @@ class StreamSession:
                 if self._silent_hops * HOP_S >= RESET_AFTER_SILENCE_S:
                     self._ema, self._shown, self._leader, self._leader_hops = None, None, None, 0
                 return {"t0": job.t0, "t1": job.t1, "speech": False, "label": None,
-                        "confidence": None, "probabilities": None, "uncertain": False}
+                        "confidence": None, "probabilities": None, "uncertain": False,
+                        "adapted": job.profile is not None}
             self._silent_hops = 0
             self._speech_probs.append(probs)
             self._ema = probs if self._ema is None else SMOOTHING * probs + (1 - SMOOTHING) * self._ema
@@ -300,10 +323,13 @@ class StreamSession:
             confidence = float(self._ema[self._shown])
             return {"t0": job.t0, "t1": job.t1, "speech": True, "label": self.labels[self._shown],
                     "confidence": round(confidence, 5), "probabilities": self._as_dict(self._ema),
-                    "uncertain": self._uncertain(confidence)}
+                    "uncertain": self._uncertain(confidence, job.profile is not None),
+                    "adapted": job.profile is not None}
 
-    def _uncertain(self, confidence: float) -> bool:
-        return self.uncertain_below is not None and confidence < self.uncertain_below
+    def _uncertain(self, confidence: float, adapted: bool = False) -> bool:
+        threshold = self.uncertain_below_adapted if adapted and self.uncertain_below_adapted is not None \
+            else self.uncertain_below
+        return threshold is not None and confidence < threshold
 
     def _update_label(self):
         """Hysteresis: switch the shown label only on a clear or lasting lead."""

@@ -172,3 +172,19 @@ def test_the_app_in_tier_mode_waits_for_the_tier_then_serves(base_config, redis_
         worker.stop()
     finally:
         hub.stop_background()
+
+
+def test_requests_carry_adapted_windows_voice_profiles():
+    from webapp.tier import decode, encode
+
+    windows = [np.arange(4, dtype=np.float32), np.ones(3, np.float32), np.zeros(5, np.float32)]
+    profiles = [None, np.full(6, 2.0, np.float32), np.full(6, 3.0, np.float32)]
+    fields = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in encode(windows, profiles).items()}
+    got, got_profiles = decode(fields)
+    assert [len(w) for w in got] == [4, 3, 5]
+    assert got_profiles[0] is None and got_profiles[1][0] == 2.0 and got_profiles[2][0] == 3.0
+    plain = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in encode(windows).items()}
+    assert decode(plain)[1] is None
+    bad = {**fields, b"adapted": b"[7]"}
+    with pytest.raises(ValueError):
+        decode(bad)

@@ -76,12 +76,12 @@ class ProcessPredictor:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def predict_proba(self, windows: list[np.ndarray]) -> np.ndarray:
+    def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
         with self._lock:
             if not self.alive:
                 self._restart("found dead")
             try:
-                self._conn.send(("predict", [np.ascontiguousarray(w, dtype=np.float32) for w in windows]))
+                self._conn.send(("predict", ([np.ascontiguousarray(w, dtype=np.float32) for w in windows], profiles)))
                 if not self._conn.poll(CALL_TIMEOUT_S):
                     raise TimeoutError(f"no answer in {CALL_TIMEOUT_S} s")
                 kind, payload = self._conn.recv()
@@ -136,6 +136,7 @@ def _serve(conn, weights: str, device: str, threads: int):
             return
         started = time.perf_counter()
         try:
-            conn.send(("ok", rec.predict_proba(payload)))
+            windows, profiles = payload
+            conn.send(("ok", rec.predict_proba(windows, profiles)))
         except Exception as exc:  # noqa: BLE001 - one bad batch: say so, keep serving
             conn.send(("error", f"{exc!r} after {time.perf_counter() - started:.2f} s"))

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from werkzeug.exceptions import HTTPException, NotFound
 
 from ser_model.audio import SAMPLE_RATE, AudioError, load_audio
+from ser_model.inference import ProfileError
 
 from .limits import LimitExceeded
 from .metrics import CONTENT_TYPE_LATEST
@@ -16,6 +17,7 @@ from .metrics import CONTENT_TYPE_LATEST
 bp = Blueprint("main", __name__)
 
 STATUS_BY_CODE = {"not_audio": 415, "too_long": 413}  # other AudioError codes: 400
+MAX_REFERENCE_S = 30.0  # a voice reference needs a few seconds; longer ones are refused (413)
 
 
 class UploadError(Exception):
@@ -89,7 +91,8 @@ def metrics():
 
 @bp.post("/api/predict")
 def predict():
-    """Emotion of an uploaded file (multipart field ``file``)."""
+    """Emotion of an uploaded file (multipart field ``file``); an optional field ``reference``
+    (a few seconds of the same voice speaking calmly) adapts the answer to that voice."""
     recognizer = current_app.extensions["ser_model"]["recognizer"]
     metrics = current_app.extensions["ser_metrics"]
     if recognizer is None:
@@ -103,11 +106,22 @@ def predict():
                               min_duration_s=float(config["MIN_DURATION_S"]), allow_truncated=False)
             metrics.decode.observe(time.perf_counter() - started)
             del data
+            profile = None
+            reference = _reference_bytes()
+            if reference is not None:
+                if not recognizer.adapts:
+                    raise UploadError(400, "this model cannot adapt to a voice; send 'file' alone")
+                profile = recognizer.voice_profile(load_audio(
+                    reference, max_duration_s=MAX_REFERENCE_S, min_duration_s=float(config["MIN_DURATION_S"]),
+                    allow_truncated=False))
+                del reference
             started = time.perf_counter()
-            result = recognizer.predict(wave, SAMPLE_RATE)
+            result = recognizer.predict(wave, SAMPLE_RATE, profile)
             metrics.upload_analysis.observe(time.perf_counter() - started)
     except AudioError as exc:
         return _error(STATUS_BY_CODE.get(exc.code, 400), str(exc), code=exc.code)
+    except ProfileError as exc:
+        return _error(400, f"reference: {exc}", code="bad_reference")
     except UploadError as exc:
         return _error(exc.status, str(exc))
     except LimitExceeded as exc:
@@ -152,6 +166,16 @@ def _uploaded_bytes() -> bytes:
     data = files["file"].read()
     if not data:
         raise UploadError(400, "the file is empty")
+    return data
+
+
+def _reference_bytes() -> bytes | None:
+    ref = request.files.get("reference")
+    if ref is None:
+        return None
+    data = ref.read()
+    if not data:
+        raise UploadError(400, "the reference file is empty")
     return data
 
 

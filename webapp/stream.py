@@ -34,6 +34,7 @@ NAMESPACE = "/stream"
 REAP_EVERY_S = 1.0
 TRIM_EVERY_TICKS = 30  # give freed memory back to the system every 30 s (see webapp/memory.py)
 RECALIBRATE_EVERY_TICKS = 5  # measure a lane that could not be measured yet
+MIN_CALIBRATE_S, MAX_CALIBRATE_S = 2.0, 10.0  # speech collected for a voice profile (start's calibrate_s)
 NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
 log = logging.getLogger("ser.stream")
 
@@ -167,9 +168,18 @@ class StreamHub:
         if self.recognizer is None:
             raise StreamError("no_model", "no emotion model is loaded on the server")
         rate = data.get("sample_rate") if isinstance(data, dict) else None
+        calibrate_s = data.get("calibrate_s") if isinstance(data, dict) else None
+        if calibrate_s is not None:
+            if isinstance(calibrate_s, bool) or not isinstance(calibrate_s, (int, float)) \
+                    or not MIN_CALIBRATE_S <= calibrate_s <= MAX_CALIBRATE_S:
+                raise StreamError("bad_start", f"calibrate_s must be {MIN_CALIBRATE_S:g} to {MAX_CALIBRATE_S:g} seconds")
+            if not getattr(self.recognizer, "adapts", False):
+                raise StreamError("no_adaptation", "this model cannot adapt to a voice; start without calibrate_s")
+        threshold = getattr(self.recognizer, "uncertain_threshold", lambda adapted=False: None)
         try:
             session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"],
-                                    uncertain_below=getattr(self.recognizer, "uncertain_below", None))
+                                    uncertain_below=threshold(False), uncertain_below_adapted=threshold(True),
+                                    calibrate_s=calibrate_s)
         except ValueError as exc:
             raise StreamError("bad_start", f"start needs {{'sample_rate': int}}: {exc}") from None
         self.start_background()
@@ -224,8 +234,23 @@ class StreamHub:
                 and not stream.limit.allow(len(payload) / 2 / session.sample_rate):
             raise StreamError("too_fast", "audio arrives faster than real time; frame dropped")
         jobs = session.feed(payload)
+        calibration = session.calibration_audio
+        if calibration is not None:
+            self._calibrate(sid, session, calibration)
         if jobs and not self.workers[stream.lane].submit(sid, session, jobs):
             raise StreamError("server_busy", "the server is overloaded; some audio was not analysed")
+
+    def _calibrate(self, sid: str, session, speech):
+        """Make the stream's voice profile from its first seconds of speech (a few windows of the
+        model, once per stream) and say so with ``calibrated``."""
+        from ser_model.inference import ProfileError
+
+        try:
+            session.set_profile(self.recognizer.voice_profile(speech))
+            _emit_to("calibrated", {"ok": True, "speech_s": round(len(speech) / 16000, 2)}, sid)
+        except ProfileError as exc:
+            session.set_profile(None)
+            _emit_to("calibrated", {"ok": False, "error": str(exc)}, sid)
 
     def stop(self, sid: str):
         """Analyse what is left, then ``summary`` (from the worker, after the last ``emotion``)."""

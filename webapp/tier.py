@@ -47,18 +47,34 @@ def _redis(url: str):
     return redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
 
 
-def encode(windows: list[np.ndarray]) -> dict:
+def encode(windows: list[np.ndarray], profiles: list | None = None) -> dict:
+    """A request's fields: the windows' samples, and each adapted window's voice profile."""
     lengths = [len(w) for w in windows]
     pcm = np.concatenate([np.asarray(w, dtype="<f4") for w in windows]) if windows else np.zeros(0, "<f4")
-    return {"lengths": json.dumps(lengths), "pcm": pcm.tobytes()}
+    fields = {"lengths": json.dumps(lengths), "pcm": pcm.tobytes()}
+    if profiles is not None and any(p is not None for p in profiles):
+        adapted = [i for i, p in enumerate(profiles) if p is not None]
+        fields["adapted"] = json.dumps(adapted)
+        fields["profiles"] = np.concatenate([np.asarray(profiles[i], dtype="<f4") for i in adapted]).tobytes()
+    return fields
 
 
-def decode(fields: dict) -> list[np.ndarray]:
+def decode(fields: dict) -> tuple[list[np.ndarray], list | None]:
     lengths = json.loads(fields[b"lengths"])
     pcm = np.frombuffer(fields[b"pcm"], dtype="<f4")
     if sum(lengths) != len(pcm) or any(n <= 0 for n in lengths):
         raise ValueError("window lengths do not match the samples")
-    return np.split(pcm, np.cumsum(lengths)[:-1]) if lengths else []
+    windows = np.split(pcm, np.cumsum(lengths)[:-1]) if lengths else []
+    if b"adapted" not in fields:
+        return windows, None
+    adapted = json.loads(fields[b"adapted"])
+    stacked = np.frombuffer(fields[b"profiles"], dtype="<f4")
+    if not adapted or len(stacked) % len(adapted) or not all(0 <= i < len(windows) for i in adapted):
+        raise ValueError("voice profiles do not match the windows")
+    profiles: list = [None] * len(windows)
+    for i, p in zip(adapted, np.split(stacked, len(adapted))):
+        profiles[i] = p
+    return windows, profiles
 
 
 class RedisPredictor:
@@ -71,11 +87,11 @@ class RedisPredictor:
         self._lock = threading.Lock()
         self.alive = True
 
-    def predict_proba(self, windows: list[np.ndarray]) -> np.ndarray:
+    def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
         with self._lock:
             request_id = uuid.uuid4().hex
             try:
-                self._redis.xadd(STREAM, {"reply": self._reply, "id": request_id, **encode(windows)},
+                self._redis.xadd(STREAM, {"reply": self._reply, "id": request_id, **encode(windows, profiles)},
                                  maxlen=STREAM_MAXLEN, approximate=True)
                 deadline = time.monotonic() + CALL_TIMEOUT_S
                 while (left := deadline - time.monotonic()) > 0:
@@ -162,20 +178,24 @@ class TierWorker:
         return keep
 
     def serve(self, entries: list):
-        requests_, windows = [], []
+        requests_, windows, profiles = [], [], []
         for entry_id, fields in entries:
             try:
-                mine = decode(fields)
+                mine, their_profiles = decode(fields)
             except Exception as exc:  # noqa: BLE001 - a malformed request fails alone
                 self._answer(entry_id, fields, {"error": f"bad request: {exc}"})
                 continue
             requests_.append((entry_id, fields, len(windows), len(mine)))
             windows += mine
+            profiles += their_profiles or [None] * len(mine)
         if not windows:
             return
+        adapted = any(p is not None for p in profiles)
         try:  # one model call per MODEL_BATCH windows: bounds the network's activations
-            probs = np.concatenate([self.recognizer.predict_proba(windows[i:i + MODEL_BATCH])
-                                    for i in range(0, len(windows), MODEL_BATCH)])
+            probs = np.concatenate([
+                self.recognizer.predict_proba(windows[i:i + MODEL_BATCH], profiles[i:i + MODEL_BATCH]) if adapted
+                else self.recognizer.predict_proba(windows[i:i + MODEL_BATCH])
+                for i in range(0, len(windows), MODEL_BATCH)])
         except Exception:  # noqa: BLE001 - leave them pending: another worker (or a retry) may serve them
             log.exception("tier batch failed")
             return

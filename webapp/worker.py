@@ -207,9 +207,11 @@ class InferenceWorker:
     def _predict_each(self, speech: list) -> dict[int, np.ndarray]:
         """Probabilities by item id: one batch, or window by window if the batch fails."""
         windows = [item[3].audio for item in speech]
+        profiles = [item[3].profile for item in speech]
         try:
             start = time.perf_counter()
-            probs = self.recognizer.predict_proba(windows)
+            probs = self.recognizer.predict_proba(windows, profiles) if any(p is not None for p in profiles) \
+                else self.recognizer.predict_proba(windows)
             self._observe_batch(time.perf_counter() - start, len(windows))
             return {id(item): p for item, p in zip(speech, probs)}
         except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
@@ -217,7 +219,9 @@ class InferenceWorker:
         out = {}
         for item in speech:
             try:
-                out[id(item)] = self.recognizer.predict_proba([item[3].audio])[0]
+                job = item[3]
+                out[id(item)] = (self.recognizer.predict_proba([job.audio], [job.profile]) if job.profile is not None
+                                 else self.recognizer.predict_proba([job.audio]))[0]
             except Exception:  # noqa: BLE001
                 pass
         return out
