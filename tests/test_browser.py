@@ -51,6 +51,9 @@ RECORD = '[data-testid="record"]'
 RECORD_TEXT = '[data-testid="record"] .record-text'
 CURRENT = '[data-testid="current-emotion"]'
 TIMELINE = '[data-testid="timeline"]'
+ADAPT = '[data-testid="adapt-voice"]'
+ADAPT_STATUS = '[data-testid="adapt-status"]'
+ADAPT_KEY = "ser.adaptVoice"  # localStorage key of the "Adapt to my voice" toggle
 
 
 # ---- test audio -------------------------------------------------------------------------------
@@ -437,6 +440,60 @@ def test_recording_resumes_after_the_server_restarts(browser, speech_wav, tmp_pa
     assert not errors, errors
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_adapt_to_my_voice_learns_the_voice_then_adapts(page, server, tmp_path):
+    """"Adapt to my voice" on: Record sends calibrate_s, the status line says the voice is being
+    learnt, then that it is adapted, and the events are adapted (badge, JSON export). Skipped when
+    the model at weights/ cannot adapt (the server refuses calibrate_s with no_adaptation)."""
+    open_page(page, server)
+    try:
+        page.evaluate("(key) => localStorage.removeItem(key)", ADAPT_KEY)
+        page.reload()
+        page.wait_for_selector('#connection-pill[data-state="connected"]')
+        toggle = page.locator(ADAPT)
+        assert not toggle.is_checked()  # off by default
+        assert page.locator(ADAPT_STATUS).is_hidden()
+        toggle.check()
+        page.reload()  # remembered
+        page.wait_for_selector('#connection-pill[data-state="connected"]')
+        assert page.locator(ADAPT).is_checked()
+
+        page.click(RECORD)
+        page.wait_for_selector(f"{ADAPT_STATUS}[data-state]")
+        if page.get_attribute(ADAPT_STATUS, "data-state") == "unavailable":
+            # The fallback: recording goes on without adapting, with a notice.
+            assert page.get_attribute("#live-message", "data-code") == "no-adaptation"
+            assert page.get_attribute(RECORD, "aria-pressed") == "true"
+            wait_for_blocks(page, 0)
+            page.click(RECORD)
+            page.wait_for_selector("#summary:not([hidden])", timeout=EVENT_TIMEOUT_MS)
+            pytest.skip("the model at weights/ cannot adapt to a voice (start with calibrate_s was refused "
+                        "with no_adaptation); the page fell back to recording without it")
+        assert page.get_attribute(ADAPT_STATUS, "data-state") == "learning"
+        assert page.text_content(ADAPT_STATUS) == "Speak calmly for a few seconds: learning your voice…"
+        assert page.locator(ADAPT).is_disabled()  # applies from the next Record
+
+        page.wait_for_selector(f'{ADAPT_STATUS}:is([data-state="adapted"], [data-state="failed"])',
+                               timeout=EVENT_TIMEOUT_MS)
+        assert page.get_attribute(ADAPT_STATUS, "data-state") == "adapted", page.text_content("#live-message")
+        assert page.text_content(ADAPT_STATUS).startswith("Adapted to your voice")
+        page.wait_for_selector("#adapted-badge:not([hidden])", timeout=EVENT_TIMEOUT_MS)
+
+        page.click(RECORD)
+        page.wait_for_selector("#summary:not([hidden])", timeout=EVENT_TIMEOUT_MS)
+        assert page.locator("#adapted-badge").is_hidden()
+        assert page.get_attribute(ADAPT_STATUS, "data-state") == "adapted"  # says how the summary was made
+        assert page.locator("#live-message").is_hidden(), page.text_content("#live-message")
+        with page.expect_download() as download:
+            page.click("#download-json")
+        events = json.loads(Path(download.value.path()).read_text())["events"]
+        assert any(e.get("adapted") is True for e in events), events[-3:]
+        assert all(isinstance(e.get("adapted"), bool) for e in events)
+    finally:
+        page.evaluate("(key) => localStorage.removeItem(key)", ADAPT_KEY)  # the other tests record unadapted
+
+
 # ---- the page's states, with a fake stream server ---------------------------------------------
 
 @pytest.mark.browser
@@ -537,6 +594,93 @@ def test_uncertain_labels_are_greyed_with_unsure(page, server, tmp_path):
     assert page.locator("#result-unsure").is_visible()
     titles = page.eval_on_selector_all("#result-timeline .tl-block", "(blocks) => blocks.map((b) => b.title)")
     assert [("unsure" in t) for t in titles] == [True, False], titles
+
+
+@pytest.mark.browser
+def test_adapt_to_my_voice_states_and_fallback(page, server, tmp_path):
+    """With the fake server: calibrate_s in start (again after a resume), the fallback when the model
+    cannot adapt, a failed calibration's notice, the adapted badge; an upload with a reference."""
+    open_with_fake_stream(page, server)
+    sent = lambda: page.evaluate("() => window.fakeStream.sent.startPayloads")  # noqa: E731
+    status = page.locator(ADAPT_STATUS)
+    try:
+        page.check(ADAPT)
+        # A model that cannot adapt refuses calibrate_s: the page starts again without it and says so.
+        page.evaluate("""() => { window.fakeStream.ack = (p) => (p.calibrate_s
+            ? { ok: false, code: 'no_adaptation', error: 'this model cannot adapt to a voice' }
+            : { ok: true, session: 'fake' }); }""")
+        start_fake_recording(page)
+        fire(page, "error", {"code": "no_adaptation", "message": "this model cannot adapt to a voice"})
+        assert [p.get("calibrate_s") for p in sent()] == [4, None]
+        assert status.get_attribute("data-state") == "unavailable" and status.is_visible()
+        assert page.get_attribute("#live-message", "data-code") == "no-adaptation"
+        page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload())
+        page.click(RECORD)
+        page.wait_for_selector("#summary:not([hidden])")
+        assert page.locator("#live-message").is_hidden()
+
+        # Not enough speech for a reference: a notice with the reason, recording goes on unadapted.
+        page.evaluate("() => { window.fakeStream.ack = { ok: true, session: 'fake' }; }")
+        start_fake_recording(page)
+        assert status.get_attribute("data-state") == "learning"
+        assert status.text_content() == "Speak calmly for a few seconds: learning your voice…"
+        assert page.locator("#live-message").is_hidden()
+        fire(page, "calibrated", {"ok": False, "error": "a voice profile needs at least 2 s of speech"})
+        assert status.get_attribute("data-state") == "failed"
+        assert "at least 2 s of speech" in page.text_content('#live-message[data-code="adapt-failed"]')
+        fire(page, "emotion", emotion_event(1.0, "sad", adapted=False))
+        assert page.locator("#adapted-badge").is_hidden() and page.text_content(CURRENT) == "sad"
+        page.click(RECORD)
+        page.wait_for_selector("#summary:not([hidden])")
+
+        # Adapted: status, then a badge by the label while adapted events arrive.
+        start_fake_recording(page)
+        assert page.locator(ADAPT).is_disabled()
+        fire(page, "emotion", emotion_event(0.5, "happy", adapted=False))
+        assert page.locator("#adapted-badge").is_hidden()
+        fire(page, "calibrated", {"ok": True, "speech_s": 4.2})
+        assert status.get_attribute("data-state") == "adapted"
+        assert status.text_content() == "Adapted to your voice (from 4.2 s of speech)"
+        fire(page, "emotion", emotion_event(1.0, "happy", adapted=True))
+        assert page.locator("#adapted-badge").is_visible()
+        # A resumed stream (the server lost the session) must learn the voice again.
+        before = len(sent())
+        fire(page, "error", {"code": "idle_timeout", "message": "idle"})
+        page.wait_for_selector('#live-message[data-code="resumed"]')
+        assert len(sent()) == before + 1 and sent()[-1]["calibrate_s"] == 4
+        assert status.get_attribute("data-state") == "learning"
+        assert page.locator("#adapted-badge").is_hidden()
+        page.click(RECORD)
+        page.wait_for_selector("#summary:not([hidden])")
+        assert page.locator("#adapted-badge").is_hidden() and status.is_hidden()  # stopped before it learnt
+        assert not page.locator(ADAPT).is_disabled()
+
+        # Off: no calibrate_s, no status line.
+        page.uncheck(ADAPT)
+        start_fake_recording(page)
+        assert "calibrate_s" not in sent()[-1] and status.is_hidden()
+    finally:
+        page.evaluate("(key) => localStorage.removeItem(key)", ADAPT_KEY)
+
+    # Upload with a reference of the same voice (the server's answer faked): the field is sent, the
+    # result says it is adapted.
+    bodies: list[bytes] = []
+
+    def answer(route):
+        bodies.append(route.request.post_data_buffer or b"")
+        route.fulfill(status=200, content_type="application/json",
+                      body=json.dumps({**summary_payload("sad"), "adapted": bodies[-1].count(b'name="reference"') == 1}))
+
+    page.route("**/api/predict", answer)
+    wav = write_wav16(tmp_path / "voice.wav", synthetic_voice(2.0), 16000)
+    page.set_input_files("#upload-file", str(wav))
+    page.click("#upload-submit")
+    page.wait_for_selector("#upload-result:not([hidden])")
+    assert page.locator("#result-adapted").is_hidden()
+    page.set_input_files("#upload-reference", str(wav))
+    page.click("#upload-submit")
+    page.wait_for_selector("#result-adapted:not([hidden])")
+    assert [b'name="reference"' in b for b in bodies] == [False, True]
 
 
 @pytest.mark.browser

@@ -3,6 +3,8 @@
 // The record button's states: idle -> starting -> recording -> stopping.
 // While recording, a lost server session (reconnect, restart, idle timeout) is resumed: the
 // microphone keeps going, a new session starts when the server answers, the timeline marks the gap.
+// "Adapt to my voice" (a remembered checkbox): each server session, the first one and every resumed
+// one, starts with `calibrate_s` and learns the voice again; a model that cannot adapt is told so.
 
 import { Microphone, MicError, TARGET_RATE } from './mic.js';
 import { StreamClient, StreamError } from './socket.js';
@@ -27,10 +29,33 @@ const RESUME_RETRY_MS = 2000;  // after a refused restart of the server session
 // Errors meaning the server no longer holds our session: start a new one and carry on.
 const SESSION_LOST = new Set(['not_started', 'idle_timeout']);
 // Notices about the recording in progress: cleared at Stop, so nothing stale stays.
-const PASSING = new Set(['overloaded', 'interrupted', 'resumed', 'server', 'lost']);
+const PASSING = new Set(['overloaded', 'interrupted', 'resumed', 'server', 'lost', 'no-adaptation', 'adapt-failed']);
+const CALIBRATE_S = 4;  // seconds of speech the server takes as the calm reference of the voice
+const ADAPT_KEY = 'ser.adaptVoice';  // localStorage: '1' when "Adapt to my voice" is on
+const ADAPT_TEXT = {
+  learning: 'Speak calmly for a few seconds: learning your voice…',
+  adapted: 'Adapted to your voice',
+  failed: 'Not adapted to your voice: carrying on as for any voice.',
+  unavailable: 'This model cannot adapt to a voice: carrying on as for any voice.',
+};
 const LISTENING_TEXT = 'Listening… the probabilities appear with the first half second of speech.';
 
 const byId = (id) => document.getElementById(id);
+
+// The toggle is remembered in localStorage (when the browser allows storage).
+function loadAdaptSetting() {
+  try {
+    return window.localStorage.getItem(ADAPT_KEY) === '1';
+  } catch (err) {
+    return false;
+  }
+}
+
+function saveAdaptSetting(on) {
+  try {
+    window.localStorage.setItem(ADAPT_KEY, on ? '1' : '0');
+  } catch (err) { /* storage blocked: not remembered */ }
+}
 
 function clock(seconds) {
   const s = Math.floor(seconds);
@@ -45,6 +70,9 @@ class LivePanel {
       recordText: document.querySelector('[data-testid="record"] .record-text'),
       hint: byId('record-hint'),
       message: byId('live-message'),
+      adapt: byId('adapt-voice'),
+      adaptStatus: byId('adapt-status'),
+      adaptedBadge: byId('adapted-badge'),
       banner: byId('connection-banner'),
       pill: byId('connection-pill'),
       meter: byId('level-meter'),
@@ -84,6 +112,8 @@ class LivePanel {
     });
     this.client = this.connect();
     this.els.record.addEventListener('click', () => this.toggle());
+    this.els.adapt.checked = loadAdaptSetting();
+    this.els.adapt.addEventListener('change', () => saveAdaptSetting(this.els.adapt.checked));
     byId('download-csv').addEventListener('click', () => this.session && this.session.downloadCSV());
     byId('download-json').addEventListener('click', () => this.session && this.session.downloadJSON());
     if (!window.isSecureContext) showMessage(this.els.message, 'insecure');
@@ -93,6 +123,7 @@ class LivePanel {
     try {
       return new StreamClient({
         onEmotion: (event) => this.emotion(event),
+        onCalibrated: (result) => this.calibrated(result),
         onServerError: (error) => this.serverError(error),
         onConnection: (state) => this.connection(state),
       });
@@ -110,6 +141,7 @@ class LivePanel {
     record.setAttribute('aria-pressed', String(state === 'recording' || state === 'stopping'));
     record.setAttribute('aria-disabled', String(state === 'starting' || state === 'stopping'));
     this.els.recordText.textContent = state === 'recording' || state === 'stopping' ? 'Stop' : 'Record';
+    this.els.adapt.disabled = state !== 'idle';  // it applies from the next Record
     hint.textContent = {
       idle: 'Press to start the microphone',
       starting: 'Starting…',
@@ -133,10 +165,11 @@ class LivePanel {
     this.mic = new Microphone({ onFrame: (buffer) => this.frame(buffer), onLevel: (rms) => this.level(rms) });
     try {
       await this.mic.start();
-      await this.client.start(this.mic.sampleRate);
+      await this.openSession();
     } catch (err) {
       this.mic.release();
       this.setState('idle');
+      this.showAdapt(null);
       this.level(0);
       this.chart.clear(this.idleChartText);
       this.els.confidence.textContent = 'press Record to start';
@@ -150,6 +183,47 @@ class LivePanel {
     this.startedAt = performance.now();
     this.setState('recording');
     this.ticker = setInterval(() => this.setState(this.state), 500);
+  }
+
+  // Start a server session, with `calibrate_s` when "Adapt to my voice" is on. A model that cannot
+  // adapt refuses that (`no_adaptation`, which GET /api/model does not tell): start again without.
+  async openSession() {
+    const calibrate = this.els.adapt.checked ? CALIBRATE_S : null;
+    try {
+      await this.client.start(this.mic.sampleRate, calibrate);
+    } catch (err) {
+      if (!calibrate || !(err instanceof StreamError) || err.code !== 'no_adaptation') throw err;
+      await this.client.start(this.mic.sampleRate);
+      this.showAdapt('unavailable');
+      showMessage(this.els.message, 'no-adaptation');
+      return;
+    }
+    this.showAdapt(calibrate ? 'learning' : null);
+  }
+
+  // The status line of "Adapt to my voice": learning, adapted, failed, unavailable; null hides it.
+  showAdapt(state, detail) {
+    const el = this.els.adaptStatus;
+    this.els.adaptedBadge.hidden = true;  // shown again by the next adapted event
+    if (!state) {
+      el.hidden = true;
+      el.textContent = '';
+      delete el.dataset.state;
+      return;
+    }
+    el.dataset.state = state;
+    el.textContent = state === 'adapted' && detail ? `${ADAPT_TEXT.adapted} (from ${formatSeconds(detail)} of speech)`
+      : ADAPT_TEXT[state];
+    el.hidden = false;
+  }
+
+  // `calibrated`: the server has its reference of the voice (ok), or not (too little speech): go on unadapted.
+  calibrated(result) {
+    if (this.state !== 'recording' && this.state !== 'stopping') return;
+    if (this.interrupted) return;  // a late answer of the lost session
+    if (result.ok) return this.showAdapt('adapted', result.speech_s);
+    this.showAdapt('failed');
+    return showMessage(this.els.message, 'adapt-failed', result.error || 'not enough speech');
   }
 
   async stop() {
@@ -180,7 +254,7 @@ class LivePanel {
     clearTimeout(this.resumeTimer);
     if (!this.interrupted || this.state !== 'recording') return;
     try {
-      await this.client.start(this.mic.sampleRate);
+      await this.openSession();  // a new stream: with adaptation on, it learns the voice again
     } catch (err) {  // refused (busy) or no answer: try again shortly
       this.resumeTimer = setTimeout(() => this.resume(), RESUME_RETRY_MS);
       return;
@@ -199,6 +273,8 @@ class LivePanel {
     this.session.summary = summary;
     this.setState('idle');
     this.level(0);
+    this.els.adaptedBadge.hidden = true;
+    if (this.els.adaptStatus.dataset.state === 'learning') this.showAdapt(null);  // stopped before it learnt
     this.els.speech.dataset.state = 'idle';
     this.els.speech.textContent = 'Not recording';
     this.showSummary(summary);
@@ -215,6 +291,7 @@ class LivePanel {
     this.offset = 0;
     this.interrupted = null;
     this.timeline.clear();
+    this.showAdapt(null);
     this.chart.clear(LISTENING_TEXT);
     this.els.summary.hidden = true;
     showLabel(this.els.current, this.els.currentUnsure, null, '—');
@@ -249,6 +326,9 @@ class LivePanel {
     this.els.speech.dataset.state = speech ? 'speech' : 'silence';
     this.els.speech.textContent = speech ? 'Speech' : 'Silence';
     this.els.current.classList.toggle('is-silent', !speech);
+    // Predictions relative to the speaker's voice ("Adapt to my voice"): a badge by the label.
+    if (event.adapted === true && this.els.adaptStatus.dataset.state === 'learning') this.showAdapt('adapted');
+    this.els.adaptedBadge.hidden = event.adapted !== true;
     if (speech) {
       showLabel(this.els.current, this.els.currentUnsure, event, '—');  // rewritten only on change (a live region)
       this.els.confidence.textContent = `${percent(event.confidence)} confidence${this.narrowLead(event)}`;
@@ -278,6 +358,7 @@ class LivePanel {
     const { message } = this.els;
     const recording = this.state === 'recording' || this.state === 'stopping';
     if (recording && SESSION_LOST.has(error.code)) return this.interrupt();
+    if (error.code === 'no_adaptation') return undefined;  // openSession starts again without adapting
     if (error.code !== 'server_busy') return showMessage(message, 'server', error.message || error.code);
     showMessage(message, 'overloaded');
     clearTimeout(this.noticeTimer);
@@ -313,6 +394,7 @@ function startUpload() {
   return new UploadPanel({
     form: document.querySelector('[data-testid="upload-form"]'),
     input: byId('upload-file'),
+    reference: byId('upload-reference'),
     submit: byId('upload-submit'),
     message: byId('upload-message'),
     preview: byId('upload-preview'),
@@ -321,6 +403,7 @@ function startUpload() {
     label: document.querySelector('[data-testid="result-label"]'),
     unsure: byId('result-unsure'),
     confidence: byId('result-confidence'),
+    adapted: byId('result-adapted'),
     duration: byId('result-duration'),
     bars: byId('result-bars'),
     timeline: byId('result-timeline'),

@@ -27,6 +27,8 @@ const MESSAGES = {
     ' (marked in the timeline). The summary at Stop is computed in the page over everything received.'],
   server: ['The server reported a problem: ', { detail: true }],
   overloaded: ['The server is busy, so some moments were not analysed: the timeline has gaps there.'],
+  'no-adaptation': ['This model cannot adapt to a voice, so this recording goes on without adapting.'],
+  'adapt-failed': ['Could not adapt to your voice (', { detail: true }, '), so this recording goes on without adapting.'],
   'no-summary': ['The server sent no summary for this session; the events received are kept below.'],
 };
 

@@ -1,5 +1,5 @@
 // Socket.IO client for the `/stream` namespace (see CONTRACTS.md): start/audio/stop in,
-// emotion/summary/error out. Reconnects by itself; reports its state through onConnection.
+// emotion/calibrated/summary/error out. Reconnects by itself; reports its state through onConnection.
 
 const NAMESPACE = '/stream';
 const ACK_TIMEOUT_MS = 5000;
@@ -20,7 +20,7 @@ function clientId() {
 }
 
 export class StreamClient {
-  constructor({ onEmotion, onServerError, onConnection }) {
+  constructor({ onEmotion, onCalibrated, onServerError, onConnection }) {
     if (typeof window.io !== 'function') throw new StreamError('no-client', 'Socket.IO client not loaded');
     // `c` names this page for the load balancer: every request of one client reaches the same app
     // process (nginx `hash $arg_c`), which long-polling needs, even for clients behind one address.
@@ -31,6 +31,7 @@ export class StreamClient {
     this.socket.on('connect_error', () => onConnection('reconnecting'));
     this.socket.on('disconnect', (reason) => onConnection(reason === 'io client disconnect' ? 'closed' : 'reconnecting'));
     this.socket.on('emotion', onEmotion);
+    if (onCalibrated) this.socket.on('calibrated', (payload) => onCalibrated(payload || {}));
     this.socket.on('error', (payload) => onServerError(payload || {}));
   }
 
@@ -38,16 +39,22 @@ export class StreamClient {
     return this.socket.connected;
   }
 
-  // Open a session; resolves with the ack's session id, rejects with a StreamError.
-  async start(sampleRate) {
+  // Open a session; resolves with the ack's session id, rejects with a StreamError (its code is the
+  // server's, e.g. `no_adaptation`, when the ack carries one). `calibrateS`: seconds of speech the
+  // server takes as a calm reference of the voice ("Adapt to my voice"); null: no adaptation.
+  async start(sampleRate, calibrateS = null) {
     if (!this.socket.connected) throw new StreamError('unreachable', 'The server is unreachable.');
     let ack;
     try {
-      ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('start', { sample_rate: sampleRate });
+      const payload = { sample_rate: sampleRate };
+      if (calibrateS) payload.calibrate_s = calibrateS;
+      ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('start', payload);
     } catch (err) {
       throw new StreamError('timeout', 'The server did not answer the start request.');
     }
-    if (!ack || !ack.ok) throw new StreamError('refused', (ack && ack.error) || 'The server refused to start a session.');
+    if (!ack || !ack.ok) {
+      throw new StreamError((ack && ack.code) || 'refused', (ack && ack.error) || 'The server refused to start a session.');
+    }
     return ack.session;
   }
 

@@ -13,7 +13,8 @@ const STATUS_TEXT = {
 };
 
 export class UploadPanel {
-  // els: {form, input, submit, message, preview, audio, result, label, unsure, confidence, duration, bars, timeline}
+  // els: {form, input, reference, submit, message, preview, audio, result, label, unsure, confidence, adapted,
+  //       duration, bars, timeline}; `reference`: optional calm speech of the same voice (field `reference`)
   constructor(els) {
     this.els = els;
     this.objectUrl = null;
@@ -57,6 +58,8 @@ export class UploadPanel {
   async send(file) {
     const body = new FormData();
     body.append('file', file, file.name);
+    const reference = this.els.reference && this.els.reference.files[0];
+    if (reference) body.append('reference', reference, reference.name);
     let response;
     try {
       response = await fetch(this.els.form.action, { method: 'POST', body, headers: { Accept: 'application/json' } });
@@ -83,6 +86,7 @@ export class UploadPanel {
     showLabel(label, unsure, data, 'no speech found');
     confidence.textContent = data.label ? `${percent(data.confidence)} confidence` : '';
     duration.textContent = formatSeconds(data.duration);
+    if (this.els.adapted) this.els.adapted.hidden = data.adapted !== true;
     renderBars(this.els.bars, data.label ? data.probabilities : null,
       'No speech was found in this file, so there are no probabilities to show.');
     this.timeline.setSegments(data.segments || [], data.duration);

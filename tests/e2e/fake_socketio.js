@@ -1,9 +1,10 @@
 // A stand-in for socket.io.min.js in browser tests: window.io() returns a socket that connects at
 // once, acknowledges `start`, counts the `audio` bytes the page sends and answers `stop` with
 // window.fakeStream.summary. Tests play the server through window.fakeStream.fire(event, payload).
+// `start` payloads are kept in sent.startPayloads; window.fakeStream.ack may be a function of the payload.
 (() => {
   const handlers = {};
-  const sent = { audioBytes: 0, frames: 0, starts: 0, stops: 0 };
+  const sent = { audioBytes: 0, frames: 0, starts: 0, stops: 0, startPayloads: [] };
   const fire = (name, payload) => (handlers[name] || []).slice().forEach((fn) => fn(payload));
   const socket = {
     connected: false,
@@ -27,9 +28,11 @@
     },
     timeout() {
       return {
-        emitWithAck: async () => {
+        emitWithAck: async (name, payload) => {
           sent.starts += 1;
-          return window.fakeStream.ack;
+          sent.startPayloads.push(payload);
+          const { ack } = window.fakeStream;
+          return typeof ack === 'function' ? ack(payload) : ack;
         },
       };
     },
