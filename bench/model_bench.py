@@ -1,6 +1,9 @@
 """Latency of one 3 s analysis window on one CPU thread (target: at most 20 ms).
 
-    python bench/model_bench.py [--weights weights/] [--repeats 100]
+    python bench/model_bench.py [--weights weights/] [--repeats 100] [--compare weights/attn_cnn_encoder.pt]
+
+``--compare`` times another checkpoint in the same run and prints the ratio of the two models'
+``predict_proba`` costs (issue 12's budget: the shipped model at most 1.5x the one it replaced).
 
 Times the features (trim + log-mel) and the network separately (eager, and the TorchScript copy
 that ``Recognizer`` runs) and together, as ``Recognizer.predict_proba`` runs them, and prints
@@ -39,27 +42,44 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
     p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--compare", help="another weights folder or checkpoint, timed in the same run")
     args = p.parse_args()
     torch.set_num_threads(1)
     limit_blas_threads()
-    rec = Recognizer.load(args.weights)
+    costs = {}
+    for weights in [args.weights] + ([args.compare] if args.compare else []):
+        costs[weights] = bench(weights, args.repeats)
+    if args.compare:
+        (a, ca), (b, cb) = costs.items()
+        print(f"\npredict_proba per window: {a} {ca[0]:.2f} ms (batched {ca[1]:.2f}), {b} {cb[0]:.2f} ms "
+              f"(batched {cb[1]:.2f}): ratio {ca[0] / cb[0]:.2f}x one window, {ca[1] / cb[1]:.2f}x batched")
+
+
+def bench(weights: str, repeats: int) -> tuple[float, float]:
+    """Print the table for one model; returns (ms for one window, ms per window in batches of 16)."""
+    rec = Recognizer.load(weights)
     rng = np.random.default_rng(0)
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     window = (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t))
               + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
     feats = torch.from_numpy(rec.features(window))[None]
     with torch.inference_mode():
-        rows = [("features (trim, spectrograms)", timed(lambda: rec.features(window), args.repeats)),
-                ("network, eager PyTorch", timed(lambda: rec.model(feats), args.repeats)),
-                ("network, optimized (as used)", timed(lambda: rec.runner(feats), args.repeats)),
-                ("predict_proba, 1 window", timed(lambda: rec.predict_proba([window]), args.repeats)),
+        rows = [("features (trim, spectrograms)", timed(lambda: rec.features(window), repeats)),
+                ("network, eager PyTorch", timed(lambda: rec.model(feats), repeats)),
+                ("network, optimized (as used)", timed(lambda: rec.runner(feats), repeats)),
+                ("predict_proba, 1 window", timed(lambda: rec.predict_proba([window]), repeats)),
                 ("predict_proba, 16 windows / 16", [x / 16 for x in timed(lambda: rec.predict_proba([window] * 16),
-                                                                         max(10, args.repeats // 8))])]
+                                                                         max(10, repeats // 8))])]
+        if rec.adapts:
+            profile = rec._stats(rec.features(window))  # a reference as voice_profile makes it, without its VAD
+            rows.append(("predict_proba adapted, 1 window", timed(lambda: rec.predict_proba([window], [profile]),
+                                                                 repeats)))
     print(f"model {rec.meta.get('file')}: {rec.config.arch}, {count_parameters(rec.model):,} parameters; "
-          f"one 3 s window, 1 CPU thread, {args.repeats} runs")
+          f"one 3 s window, 1 CPU thread, {repeats} runs")
     print(f"| {'step':<32} | median ms | p90 ms |\n|{'-' * 34}|-----------|--------|")
     for name, ms in rows:
         print(f"| {name:<32} | {statistics.median(ms):9.2f} | {np.percentile(ms, 90):6.2f} |")
+    return statistics.median(rows[3][1]), statistics.median(rows[4][1])
 
 
 if __name__ == "__main__":

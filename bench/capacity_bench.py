@@ -1,0 +1,219 @@
+"""Capacity: the most concurrent real-time streams served with p95 <= 0.5 s and every hop delivered.
+
+For each topology, streams real speech from N python-socketio clients in real time (admission
+control off, so the server takes every stream) and searches N: upwards in steps until a round
+fails, then by halving between the last pass and the first failure. In the same run it measures
+the model's throughput cost per window (one thread, windows batched as a busy lane batches them,
+time divided by windows) and reports
+
+    efficiency = capacity / (cores x 1000 / (2 x per-window ms))
+
+the share of the machine's physical limit (every core running the model, 2 windows per stream
+per second) that is actually served.
+
+Topologies: ``one-process`` (run.py, one model process), ``per-core`` (run.py, one model process
+per core), ``stack`` (scripts/stack.py: nginx + Redis + K app processes sharing the cores),
+``stack-tier`` (the same stack, the model in ``python -m webapp.tier`` workers fed through Redis).
+
+    python bench/capacity_bench.py --topologies one-process,per-core,stack --seconds 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
+                     load_speech, percentile, start_server, stop_server)
+
+P95_LIMIT_S = 0.5
+NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
+                "SER_STREAMS_PER_CLIENT": "100000"}
+COST_BATCH = 8  # windows per model call when measuring the throughput cost
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def window_cost_ms(weights: Path, batch: int = COST_BATCH, repeats: int = 30) -> dict:
+    """Median ms per window of predict_proba on batches of ``batch`` 3 s windows, one thread,
+    in a fresh process (as a lane runs it)."""
+    code = f"""
+import json, statistics, sys, time
+import numpy as np, torch
+sys.path.insert(0, {str(ROOT)!r})
+from threadpoolctl import threadpool_limits
+from ser_model import Recognizer
+torch.set_num_threads(1); threadpool_limits(1)
+rec = Recognizer.load({str(weights)!r})
+rng = np.random.default_rng(0)
+t = np.arange(48000) / 16000
+w = (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(48000)).astype(np.float32)
+out = {{}}
+for b in (1, 4, {batch}, 16):
+    for _ in range(3):
+        rec.predict_proba([w] * b)
+    ms = []
+    for _ in range({repeats}):
+        s = time.perf_counter(); rec.predict_proba([w] * b); ms.append((time.perf_counter() - s) * 1000 / b)
+    out[b] = statistics.median(ms)
+print(json.dumps(out))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    return {int(k): round(v, 2) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
+# ---- topologies ---------------------------------------------------------------------------------------
+class Topology:
+    """Start with ``up()`` -> base URL; ``down()``; ``pids`` of the serving processes."""
+
+    def __init__(self, name: str, weights: Path, tmp: Path):
+        self.name, self.weights, self.tmp = name, weights, tmp
+        self.procs: list[subprocess.Popen] = []
+        self.stack = None
+
+    def up(self) -> str:
+        env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights)}
+        if self.name in ("one-process", "per-core"):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env["SER_INFERENCE_WORKERS"] = "1" if self.name == "one-process" else "auto"
+            self.procs.append(start_server([sys.executable, "run.py", "--port", str(port)], url,
+                                           self.tmp / f"{self.name}.log", env))
+            return url
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import stack  # scripts/stack.py
+
+        tier = self.name == "stack-tier"
+        if tier:
+            env.update(SER_INFERENCE_MODE="redis", SER_INFERENCE_WORKERS=str(cores()))
+        self.stack = stack.Stack(apps=2, weights=self.weights, run_dir=self.tmp / self.name, extra_env=env,
+                                 port=free_port())
+        url = self.stack.start(wait_ready=not tier)
+        if tier:
+            for i in range(cores()):
+                proc = subprocess.Popen([sys.executable, "-m", "webapp.tier", "--redis", self.stack.redis_url,
+                                         "--weights", str(self.weights)], cwd=ROOT,
+                                        stdout=open(self.tmp / f"tier{i}.log", "wb"), stderr=subprocess.STDOUT)
+                self.procs.append(proc)
+            self.stack.wait_ready()
+        return url
+
+    def down(self):
+        for proc in self.procs:
+            stop_server(proc)
+        if self.stack is not None:
+            self.stack.stop()
+
+    def pids(self) -> list[int]:
+        pids = [p.pid for p in self.procs]
+        if self.stack is not None:
+            pids += self.stack.pids()
+        return pids
+
+
+# ---- one round ----------------------------------------------------------------------------------------
+def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats]) -> dict:
+    clients = [LiveClient(f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)], delay_s=(i % 8) * 0.03)
+               for i in range(n)]
+    cpu0, wall0 = sum(s.cpu_seconds() for s in stats), time.monotonic()
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(seconds + 60)
+    wall = time.monotonic() - wall0
+    served = [c for c in clients if c.ack and c.ack.get("ok")]
+    lat = np.array([x for c in served for x in c.latencies()])
+    missing = sum(c.missing() for c in served) + sum(int(s.seconds_sent / 0.5) for s in clients if s not in served)
+    p95 = percentile(lat, 95)
+    return {"streams": n, "served": len(served), "latency_p50_s": percentile(lat, 50), "latency_p95_s": p95,
+            "missing_hops": missing, "busy_notices": sum(e.get("code") == "server_busy" for c in served for e in c.errors),
+            "failures": sorted({c.failure for c in clients if c.failure}),
+            "server_cpu_pct": round(100 * (sum(s.cpu_seconds() for s in stats) - cpu0) / wall, 1),
+            "ok": len(served) == n and p95 is not None and p95 <= P95_LIMIT_S and missing == 0}
+
+
+def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
+    """Largest N whose round passes: up by ``--step`` from ``--start``, then halving the gap."""
+    rounds, good, bad = [], 0, None
+    n = args.start
+    while bad is None and n <= args.max:
+        row = round_at(url, n, signals, args.seconds, stats)
+        rounds.append(row)
+        log(row)
+        if row["ok"]:
+            good, n = n, n + args.step
+        else:
+            bad = n
+    if bad is None:
+        return good, rounds
+    while bad - good > max(1, args.resolution):
+        n = (good + bad) // 2
+        row = round_at(url, n, signals, args.seconds, stats)
+        rounds.append(row)
+        log(row)
+        good, bad = (n, bad) if row["ok"] else (good, n)
+    return good, rounds
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--topologies", default="one-process,per-core,stack")
+    p.add_argument("--seconds", type=float, default=20.0, help="audio per stream per round")
+    p.add_argument("--start", type=int, default=8)
+    p.add_argument("--step", type=int, default=6)
+    p.add_argument("--resolution", type=int, default=1, help="stop halving when the gap is this small")
+    p.add_argument("--max", type=int, default=120)
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="capacity_bench_"))
+    args.weights = args.weights or default_weights(tmp)
+    signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
+    results = {"cores": cores(), "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
+    for name in args.topologies.split(","):
+        cost = window_cost_ms(args.weights)  # in the same run, just before this topology
+        topo = Topology(name, args.weights, tmp)
+        url = topo.up()
+        try:
+            stats = [ProcStats(pid) for pid in topo.pids()]
+            LiveClient(url, signals[0][:3 * 16000]).run()  # warm-up
+            capacity, rounds = search(url, signals, args, stats,
+                                      lambda row: print(f"[{name}] {json.dumps(row)}", flush=True))
+        finally:
+            topo.down()
+        limit = cores() * 1000 / (2 * cost[COST_BATCH])
+        results["topologies"][name] = {"capacity": capacity, "window_ms_batched": cost[COST_BATCH],
+                                       "window_ms_by_batch": cost, "physical_limit": round(limit, 1),
+                                       "efficiency": round(capacity / limit, 3), "rounds": rounds}
+        print(f"[{name}] capacity {capacity} streams, {cost[COST_BATCH]} ms/window batched, "
+              f"limit {limit:.1f}, efficiency {capacity / limit:.0%}", flush=True)
+    one = results["topologies"].get("one-process", {}).get("capacity")
+    print("| topology | capacity (streams) | per-window ms (batched, 1 thread) | physical limit | efficiency | vs one process |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results["topologies"].items():
+        ratio = f"{r['capacity'] / one:.2f}x" if one else "-"
+        print(f"| {name} | {r['capacity']} | {r['window_ms_batched']} | {r['physical_limit']} | "
+              f"{r['efficiency']:.0%} | {ratio} |")
+    results["meta"] = {"seconds": args.seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "loadavg_after": os.getloadavg(), "median_note": "latency from the frame completing a window"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"capacity_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
