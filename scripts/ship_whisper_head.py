@@ -1,0 +1,268 @@
+"""Calibrate and ship the Whisper head (issue 12): held-out temperature, the `uncertain` threshold,
+the final head on every corpus, written as a checkpoint the app loads.
+
+    python scripts/whisper_probe.py embed --part 0/2 & python scripts/whisper_probe.py embed --part 1/2
+    python scripts/ship_whisper_head.py --recipe gainaug                               # -> weights/whisper_head.pt
+    python scripts/ship_whisper_head.py ... --exclude turevdb --out /tmp/no_turevdb.pt  # a LOCO fold, for an
+                                                                                       # end-to-end check
+
+Every choice here is made on held-out corpora only: each corpus's predictions come from a head
+fitted on the other three (leave-one-corpus-out); the layer and C are those with the best mean
+held-out UA over the four corpora (a selection on them: the nested probe's figures, where every
+choice is made inside the training side, are the unbiased ones). The temperature minimises the mean over those four held-out corpora of the negative
+log-likelihood of the app's file-level probabilities (the mean of the speech windows'
+softmax(logits / T)); the threshold is the lowest calibrated confidence at which the labels kept
+are right at least ``--sure-accuracy`` of the time (mean over the held-out corpora). The final
+head is then fitted on all four corpora, the temperature folded into its linear layer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import whisper_probe as P  # noqa: E402
+
+from ser_model.checkpoint import register, save_checkpoint  # noqa: E402
+from ser_model.data import limit_blas_threads  # noqa: E402
+from ser_model.labels import EMOTIONS  # noqa: E402
+from ser_model.model import ModelConfig, build_model  # noqa: E402
+from ser_model import whisper as W  # noqa: E402
+
+TEMPERATURES = np.geomspace(0.25, 8.0, 81)
+THRESHOLDS = np.round(np.arange(0.15, 0.91, 0.01), 2)
+REPORT = ROOT / "reports" / "whisper_head_calibration.json"
+PLOT = ROOT / "reports" / "whisper_head_reliability.png"
+
+
+def window_logits(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarray, variant: str, layers):
+    """(windows, 7) logits of ``files``' windows that count (speech, or all of a file without
+    speech) and each window's file index."""
+    linear, mean, std, _ = model
+    t = prober.t
+    win = np.flatnonzero(np.isin(t.win_file, files))
+    x = (prober.rows(recipe, variant, layers)[win] - mean) / std
+    with torch.inference_mode():
+        logits = linear(torch.from_numpy(x.astype(np.float32))).numpy()
+    speech = t.speech(variant)[win]
+    owner = t.win_file[win]
+    has_speech = np.bincount(owner, weights=speech, minlength=len(t.records)) > 0
+    use = speech | ~has_speech[owner]
+    return logits[use], owner[use]
+
+
+def file_probs(logits: np.ndarray, owner: np.ndarray, files: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    n = owner.max() + 1
+    sums = np.zeros((n, p.shape[1]))
+    np.add.at(sums, owner, p)
+    return sums[files] / np.bincount(owner, minlength=n)[files, None]
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, list]:
+    """Expected calibration error of the top label (equal-width bins) and the diagram's points."""
+    conf, right = probs.max(1), probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    total, points = 0.0, []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(conf[m].mean() - right[m].mean())
+            points.append((float(conf[m].mean()), float(right[m].mean()), int(m.sum())))
+    return float(total), points
+
+
+def nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
+
+
+def fit_head(prober: P.Prober, recipe: P.Recipe, files: np.ndarray, layers, c: float):
+    return prober.fit(recipe, files, layers, [c])[c]
+
+
+def held_out(prober: P.Prober, recipe: P.Recipe, layers, c: float, variant: str = "clean") -> dict:
+    """Per corpus: window logits of a head fitted on the other corpora."""
+    t = prober.t
+    out = {}
+    for corpus in P.CORPORA:
+        test = prober.scored(recipe, np.flatnonzero(t.corpus == corpus))  # an enrolling recipe's clips do not count
+        model = fit_head(prober, recipe, np.flatnonzero(t.corpus != corpus), layers, c)
+        out[corpus] = {"files": test, "y": t.label[test],
+                       **{v: window_logits(prober, model, recipe, test, v, layers) for v in ("clean", "degraded")}}
+        print(f"  held out {corpus}: {len(test)} files", flush=True)
+    return out
+
+
+def choose_temperature(folds: dict) -> float:
+    scores = [np.mean([nll(file_probs(*f["clean"], f["files"], T), f["y"]) for f in folds.values()])
+              for T in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(scores))])
+
+
+def choose_threshold(folds: dict, temperature: float, sure_accuracy: float) -> tuple[float, dict]:
+    rows = {}
+    for th in THRESHOLDS:
+        accs, kept = [], []
+        for f in folds.values():
+            probs = file_probs(*f["clean"], f["files"], temperature)
+            sure = probs.max(1) >= th
+            kept.append(sure.mean())
+            accs.append((probs.argmax(1)[sure] == f["y"][sure]).mean() if sure.any() else np.nan)
+        rows[float(th)] = {"accuracy_of_sure": float(np.nanmean(accs)), "share_sure": float(np.mean(kept))}
+    ok = [th for th, r in rows.items() if r["accuracy_of_sure"] >= sure_accuracy]
+    return (min(ok) if ok else float(THRESHOLDS[-1])), rows
+
+
+def plot_reliability(before: dict, after: dict, temperature: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    for ax, (title, per) in zip(axes, (("raw (T = 1)", before), (f"calibrated (T = {temperature:.2f})", after))):
+        ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
+        for corpus, (e, points) in per.items():
+            xs, ys, ns = zip(*points)
+            ax.plot(xs, ys, marker="o", label=f"{corpus} (ECE {100 * e:.1f})")
+        ax.set_title(f"held-out corpora, {title}")
+        ax.set_xlabel("confidence of the top label (file)")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("share of those labels that are right")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def choose(prober, recipe, layer_names, cs) -> tuple[str, dict]:
+    """The (layer set, C) with the best mean held-out UA over the four corpora."""
+    grid = {}
+    for name in layer_names:
+        for c in cs:
+            folds = held_out(prober, recipe, P.LAYER_SETS[name], c)
+            grid[f"{name} C={c:g}"] = float(np.mean([P.score(f["y"], file_probs(*f["clean"], f["files"], 1.0))["ua"]
+                                                    for f in folds.values()]))
+            print(f"  {recipe.name} {name} C={c:g}: mean held-out UA {grid[f'{name} C={c:g}']:.3f}", flush=True)
+    return max(grid, key=grid.get), grid
+
+
+def calibrate(prober, recipe, layers, c, sure_accuracy) -> dict:
+    """Held-out predictions of (recipe, layers, C): temperature, threshold and the per-corpus table."""
+    folds = held_out(prober, recipe, layers, c)
+    temperature = choose_temperature(folds)
+    threshold, rows = choose_threshold(folds, temperature, sure_accuracy)
+    before, after, per_corpus = {}, {}, {}
+    for corpus, f in folds.items():
+        raw, cal = file_probs(*f["clean"], f["files"], 1.0), file_probs(*f["clean"], f["files"], temperature)
+        deg = file_probs(*f["degraded"], f["files"], temperature)
+        before[corpus], after[corpus] = ece(raw, f["y"]), ece(cal, f["y"])
+        sure = cal.max(1) >= threshold
+        s = P.score(f["y"], cal)
+        per_corpus[corpus] = {"ua": s["ua"], "wa": s["wa"], "collapse": s["collapse"], "outside": s["outside"],
+                              "ua_degraded": P.score(f["y"], deg)["ua"], "n": int(len(f["y"])),
+                              "ece_raw": before[corpus][0], "ece_calibrated": after[corpus][0],
+                              "nll_raw": nll(raw, f["y"]), "nll_calibrated": nll(cal, f["y"]),
+                              "share_sure": float(sure.mean()),
+                              "accuracy_sure": float((cal.argmax(1)[sure] == f["y"][sure]).mean()) if sure.any() else None,
+                              "accuracy_unsure": float((cal.argmax(1)[~sure] == f["y"][~sure]).mean()) if (~sure).any() else None,
+                              "pred_share": s["pred_share"], "recall": s["recall"]}
+        print(f"  {recipe.name} {corpus:8s} UA {100 * s['ua']:.1f}  ECE {100 * before[corpus][0]:.1f} -> "
+              f"{100 * after[corpus][0]:.1f}  sure {100 * sure.mean():.0f} %", flush=True)
+    print(f"  {recipe.name}: temperature {temperature:.3f}, uncertain below {threshold:.2f}", flush=True)
+    return {"temperature": temperature, "uncertain_below": threshold, "per_corpus": per_corpus, "thresholds": rows,
+            "reliability": {"raw": before, "calibrated": after},
+            "mean_ua": float(np.mean([r["ua"] for r in per_corpus.values()]))}
+
+
+def fitted(prober, recipe, files, layers, c, temperature):
+    """(standardisation mean, std, weight, bias) of a head on ``files``, the temperature folded in."""
+    linear, mean, std, _ = fit_head(prober, recipe, files, layers, c)
+    return (torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32)),
+            linear.weight.detach() / temperature, linear.bias.detach() / temperature)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", nargs="+", default=["L1", "L2"], choices=list(P.LAYER_SETS))
+    ap.add_argument("--c", nargs="+", type=float, default=[0.001, 0.01, 0.1])
+    ap.add_argument("--recipe", default="gainaug", choices=["base", *P.RECIPES])
+    ap.add_argument("--adapted-recipe", default="enrol2+gainaug", choices=["none", *P.RECIPES],
+                    help="the voice-adapted head's recipe (an enrolling one), or none")
+    ap.add_argument("--sure-accuracy", type=float, default=0.5,
+                    help="labels at or above the threshold are right this often on held-out corpora")
+    ap.add_argument("--exclude", nargs="*", default=[], choices=P.CORPORA, help="corpora left out of the final head")
+    ap.add_argument("--out", type=Path, default=ROOT / "weights" / "whisper_head.pt")
+    ap.add_argument("--no-default", action="store_true", help="do not make it the weights folder's default")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    t0 = time.time()
+    recipe = P.BASE if args.recipe == "base" else P.RECIPES[args.recipe]
+    adapted = None if args.adapted_recipe == "none" else P.RECIPES[args.adapted_recipe]
+    prober = P.Prober(P.Table())
+    t = prober.t
+
+    best, grid = choose(prober, recipe, args.layers, args.c)
+    layer_name = best.split(" C=")[0]
+    layers, c = P.LAYER_SETS[layer_name], float(best.split(" C=")[1])
+    plain = calibrate(prober, recipe, layers, c, args.sure_accuracy)
+    if adapted:  # the same Whisper layer (one encoder pass serves both heads); its own C
+        best_a, grid_a = choose(prober, adapted, [layer_name], args.c)
+        c_a = float(best_a.split(" C=")[1])
+        adapt = calibrate(prober, adapted, layers, c_a, args.sure_accuracy)
+    plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
+
+    train = np.flatnonzero(~np.isin(t.corpus, args.exclude))
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
+                      adaptation=adapted is not None)
+    model = build_model(cfg)
+    W.load_pretrained(model.encoder)
+    with torch.no_grad():
+        for (norm, head), (mean, std, weight, bias) in [((model.norm, model.head),
+                                                         fitted(prober, recipe, train, layers, c, plain["temperature"]))] + (
+                [((model.adapted_norm, model.adapted_head),
+                  fitted(prober, adapted, train, layers, c_a, adapt["temperature"]))] if adapted else []):
+            norm.mean.copy_(mean)
+            norm.std.copy_(std)
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+    counts = {k: int(np.sum(t.corpus[train] == k)) for k in P.CORPORA if k not in args.exclude}
+    command = "python scripts/ship_whisper_head.py " + " ".join(sys.argv[1:])
+    meta = {"name": args.out.stem, "trained_on": counts, "recipe": args.recipe, "train_variants": recipe.train_variants,
+            "whisper_layers": list(layers), "c": c, "grid_mean_loco_ua": grid, "temperature": plain["temperature"],
+            "uncertain_below": plain["uncertain_below"], "sure_accuracy_target": args.sure_accuracy,
+            "loco": plain["per_corpus"], "loco_mean_ua": plain["mean_ua"], "command": command}
+    if adapted:
+        meta.update(adapted_recipe=args.adapted_recipe, adapted_c=c_a, adapted_grid_mean_loco_ua=grid_a,
+                    temperature_adapted=adapt["temperature"], uncertain_below_adapted=adapt["uncertain_below"],
+                    loco_adapted=adapt["per_corpus"], loco_adapted_mean_ua=adapt["mean_ua"])
+    for name in (args.recipe, args.adapted_recipe):  # the nested probe's RAVDESS CV of the recipes
+        cv_run = P.PROBE_DIR / f"{name}_cv.json"
+        if cv_run.exists():
+            sm = P.summarise(json.loads(cv_run.read_text())["splits"])
+            meta["ravdess_cv" if name == args.recipe else "ravdess_cv_adapted"] = {
+                "ua": sm["clean"]["ua_mean"], "wa": sm["clean"]["wa_mean"], "ua_degraded": sm["degraded"]["ua_mean"],
+                "source": str(cv_run.relative_to(ROOT))}
+    path = save_checkpoint(args.out, model.eval(), cfg, meta)
+    if args.out.resolve().parent == (ROOT / "weights").resolve():
+        register(ROOT / "weights", args.out.stem, path, default=not args.no_default)
+    if not args.exclude:
+        REPORT.write_text(json.dumps({"command": command, "chosen": best, "grid_mean_loco_ua": grid,
+                                      "plain": plain, "adapted": adapt if adapted else None,
+                                      "seconds": time.time() - t0}, indent=1, default=float) + "\n")
+        print(f"report: {REPORT}, plot: {PLOT}")
+    print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB), {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
