@@ -191,6 +191,28 @@ def fitted(prober, recipe, files, layers, c, temperature):
             linear.weight.detach() / temperature, linear.bias.detach() / temperature)
 
 
+def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> list[dict]:
+    """The figures the page's "How good is this?" shows (registry ``headline``): held-out corpora,
+    adapted, and the RAVDESS CV of this layer (``scripts/whisper_probe.py probe --layer``)."""
+    from ser_model.modelcard import _probe_cv
+
+    chance = float(np.mean([1 / 7, 1 / 7, 1 / 5, 1 / 4]))  # RAVDESS, TESS, ASED, TurEV-DB classes
+    rows = [{"what": "corpora and languages it never trained on (leave one corpus out, mean of 4)",
+             "ua": round(meta["loco_mean_ua"], 3), "chance": round(chance, 3)}]
+    if "loco_adapted_mean_ua" in meta:
+        rows.append({"what": "the same, adapted to the speaker's calm voice",
+                     "ua": round(meta["loco_adapted_mean_ua"], 3), "chance": round(chance, 3)})
+    cv = _probe_cv(meta["recipe"], layer_set)
+    if cv:
+        rows.append({"what": "new actors of RAVDESS, the corpus it knows best (5-fold CV)",
+                     "ua": round(cv["ua"], 3), "chance": round(1 / 7, 3)})
+    path = weights_dir / "registry.json"
+    registry = json.loads(path.read_text())
+    registry["models"][name]["headline"] = rows
+    path.write_text(json.dumps(registry, indent=2) + "\n")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", nargs="+", default=["L1", "L2"], choices=list(P.LAYER_SETS))
@@ -256,6 +278,7 @@ def main() -> None:
     path = save_checkpoint(args.out, model.eval(), cfg, meta)
     if args.out.resolve().parent == (ROOT / "weights").resolve():
         register(ROOT / "weights", args.out.stem, path, default=not args.no_default)
+        write_headline(ROOT / "weights", args.out.stem, meta, layer_name)
     if not args.exclude:
         REPORT.write_text(json.dumps({"command": command, "chosen": best, "grid_mean_loco_ua": grid,
                                       "plain": plain, "adapted": adapt if adapted else None,
