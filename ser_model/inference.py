@@ -188,9 +188,9 @@ class Recognizer:
                 out[plain] = self.predict_proba([windows[i] for i in plain])
             for i, p in enumerate(profiles):
                 if p is not None:
-                    stats = torch.from_numpy(self._stats(self.features(windows[i])))[None]
-                    reference = torch.as_tensor(np.asarray(p, dtype=np.float32))[None]
-                    out[i] = torch.softmax(self.model.adapted(stats, reference), dim=-1)[0].numpy()
+                    stats = torch.from_numpy(self._stats(self.features(windows[i])))[None].to(self.device)
+                    reference = torch.as_tensor(np.asarray(p, dtype=np.float32))[None].to(self.device)
+                    out[i] = torch.softmax(self.model.adapted(stats, reference), dim=-1)[0].cpu().numpy()
             return out
         feats = [self.features(w) for w in windows]
         out = np.zeros((len(feats), len(self.labels)), dtype=np.float32)
