@@ -29,9 +29,11 @@ def _predict(args) -> int:
     profile = None
     if args.reference:
         try:
-            profile = recognizer.voice_profile(load_audio(args.reference))
+            import numpy as np
+
+            profile = recognizer.voice_profile(np.concatenate([load_audio(f) for f in args.reference]))
         except (AudioError, ProfileError, FileNotFoundError) as err:
-            print(f"{args.reference}: cannot adapt to this voice: {err}", file=sys.stderr)
+            print(f"{' '.join(args.reference)}: cannot adapt to this voice: {err}", file=sys.stderr)
             return 2
     status = 0
     for file in args.files:
@@ -55,7 +57,8 @@ def _predict(args) -> int:
 def _describe(file: str, result) -> str:
     lines = [f"{file}: {result.label} ({result.confidence:.0%}), {result.duration:.1f} s"
              + ("" if result.speech_detected else "  [no speech detected]")
-             + ("  [unsure: below the model's calibrated threshold]" if result.uncertain else "")]
+             + ("  [unsure: below the model's calibrated threshold]" if result.uncertain else "")
+             + ("  [adapted to the reference voice]" if result.adapted else "")]
     for label, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<10} {p:6.1%} {'#' * round(p * 40)}")
     lines.append("  timeline: " + " ".join(
@@ -209,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     pr.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder or checkpoint")
-    pr.add_argument("--reference", help="a few seconds of the same voice speaking calmly: adapt the answers to it")
+    pr.add_argument("--reference", nargs="+", metavar="CALM_FILE",
+                    help="at least 2 s of the same voice speaking calmly (one or more files): adapt the answers to it")
     pr.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: a busy machine's cores are no faster shared; default 1)")
     pr.set_defaults(func=_predict)

@@ -141,3 +141,22 @@ def test_a_live_stream_calibrates_then_adapts(shipped_app, espeak_wav):
     emotions = [m["args"][0] for m in got if m["name"] == "emotion"]
     assert any(e["adapted"] for e in emotions) and not emotions[0]["adapted"]
     client.disconnect(namespace=NS)
+
+
+def test_cli_adapts_to_reference_files(espeak_wav, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    if not Recognizer.load(WEIGHTS).adapts:
+        pytest.skip("the shipped model has no adapted head")
+    cmd = [sys.executable, "-m", "ser_model", "predict", str(espeak_wav), "--json"]
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    adapted = subprocess.run(cmd + ["--reference", str(espeak_wav), str(espeak_wav)], capture_output=True,
+                             text=True, timeout=300)
+    assert json.loads(plain.stdout.splitlines()[-1])["adapted"] is False
+    assert json.loads(adapted.stdout.splitlines()[-1])["adapted"] is True
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(3 * 16000, np.float32), 16000)
+    refused = subprocess.run(cmd + ["--reference", str(silence)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "cannot adapt" in refused.stderr
