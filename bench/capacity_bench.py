@@ -127,12 +127,13 @@ class Topology:
 def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats]) -> dict:
     clients = [LiveClient(f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)], delay_s=(i % 8) * 0.03)
                for i in range(n)]
-    cpu0, wall0 = sum(s.cpu_seconds() for s in stats), time.monotonic()
+    cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
     for c in clients:
         c.start()
     for c in clients:
         c.join(seconds + 60)
     wall = time.monotonic() - wall0
+    own = os.times()
     served = [c for c in clients if c.ack and c.ack.get("ok")]
     lat = np.array([x for c in served for x in c.latencies()])
     missing = sum(c.missing() for c in served) + sum(int(s.seconds_sent / 0.5) for s in clients if s not in served)
@@ -141,6 +142,7 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats]) 
             "missing_hops": missing, "busy_notices": sum(e.get("code") == "server_busy" for c in served for e in c.errors),
             "failures": sorted({c.failure for c in clients if c.failure}),
             "server_cpu_pct": round(100 * (sum(s.cpu_seconds() for s in stats) - cpu0) / wall, 1),
+            "client_cpu_pct": round(100 * (own.user - own0.user + own.system - own0.system) / wall, 1),  # the load generator
             "ok": len(served) == n and p95 is not None and p95 <= P95_LIMIT_S and missing == 0}
 
 
