@@ -71,7 +71,8 @@ def bench(weights: str, repeats: int) -> tuple[float, float]:
                 ("predict_proba, 16 windows / 16", [x / 16 for x in timed(lambda: rec.predict_proba([window] * 16),
                                                                          max(10, repeats // 8))])]
         if rec.adapts:
-            profile = rec._stats(rec.features(window))  # a reference as voice_profile makes it, without its VAD
+            # a reference as voice_profile makes it (the window's statistics), without its VAD
+            profile = rec.model.embed(torch.from_numpy(rec.features(window))[None])[0].numpy()
             rows.append(("predict_proba adapted, 1 window", timed(lambda: rec.predict_proba([window], [profile]),
                                                                  repeats)))
     print(f"model {rec.meta.get('file')}: {rec.config.arch}, {count_parameters(rec.model):,} parameters; "

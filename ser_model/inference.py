@@ -162,44 +162,52 @@ class Recognizer:
         seconds of that voice speaking calmly. Raises ProfileError without enough speech."""
         if not self.adapts:
             raise ProfileError("this model cannot adapt to a voice")
-        wave = to_model_rate(waveform, sample_rate)
-        speech = vad.speech_intervals(wave)
+        _, windows, is_speech, speech = self._windows(to_model_rate(waveform, sample_rate))
         if sum(e - s for s, e in speech) < MIN_PROFILE_SPEECH_S:
             raise ProfileError(f"a voice profile needs at least {MIN_PROFILE_SPEECH_S:g} s of speech")
+        windows = [w for w, sp in zip(windows, is_speech) if sp][:PREDICT_CHUNK]
+        stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.model.embed(x))
+        return stats.mean(axis=0).astype(np.float32)
+
+    def _windows(self, wave: np.ndarray) -> tuple[list, list, list[bool], list]:
+        """A 16 kHz waveform's analysis windows: their (start, end) spans, the windows (views, no
+        copies), whether each holds speech, and the VAD's speech intervals."""
         duration = len(wave) / SAMPLE_RATE
+        speech = vad.speech_intervals(wave)
         spans = [(s, min(duration, s + WINDOW_S)) for s in window_starts(duration)]
-        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans
-                   if vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s))][:PREDICT_CHUNK]
-        return np.mean([self._stats(self.features(w)) for w in windows], axis=0).astype(np.float32)
+        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]
+        is_speech = [vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans]
+        return spans, windows, is_speech, speech
 
-    def _stats(self, feats: np.ndarray) -> np.ndarray:
-        return self.model.embed(torch.from_numpy(feats)[None].to(self.device))[0].cpu().numpy()
-
-    @torch.inference_mode()
-    def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
-        """(N, 7) class probabilities for N 16 kHz windows (batched by equal length); a window
-        whose ``profiles`` entry is a voice profile is judged relative to that voice."""
-        if profiles is not None and any(p is not None for p in profiles):
-            if not self.adapts:
-                raise ProfileError("this model cannot adapt to a voice")
-            plain = [i for i, p in enumerate(profiles) if p is None]
-            out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
-            if plain:
-                out[plain] = self.predict_proba([windows[i] for i in plain])
-            for i, p in enumerate(profiles):
-                if p is not None:
-                    stats = torch.from_numpy(self._stats(self.features(windows[i])))[None].to(self.device)
-                    reference = torch.as_tensor(np.asarray(p, dtype=np.float32))[None].to(self.device)
-                    out[i] = torch.softmax(self.model.adapted(stats, reference), dim=-1)[0].cpu().numpy()
-            return out
+    def _by_shape(self, windows: list[np.ndarray], width: int, fn) -> np.ndarray:
+        """(N, width) rows of ``fn(batch, idx)`` over the windows' features, batched by equal shape
+        (``idx``: the batch's positions in ``windows``), in the windows' order."""
         feats = [self.features(w) for w in windows]
-        out = np.zeros((len(feats), len(self.labels)), dtype=np.float32)
+        out = np.zeros((len(feats), width), dtype=np.float32)
         by_shape: dict[tuple, list[int]] = {}
         for i, f in enumerate(feats):
             by_shape.setdefault(f.shape, []).append(i)
         for idx in by_shape.values():
             batch = torch.from_numpy(np.stack([feats[i] for i in idx])).to(self.device)
-            out[idx] = torch.softmax(self.runner(batch), dim=-1).cpu().numpy()
+            out[idx] = fn(batch, idx).cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
+        """(N, 7) class probabilities for N 16 kHz windows (batched by equal length); a window
+        whose ``profiles`` entry is a voice profile is judged relative to that voice."""
+        adapted = [i for i, p in enumerate(profiles or []) if p is not None]
+        if not adapted:
+            return self._by_shape(windows, len(self.labels), lambda x, idx: torch.softmax(self.runner(x), dim=-1))
+        if not self.adapts:
+            raise ProfileError("this model cannot adapt to a voice")
+        plain = [i for i, p in enumerate(profiles) if p is None]
+        out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
+        if plain:
+            out[plain] = self.predict_proba([windows[i] for i in plain])
+        references = torch.from_numpy(np.stack([np.asarray(profiles[i], dtype=np.float32) for i in adapted]))
+        out[adapted] = self._by_shape([windows[i] for i in adapted], len(self.labels), lambda x, idx: torch.softmax(
+            self.model.adapted(self.model.embed(x), references[idx].to(self.device)), dim=-1))
         return out
 
     def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
@@ -208,15 +216,11 @@ class Recognizer:
         ``profile`` (``voice_profile`` of the same voice), relative to that voice."""
         wave = to_model_rate(waveform, sample_rate)
         duration = len(wave) / SAMPLE_RATE
-        speech = vad.speech_intervals(wave)
-        starts = window_starts(duration)
-        spans = [(s, min(duration, s + WINDOW_S)) for s in starts]
-        windows = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in spans]  # views, no copies
+        spans, windows, is_speech, _ = self._windows(wave)
         # A chunk of windows at a time, so a 10-minute file never holds 1,200 windows' features or activations at once.
         probs = np.concatenate([self.predict_proba(windows[i:i + PREDICT_CHUNK],
                                                    None if profile is None else [profile] * len(windows[i:i + PREDICT_CHUNK]))
                                 for i in range(0, len(windows), PREDICT_CHUNK)])
-        is_speech = [vad.speech_overlap(speech, s, e) >= min(MIN_SPEECH_S, 0.5 * (e - s)) for s, e in spans]
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
                     for (s, e), sp, p in zip(spans, is_speech, probs)]

@@ -237,7 +237,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     rec = Recognizer.load(args.weights, device=args.device)
-    rec.predict_proba([np.zeros(48000, dtype=np.float32)] * 2)
+    rec.warm_up()  # every live window length, as a lane warms (webapp/pool.py)
     worker = TierWorker(rec, args.redis, batch=args.batch)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     log.info("tier worker %s serving %s on %s", worker.name, rec.meta.get("file"), args.device)

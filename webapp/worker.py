@@ -206,25 +206,28 @@ class InferenceWorker:
 
     def _predict_each(self, speech: list) -> dict[int, np.ndarray]:
         """Probabilities by item id: one batch, or window by window if the batch fails."""
-        windows = [item[3].audio for item in speech]
-        profiles = [item[3].profile for item in speech]
         try:
             start = time.perf_counter()
-            probs = self.recognizer.predict_proba(windows, profiles) if any(p is not None for p in profiles) \
-                else self.recognizer.predict_proba(windows)
-            self._observe_batch(time.perf_counter() - start, len(windows))
+            probs = self._model([item[3] for item in speech])
+            self._observe_batch(time.perf_counter() - start, len(speech))
             return {id(item): p for item, p in zip(speech, probs)}
         except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
-            log.exception("inference batch of %d windows failed; retrying one by one", len(windows))
+            log.exception("inference batch of %d windows failed; retrying one by one", len(speech))
         out = {}
         for item in speech:
             try:
-                job = item[3]
-                out[id(item)] = (self.recognizer.predict_proba([job.audio], [job.profile]) if job.profile is not None
-                                 else self.recognizer.predict_proba([job.audio]))[0]
+                out[id(item)] = self._model([item[3]])[0]
             except Exception:  # noqa: BLE001
                 pass
         return out
+
+    def _model(self, jobs: list) -> np.ndarray:
+        """``predict_proba`` of these windows; their voice profiles are passed only when one has
+        one, so predictors that cannot adapt keep the one-argument call."""
+        windows, profiles = [j.audio for j in jobs], [j.profile for j in jobs]
+        if any(p is not None for p in profiles):
+            return self.recognizer.predict_proba(windows, profiles)
+        return self.recognizer.predict_proba(windows)
 
     def _fail(self, items: list, code: str):
         """Tell each client whose window or summary could not be served."""
