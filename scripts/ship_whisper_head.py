@@ -43,30 +43,11 @@ REPORT = ROOT / "reports" / "whisper_head_calibration.json"
 PLOT = ROOT / "reports" / "whisper_head_reliability.png"
 
 
-def window_logits(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarray, variant: str, layers):
-    """(windows, 7) logits of ``files``' windows that count (speech, or all of a file without
-    speech) and each window's file index."""
-    linear, mean, std, _ = model
-    t = prober.t
-    win = np.flatnonzero(np.isin(t.win_file, files))
-    x = (prober.rows(recipe, variant, layers)[win] - mean) / std
-    with torch.inference_mode():
-        logits = linear(torch.from_numpy(x.astype(np.float32))).numpy()
-    speech = t.speech(variant)[win]
-    owner = t.win_file[win]
-    has_speech = np.bincount(owner, weights=speech, minlength=len(t.records)) > 0
-    use = speech | ~has_speech[owner]
-    return logits[use], owner[use]
-
-
 def file_probs(logits: np.ndarray, owner: np.ndarray, files: np.ndarray, temperature: float) -> np.ndarray:
+    """The app's file probabilities at this temperature: the mean of the windows' softmax(logits / T)."""
     z = logits / temperature
     p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    n = owner.max() + 1
-    sums = np.zeros((n, p.shape[1]))
-    np.add.at(sums, owner, p)
-    return sums[files] / np.bincount(owner, minlength=n)[files, None]
+    return P.file_mean(p / p.sum(1, keepdims=True), owner, files)
 
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, list]:
@@ -98,7 +79,7 @@ def held_out(prober: P.Prober, recipe: P.Recipe, layers, c: float, variant: str 
         test = prober.scored(recipe, np.flatnonzero(t.corpus == corpus))  # an enrolling recipe's clips do not count
         model = fit_head(prober, recipe, np.flatnonzero(t.corpus != corpus), layers, c)
         out[corpus] = {"files": test, "y": t.label[test],
-                       **{v: window_logits(prober, model, recipe, test, v, layers) for v in ("clean", "degraded")}}
+                       **{v: prober.window_logits(model, recipe, test, v, layers) for v in ("clean", "degraded")}}
         print(f"  held out {corpus}: {len(test)} files", flush=True)
     return out
 
@@ -144,21 +125,24 @@ def plot_reliability(before: dict, after: dict, temperature: float) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
-def choose(prober, recipe, layer_names, cs) -> tuple[str, dict]:
-    """The (layer set, C) with the best mean held-out UA over the four corpora."""
-    grid = {}
+def choose(prober, recipe, layer_names, cs) -> tuple[str, dict, dict]:
+    """The (layer set, C) with the best mean held-out UA over the four corpora, every candidate's
+    mean, and the best one's held-out predictions."""
+    grid, best, best_folds = {}, None, None
     for name in layer_names:
         for c in cs:
             folds = held_out(prober, recipe, P.LAYER_SETS[name], c)
-            grid[f"{name} C={c:g}"] = float(np.mean([P.score(f["y"], file_probs(*f["clean"], f["files"], 1.0))["ua"]
-                                                    for f in folds.values()]))
-            print(f"  {recipe.name} {name} C={c:g}: mean held-out UA {grid[f'{name} C={c:g}']:.3f}", flush=True)
-    return max(grid, key=grid.get), grid
+            key = f"{name} C={c:g}"
+            grid[key] = float(np.mean([P.score(f["y"], file_probs(*f["clean"], f["files"], 1.0))["ua"]
+                                       for f in folds.values()]))
+            print(f"  {recipe.name} {key}: mean held-out UA {grid[key]:.3f}", flush=True)
+            if best is None or grid[key] > grid[best]:  # the first of equals, as max() picks
+                best, best_folds = key, folds
+    return best, grid, best_folds
 
 
-def calibrate(prober, recipe, layers, c, sure_accuracy) -> dict:
-    """Held-out predictions of (recipe, layers, C): temperature, threshold and the per-corpus table."""
-    folds = held_out(prober, recipe, layers, c)
+def calibrate(recipe, folds: dict, sure_accuracy) -> dict:
+    """From a recipe's held-out predictions: temperature, threshold and the per-corpus table."""
     temperature = choose_temperature(folds)
     threshold, rows = choose_threshold(folds, temperature, sure_accuracy)
     before, after, per_corpus = {}, {}, {}
@@ -234,14 +218,14 @@ def main() -> None:
     prober = P.Prober(P.Table())
     t = prober.t
 
-    best, grid = choose(prober, recipe, args.layers, args.c)
+    best, grid, folds = choose(prober, recipe, args.layers, args.c)
     layer_name = best.split(" C=")[0]
     layers, c = P.LAYER_SETS[layer_name], float(best.split(" C=")[1])
-    plain = calibrate(prober, recipe, layers, c, args.sure_accuracy)
+    plain = calibrate(recipe, folds, args.sure_accuracy)
     if adapted:  # the same Whisper layer (one encoder pass serves both heads); its own C
-        best_a, grid_a = choose(prober, adapted, [layer_name], args.c)
+        best_a, grid_a, folds_a = choose(prober, adapted, [layer_name], args.c)
         c_a = float(best_a.split(" C=")[1])
-        adapt = calibrate(prober, adapted, layers, c_a, args.sure_accuracy)
+        adapt = calibrate(adapted, folds_a, args.sure_accuracy)
     plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
 
     train = np.flatnonzero(~np.isin(t.corpus, args.exclude))

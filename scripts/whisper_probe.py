@@ -408,22 +408,25 @@ class Prober:
             init = linear
         return models
 
-    @torch.inference_mode()
     def predict(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers) -> np.ndarray:
         """(files, 7) probabilities: the mean over each file's speech windows (all windows if none)."""
+        logits, owner = self.window_logits(model, recipe, files, variant, layers)
+        return file_mean(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), owner, files)
+
+    @torch.inference_mode()
+    def window_logits(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers):
+        """(windows, 7) logits of the windows of ``files`` that count (the speech windows, or all
+        of a file without speech) and each one's file index."""
         linear, mean, std, _ = model
         t = self.t
         win = np.flatnonzero(np.isin(t.win_file, files))
         x = (self.rows(recipe, variant, layers)[win] - mean) / std
-        probs = torch.softmax(linear(torch.from_numpy(x.astype(np.float32))), dim=1).numpy()
+        logits = linear(torch.from_numpy(x.astype(np.float32))).numpy()
         speech = t.speech(variant)[win]
         owner = t.win_file[win]
-        n = len(t.records)
-        has_speech = np.bincount(owner, weights=speech, minlength=n) > 0
+        has_speech = np.bincount(owner, weights=speech, minlength=len(t.records)) > 0
         use = speech | ~has_speech[owner]
-        sums = np.zeros((n, probs.shape[1]))
-        np.add.at(sums, owner[use], probs[use])
-        return sums[files] / np.bincount(owner[use], minlength=n)[files, None]
+        return logits[use], owner[use]
 
     def scored(self, recipe: Recipe, files: np.ndarray) -> np.ndarray:
         """The files that count: all but enrolment clips when the recipe enrols."""
@@ -431,6 +434,14 @@ class Prober:
             return files
         mask, _ = enrolment(self.t, recipe.enrol)
         return files[~mask[files]]
+
+
+def file_mean(probs: np.ndarray, owner: np.ndarray, files: np.ndarray) -> np.ndarray:
+    """(files, 7): the mean of the rows of ``probs`` owned by each of ``files`` (``owner``: file index per row)."""
+    n = max(int(owner.max()), int(files.max())) + 1
+    sums = np.zeros((n, probs.shape[1]))
+    np.add.at(sums, owner, probs)
+    return sums[files] / np.bincount(owner, minlength=n)[files, None]
 
 
 def score(y_true: np.ndarray, probs: np.ndarray) -> dict:
