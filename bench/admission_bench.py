@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, start_server, stop_server)
+                     load_speech, percentile, save_results, start_server, stop_server)
 
 
 def ramp(url: str, signals, args, stats: ProcStats) -> dict:
@@ -111,10 +111,7 @@ def main(argv=None):
     print(f"| {r['admitted']} | {r['admitted_at_first_refusal']} | {r['refused']} | {r['hold_latency_p50_s']} | "
           f"{r['hold_latency_p95_s']} | {r['hold_missing_hops']} | {r['server_busy_notices']} | "
           f"{r['window_cost_ms_end']} | {r['capacity_end']} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"admission_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    save_results(args.out, "admission_bench", result)
 
 
 if __name__ == "__main__":

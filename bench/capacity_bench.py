@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, start_server, stop_server)
+                     load_speech, percentile, save_results, start_server, stop_server)
 
 P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
@@ -211,10 +210,7 @@ def main(argv=None):
               f"{r['efficiency']:.0%} | {ratio} |")
     results["meta"] = {"seconds": args.seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                        "loadavg_after": os.getloadavg(), "median_note": "latency from the frame completing a window"}
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"capacity_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out}")
+    save_results(args.out, "capacity_bench", results)
 
 
 if __name__ == "__main__":

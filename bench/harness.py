@@ -51,6 +51,17 @@ def load_speech(audio_dir: Path, seconds: float, count: int, rate: int, seed: in
     return out
 
 
+def save_results(out_dir: Path, name: str, result: dict, indent: int = 1) -> Path:
+    """Write a benchmark's ``result`` to ``out_dir/<name>_<local time>.json``; print and return the path."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=indent) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

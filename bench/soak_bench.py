@@ -25,7 +25,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, start_server, stop_server)
+                     load_speech, percentile, save_results, start_server, stop_server)
 
 
 def uploader(url: str, wav: bytes, every_s: float, stop: threading.Event, statuses: list):
@@ -99,10 +99,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['minute']} | {r['rss_mb']} | {r['latency_p50_s']} | {r['latency_p95_s']} | "
               f"{r['events_per_s_per_stream']} | {r['missing_hops']} | {r['server_cpu_pct']} | {r['uploads']} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"soak_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    save_results(args.out, "soak_bench", result)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes ``bench/results/startup_bench_<time>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import DEFAULT_AUDIO, ROOT, LiveClient, free_port, load_speech  # noqa: E402
+from harness import DEFAULT_AUDIO, ROOT, LiveClient, free_port, load_speech, save_results  # noqa: E402
 
 
 def wall(cmd: list[str]) -> float:
@@ -101,12 +100,8 @@ def main() -> None:
     for k, v in med.items():
         print(f"| {k} | {v:.2f} |")
     print(f"| predict / import torch | {ratio:.2f}x (target <= 2) |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"startup_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    target.write_text(json.dumps({"runs": rows, "median_s": med, "predict_over_import_torch": ratio,
-                                  "weights": str(args.weights), "command": " ".join(["python", *sys.argv])},
-                                 indent=1) + "\n")
-    print(f"results: {target}")
+    save_results(args.out, "startup_bench", {"runs": rows, "median_s": med, "predict_over_import_torch": ratio,
+                                             "weights": str(args.weights), "command": " ".join(["python", *sys.argv])})
 
 
 if __name__ == "__main__":

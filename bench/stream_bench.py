@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, start_server, stop_server)
+                     load_speech, percentile, save_results, start_server, stop_server)
 
 
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
@@ -124,14 +124,11 @@ def main(argv=None):
     finally:
         stop_server(proc)
     print_table(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"weights": str(args.weights), "server": "gunicorn gthread" if args.gunicorn else "run.py",
             "rate": args.rate, "frame_ms": args.frame_ms, "seconds": args.seconds, "cpus": os.cpu_count(),
             "loadavg_after": os.getloadavg(), "python": platform.python_version(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out = args.out / f"stream_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_results(args.out, "stream_bench", {"meta": meta, "rows": rows}, indent=2)
 
 
 if __name__ == "__main__":
