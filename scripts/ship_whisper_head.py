@@ -178,7 +178,7 @@ def fitted(prober, recipe, files, layers, c, temperature):
 def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> list[dict]:
     """The figures the page's "How good is this?" shows (registry ``headline``): held-out corpora,
     adapted, and the RAVDESS CV of this layer (``scripts/whisper_probe.py probe --layer``)."""
-    from ser_model.modelcard import _probe_cv
+    from ser_model.modelcard import probe_cv
 
     chance = float(np.mean([1 / 7, 1 / 7, 1 / 5, 1 / 4]))  # RAVDESS, TESS, ASED, TurEV-DB classes
     rows = [{"what": "corpora and languages it never trained on (leave one corpus out, mean of 4)",
@@ -186,7 +186,7 @@ def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> 
     if "loco_adapted_mean_ua" in meta:
         rows.append({"what": "the same, adapted to the speaker's calm voice",
                      "ua": round(meta["loco_adapted_mean_ua"], 3), "chance": round(chance, 3)})
-    cv = _probe_cv(meta["recipe"], layer_set)
+    cv = probe_cv(meta["recipe"], layer_set)
     if cv:
         rows.append({"what": "new actors of RAVDESS, the corpus it knows best (5-fold CV)",
                      "ua": round(cv["ua"], 3), "chance": round(1 / 7, 3)})

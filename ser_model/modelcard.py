@@ -244,14 +244,15 @@ checkpoint.
 """
 
 
-def _probe_cv(recipe: str, layer_set: str) -> dict | None:
-    """RAVDESS CV of a Whisper-head recipe with this layer (``scripts/whisper_probe.py``'s reports)."""
+def probe_cv(recipe: str, layer_set: str) -> dict | None:
+    """RAVDESS CV of a Whisper-head recipe with this layer (``scripts/whisper_probe.py``'s reports:
+    the run with the layer fixed, else the nested run if it picked this layer in every fold)."""
     folder = REPORTS / "experiments" / "whisper_probe"
-    for path in (folder / f"{recipe}_{layer_set}_cv.json", folder / f"{recipe}_cv.json"):
+    fixed, nested = folder / f"{recipe}_{layer_set}_cv.json", folder / f"{recipe}_cv.json"
+    for path in (fixed, nested):
         if path.exists():
             splits = json.loads(path.read_text())["splits"]
-            if path.stem.endswith("_cv") and not path.stem.endswith(f"{layer_set}_cv") and \
-                    any(s["picked"].split(" ")[0] != layer_set for s in splits):
+            if path == nested and any(s["picked"].split(" ")[0] != layer_set for s in splits):
                 continue  # the nested run picked other layers: not this model's figure
             clean = [s["conditions"]["clean"] for s in splits]
             return {"ua": float(np.mean([c["ua"] for c in clean])), "wa": float(np.mean([c["wa"] for c in clean])),
@@ -277,7 +278,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
         if len(mcfg.whisper_layers) == 1 else ""
     cv_lines = ""
     for what, recipe in (("as shipped", meta["recipe"]), ("adapted to the voice", meta.get("adapted_recipe"))):
-        cv = _probe_cv(recipe, layer_set) if recipe else None
+        cv = probe_cv(recipe, layer_set) if recipe else None
         if cv:
             cv_lines += (f"- RAVDESS 5-fold CV by actor, {what} (trained on the other corpora and 16 actors, "
                          f"this layer, C chosen inside each training side): UA {100 * cv['ua']:.1f} % "
