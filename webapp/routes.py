@@ -107,7 +107,7 @@ def predict():
             metrics.decode.observe(time.perf_counter() - started)
             del data
             profile = None
-            reference = _reference_bytes()
+            reference = _uploaded_bytes("reference")
             if reference is not None:
                 if not recognizer.adapts:
                     raise UploadError(400, "this model cannot adapt to a voice; send 'file' alone")
@@ -156,26 +156,19 @@ def http_error(exc: HTTPException):
     return _error(exc.code or 500, exc.description or exc.name)
 
 
-def _uploaded_bytes() -> bytes:
+def _uploaded_bytes(field: str = "file") -> bytes | None:
+    """The bytes of a multipart field: ``file`` is required, other fields (``reference``) optional."""
     try:
         files = request.files
     except OSError:  # the client stopped sending its body part-way (read timeout, closed connection)
         raise UploadError(408, "the request body did not arrive in time") from None
-    if "file" not in files:
+    if field not in files:
+        if field != "file":
+            return None
         raise UploadError(400, "send the audio as multipart/form-data field 'file'")
-    data = files["file"].read()
+    data = files[field].read()
     if not data:
-        raise UploadError(400, "the file is empty")
-    return data
-
-
-def _reference_bytes() -> bytes | None:
-    ref = request.files.get("reference")
-    if ref is None:
-        return None
-    data = ref.read()
-    if not data:
-        raise UploadError(400, "the reference file is empty")
+        raise UploadError(400, "the file is empty" if field == "file" else f"the {field} file is empty")
     return data
 
 
