@@ -30,6 +30,7 @@ import json
 import sys
 import time
 import zlib
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -504,7 +505,7 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
     t = prober.t
     result = {"recipe": asdict(recipe), "protocol": protocol, "splits": []}
     for name, train, test, inner in outer:
-        layer_sets = [layer_picks[name]] if layer_picks else recipe.layer_sets
+        layer_sets = [layer_picks[name]] if layer_picks is not None else recipe.layer_sets
         grid = [(ls, c) for ls in layer_sets for c in recipe.cs]
         inner_uas: dict[tuple, list] = {}
         for ls in layer_sets:
@@ -585,8 +586,7 @@ def cmd_probe(args) -> None:
 
     def run(recipe: Recipe, picks=None) -> dict:
         if args.layer:  # every split uses this layer set; only C is searched
-            names = [f"fold{k}" for k in range(1, 6)] if args.protocol == "cv" else list(CORPORA)
-            picks = {name: args.layer for name in names}
+            picks = defaultdict(lambda: args.layer)
         suffix = f"_{args.layer}" if args.layer else ""
         out = PROBE_DIR / f"{recipe.name}{suffix}_{args.protocol}.json"
         if out.exists() and not args.force:
