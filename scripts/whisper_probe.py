@@ -31,7 +31,7 @@ import sys
 import time
 import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +135,14 @@ def speech_flags(wave: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarr
 
 
 def cache_path(path: Path) -> Path:
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{EMBED_VERSION}"
+    """Keyed by the file's place in its corpus and size, not its modification time: the corpora
+    are copied afresh onto each machine, which changes every mtime and nothing else."""
+    path = path.resolve()
+    try:
+        name = path.relative_to(DATA.resolve())
+    except ValueError:
+        name = path
+    key = f"{name}|{path.stat().st_size}|{EMBED_VERSION}"
     return CACHE / "files" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
 
 
@@ -210,7 +216,8 @@ def cmd_embed(args) -> None:
 # probe: linear heads on the cached embeddings
 # ----------------------------------------------------------------------------------------------
 RAVDESS_FOLDS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
-LAYER_SETS = {"L0": (0,), "L1": (1,), "L2": (2,), "L3": (3,), "L4": (4,), "out": (5,), "L2+L3": (2, 3)}
+LAYER_SETS = {"L0": (0,), "L1": (1,), "L2": (2,), "L3": (3,), "L4": (4,), "out": (5,), "L2+L3": (2, 3),
+              "L1+L2": (1, 2)}
 # The nested grid: L0 (the convolutions) left out after a look at two RAVDESS folds scored it 14-24
 # points under every block; concatenations left out for time (L2+L3 is in the test-side layer scan).
 SEARCHED_LAYER_SETS = ("L1", "L2", "L3", "L4", "out")
@@ -286,21 +293,31 @@ class Recipe:
     kind: str = "raw"  # "raw" features or per-window level-normalised "norm" features
     train_variants: tuple[str, ...] = ("clean", "aug1", "aug2")
     res: bool = False  # append Resemblyzer's layer-2 statistics
-    enrol: int = 0  # centre each speaker on k of their neutral clips (not scored)
+    enrol: int = 0  # centre each speaker on k of their clips (not scored)
+    enrol_from: str = "neutral"  # those k clips: "neutral" (a calm reference), "any" emotion (a session
+    #                              so far) or "one-emotion" (a session spoken in one mood: a test-only stress)
+    keep_raw: bool = False  # features [x, x - centre] instead of x - centre
     nap: int = 0  # remove the k directions along which the training speakers' mean features differ most
     ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
     layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
     cs: tuple[float, ...] = CS
 
 
-def enrolment(table: Table, k: int, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Pick k neutral enrolment files per speaker; returns (enrolment mask over files, speaker ->
-    file indices). Speakers with fewer than k neutral clips get none (centred on the mean offset)."""
+def enrolment(table: Table, k: int, seed: int = 0, source: str = "neutral") -> tuple[np.ndarray, dict]:
+    """Pick k enrolment files per speaker (``Recipe.enrol_from`` says which); returns (enrolment mask
+    over files, speaker -> file indices). Speakers with fewer than k such clips get none (centred on
+    the mean offset)."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(table.records), bool)
     chosen = {}
     for spk in np.unique(table.speaker):
-        cands = np.flatnonzero((table.speaker == spk) & table.neutral_enrol)
+        own = table.speaker == spk
+        if source == "neutral":
+            own &= table.neutral_enrol
+        elif source == "one-emotion":  # one label of this speaker, drawn at random among those with k clips
+            labels = [lab for lab in np.unique(table.label[own]) if np.sum(own & (table.label == lab)) >= k]
+            own &= table.label == (rng.choice(labels) if labels else -1)
+        cands = np.flatnonzero(own)
         if len(cands) >= k:
             chosen[spk] = np.sort(rng.choice(cands, k, replace=False))
             mask[chosen[spk]] = True
@@ -346,7 +363,8 @@ class Prober:
     def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...]) -> np.ndarray:
         x = self.t.features(recipe.kind, variant, layers, recipe.res)
         if recipe.enrol:
-            x = x - self.offsets(recipe, variant, layers)
+            centred = x - self.offsets(recipe, variant, layers)
+            x = np.concatenate([x, centred], axis=1) if recipe.keep_raw else centred
         if recipe.nap and self._nap is not None:
             mu, sd, u = self._nap
             z = (x - mu) / sd
@@ -371,10 +389,10 @@ class Prober:
 
     def offsets(self, recipe: Recipe, variant: str, layers) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
-        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol)
+        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
-            _, chosen = enrolment(self.t, recipe.enrol)
+            _, chosen = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
             per_spk = {s: x[np.isin(self.t.win_file, f)].mean(0) for s, f in chosen.items()}
             fallback = np.mean(list(per_spk.values()), axis=0)
             spk_of_win = self.t.speaker[self.t.win_file]
@@ -433,7 +451,7 @@ class Prober:
         """The files that count: all but enrolment clips when the recipe enrols."""
         if not recipe.enrol:
             return files
-        mask, _ = enrolment(self.t, recipe.enrol)
+        mask, _ = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
         return files[~mask[files]]
 
 
@@ -524,12 +542,21 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
         scored_files = prober.scored(recipe, test)
         conds = {cond: score(t.label[scored_files], prober.predict(model, recipe, scored_files, cond, LAYER_SETS[ls]))
                  for cond in TEST_CONDITIONS}
+        if recipe.enrol_from == "any":  # the same head when the session so far was spoken in one mood
+            stress = replace(recipe, enrol_from="one-emotion")
+            files = prober.scored(stress, test)
+            conds["one-emotion"] = score(t.label[files], prober.predict(model, stress, files, "clean", LAYER_SETS[ls]))
         result["splits"].append({"test": name, "picked": best, "inner": inner_scores, "lbfgs_evals": model[3],
                                  "n_test_files": int(len(scored_files)), "conditions": conds})
         log(f"{recipe.name} {protocol} {name}: picked {best}; UA clean {conds['clean']['ua']:.3f}, "
             f"-15 dB {conds['g-15']['ua']:.3f}, +15 dB {conds['g+15']['ua']:.3f}, random gain "
             f"{conds['rgain']['ua']:.3f}, degraded {conds['degraded']['ua']:.3f}, collapse {conds['clean']['collapse']:.2f}")
     result["summary"] = summarise(result["splits"])
+    if recipe.enrol_from == "any":
+        uas = [s["conditions"]["one-emotion"]["ua"] for s in result["splits"]]
+        result["summary"]["one-emotion"] = {"ua_mean": float(np.mean(uas)), "ua": dict(zip(
+            [s["test"] for s in result["splits"]], uas)), "collapse_max": float(max(
+                s["conditions"]["one-emotion"]["collapse"] for s in result["splits"]))}
     return result
 
 
@@ -566,6 +593,13 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "nap20": Recipe("nap20", nap=20),
     "nap40": Recipe("nap40", nap=40),
     "nap20+gainaug": Recipe("nap20+gainaug", nap=20, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    # automatic adaptation: centre on 4 clips of any emotion (the session so far), keep the raw statistics too
+    "sess4+gainaug": Recipe("sess4+gainaug", enrol=4, enrol_from="any", keep_raw=True,
+                            train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "sess4c+gainaug": Recipe("sess4c+gainaug", enrol=4, enrol_from="any",
+                             train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "enrol2r+gainaug": Recipe("enrol2r+gainaug", enrol=2, keep_raw=True,
+                              train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
 }
 BASE = Recipe("base")
 PROBE_DIR = REPORTS / "whisper_probe"
