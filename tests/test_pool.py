@@ -35,6 +35,16 @@ def test_a_process_lane_gives_the_in_process_probabilities(predictor, random_wei
     assert predictor.meta["pid"] != os.getpid()
 
 
+def test_batches_sent_before_earlier_answers_are_answered_in_order(predictor, random_weights):
+    local = Recognizer.load(random_weights / "m.pt")
+    batches = [windows(1), windows(2), windows(3)]
+    handles = [predictor.submit(b) for b in batches]  # all three in the pipe before any answer is read
+    for batch, handle in zip(reversed(batches), reversed(handles)):  # read out of order: each gets its own
+        probs, seconds = handle()
+        np.testing.assert_allclose(probs, local.predict_proba(batch), atol=1e-5)
+        assert 0 < seconds < 30  # the child's own model time
+
+
 def test_a_killed_lane_process_fails_one_call_and_is_restarted(predictor):
     before = predictor.pid
     os.kill(before, signal.SIGKILL)

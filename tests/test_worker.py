@@ -3,6 +3,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from ser_model.labels import EMOTIONS
 from ser_model.streaming import StreamSession, WindowJob
@@ -179,3 +180,38 @@ def test_full_queue_refuses():
     worker._thread = threading.current_thread()  # keep it from consuming: the queue just fills
     assert worker.submit("a", StreamSession(16000), [window(0.5), window(1.0)])
     assert not worker.submit("a", StreamSession(16000), [window(1.5)])
+
+
+class SubmittingRecognizer(FakeRecognizer):
+    """A model in another process, as ``ProcessPredictor`` is: ``submit`` returns at once, the
+    answer is ready 0.3 s later."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def submit(self, windows):
+        self.log.append(("submit", len(self.calls)))
+        probs, ready = self.predict_proba(windows), time.monotonic() + 0.3
+
+        def answer():
+            time.sleep(max(0.0, ready - time.monotonic()))
+            return probs, 0.001
+        return answer
+
+
+def test_the_next_batch_is_sent_before_the_last_is_answered():
+    log = []
+    worker = InferenceWorker(SubmittingRecognizer(log), lambda event, payload, sid: log.append((event, sid)),
+                             batch_wait_ms=1)
+    worker.submit("a", StreamSession(16000), [window(0.5)])
+    deadline = time.monotonic() + 5
+    while not log and time.monotonic() < deadline:
+        time.sleep(0.005)
+    worker.submit("b", StreamSession(16000), [window(0.5)])  # queued while the model works on "a"
+    while len(log) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    worker.stop()
+    # b's window went to the model before a's answer was emitted, and answers keep their order.
+    assert log == [("submit", 0), ("submit", 1), ("emotion", "a"), ("emotion", "b")]
+    assert worker.window_cost_s == pytest.approx(0.001)  # the model's own seconds, not the wait

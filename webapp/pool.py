@@ -49,6 +49,8 @@ class ProcessPredictor:
         self._ctx = mp.get_context("spawn")  # never fork a process that holds torch's thread pools
         self._lock = threading.Lock()
         self._proc = self._conn = None
+        self._sent = self._received = 0  # requests of the current child, numbered in order
+        self._answers: dict[int, tuple] = {}  # answers read while waiting for a later one
         self.restarts = 0
         self.meta: dict = {}
         self._start()
@@ -77,17 +79,38 @@ class ProcessPredictor:
         return self._proc.pid if self._proc else None
 
     def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
+        return self.submit(windows, profiles)()[0]
+
+    def submit(self, windows: list[np.ndarray], profiles: list | None = None):
+        """Send a batch and return at once; calling the result waits for (probabilities, the
+        child's model seconds). The child works while the caller answers an earlier batch, and
+        answers in the order it was asked."""
         with self._lock:
             if not self.alive:
                 self._restart("found dead")
             try:
                 self._conn.send(("predict", ([np.ascontiguousarray(w, dtype=np.float32) for w in windows], profiles)))
-                if not self._conn.poll(CALL_TIMEOUT_S):
-                    raise TimeoutError(f"no answer in {CALL_TIMEOUT_S} s")
-                kind, payload = self._conn.recv()
+            except (OSError, ValueError) as exc:
+                self._restart(repr(exc))
+                raise PredictorError(f"{self.name}: the model process was lost ({exc}); restarted") from None
+            self._sent += 1
+            ticket, restarts = self._sent, self.restarts
+        return lambda: self._answer(ticket, restarts)
+
+    def _answer(self, ticket: int, restarts: int) -> tuple[np.ndarray, float]:
+        with self._lock:
+            if restarts != self.restarts:
+                raise PredictorError(f"{self.name}: the model process was restarted before it answered")
+            try:
+                while ticket not in self._answers:
+                    if not self._conn.poll(CALL_TIMEOUT_S):
+                        raise TimeoutError(f"no answer in {CALL_TIMEOUT_S} s")
+                    self._received += 1
+                    self._answers[self._received] = self._conn.recv()
             except (EOFError, OSError, TimeoutError) as exc:
                 self._restart(repr(exc))
                 raise PredictorError(f"{self.name}: the model process was lost ({exc}); restarted") from None
+            kind, payload = self._answers.pop(ticket)
         if kind != "ok":
             raise RuntimeError(f"{self.name}: {payload}")
         return payload
@@ -99,6 +122,8 @@ class ProcessPredictor:
         self._start()
 
     def _stop(self):
+        self._sent = self._received = 0
+        self._answers.clear()
         if self._proc is not None:
             try:
                 self._conn.close()
@@ -137,6 +162,7 @@ def _serve(conn, weights: str, device: str, threads: int):
         started = time.perf_counter()
         try:
             windows, profiles = payload
-            conn.send(("ok", rec.predict_proba(windows, profiles)))
+            probs = rec.predict_proba(windows, profiles)
+            conn.send(("ok", (probs, time.perf_counter() - started)))
         except Exception as exc:  # noqa: BLE001 - one bad batch: say so, keep serving
             conn.send(("error", f"{exc!r} after {time.perf_counter() - started:.2f} s"))

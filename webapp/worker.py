@@ -7,6 +7,10 @@ emits each smoothed result to its client. Silent windows skip the model. A
 summary request waits behind that client's windows in the same queue, so
 ``summary`` always follows the last ``emotion``.
 
+Pipelining: with a model in another process (``submit``), the next batch is sent
+before the last one's results are answered, so the model does not sit idle while
+this thread smooths and emits (Python work that waits for the web process's GIL).
+
 Overload: when a stream has several windows waiting, older ones that waited
 more than ``coalesce_s`` are skipped in favour of its newest (fresh results at
 a lower rate rather than ever older ones), and nothing older than ``stale_s``
@@ -116,20 +120,33 @@ class InferenceWorker:
 
     # ---- the thread ---------------------------------------------------------------------------
     def _run(self):
+        landing = None  # the batch the model is working on: (items, speech windows, handle)
+        backlog: list = []  # kept items beyond batch_max, launched next
         while not self._stopping.is_set():
-            items: list = []
             try:
-                items = self._keep(self._collect())
-                while items:
-                    self._process(items[:self.batch_max])
-                    items = items[self.batch_max:]
+                if landing is None:
+                    backlog = self._keep(backlog + self._collect(wait=not backlog))
+                    if not backlog:
+                        continue
+                    landing, backlog = self._launch(backlog[:self.batch_max]), backlog[self.batch_max:]
+                probs = self._results(*landing[1:])  # wait for the model
+                # What came meanwhile goes to the model before this thread smooths and emits the
+                # answers, so a model in another process works while this one answers.
+                backlog = self._keep(backlog + self._drain())
+                done, landing = landing, self._launch(backlog[:self.batch_max]) if backlog else None
+                backlog = backlog[self.batch_max:]
+                self._answer_all(done[0], probs)
             except Exception:  # noqa: BLE001 - a bug here must not end the service
                 self.stats["errors"] += 1
                 log.exception("inference worker step failed")
-                self._fail(items, "internal")
+                self._fail(backlog + (landing[0] if landing is not None else []), "internal")
+                landing, backlog = None, []
 
-    def _collect(self) -> list:
-        """Everything queued, waiting ``batch_wait_s`` after the first job for others to join."""
+    def _collect(self, wait: bool = True) -> list:
+        """Everything queued, waiting ``batch_wait_s`` after the first job for others to join
+        (without ``wait``: only what is there now)."""
+        if not wait:
+            return self._drain()
         try:
             items = [self._queue.get(timeout=0.5)]
         except queue.Empty:
@@ -140,6 +157,10 @@ class InferenceWorker:
                 items.append(self._queue.get(timeout=remaining))
             except queue.Empty:
                 break
+        return items + self._drain()
+
+    def _drain(self) -> list:
+        items = []
         while True:
             try:
                 items.append(self._queue.get_nowait())
@@ -177,9 +198,18 @@ class InferenceWorker:
             self.emit("error", {"code": "server_busy", "message": "the server is overloaded; some hops were skipped"},
                       sid)
 
-    def _process(self, items: list):
-        speech = [item for item in items if item[0] == "window" and item[3].speech]  # silence needs no model
-        probs = self._predict_each(speech) if speech else {}
+    def _launch(self, items: list) -> tuple:
+        """Start the model on the speech windows of ``items`` (silence needs no model)."""
+        speech = [item for item in items if item[0] == "window" and item[3].speech]
+        handle = None
+        if speech:
+            try:
+                handle = self._send([item[3] for item in speech])
+            except Exception:  # noqa: BLE001 - retried window by window when landed
+                log.exception("could not start inference on %d windows", len(speech))
+        return items, speech, handle
+
+    def _answer_all(self, items: list, probs: dict[int, np.ndarray]):
         for item in items:
             try:
                 self._answer(item, probs)
@@ -204,30 +234,42 @@ class InferenceWorker:
             self.stats["answered"] += 1
             self._observe_lag(time.monotonic() - queued)
 
-    def _predict_each(self, speech: list) -> dict[int, np.ndarray]:
-        """Probabilities by item id: one batch, or window by window if the batch fails."""
+    def _results(self, speech: list, handle) -> dict[int, np.ndarray]:
+        """Probabilities by item id: the batch's, or window by window if the batch failed."""
+        if not speech:
+            return {}
         try:
-            start = time.perf_counter()
-            probs = self._model([item[3] for item in speech])
-            self._observe_batch(time.perf_counter() - start, len(speech))
+            if handle is None:
+                raise RuntimeError("the batch was not started")
+            probs, seconds = handle()
+            self._observe_batch(seconds, len(speech))
             return {id(item): p for item, p in zip(speech, probs)}
         except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
             log.exception("inference batch of %d windows failed; retrying one by one", len(speech))
         out = {}
         for item in speech:
             try:
-                out[id(item)] = self._model([item[3]])[0]
+                out[id(item)] = self._send([item[3]])()[0][0]
             except Exception:  # noqa: BLE001
                 pass
         return out
 
-    def _model(self, jobs: list) -> np.ndarray:
-        """``predict_proba`` of these windows; their voice profiles are passed only when one has
-        one, so predictors that cannot adapt keep the one-argument call."""
+    def _send(self, jobs: list):
+        """Start ``predict_proba`` of these windows; the returned call waits for (probabilities,
+        model seconds). A predictor with ``submit`` (a model process) computes meanwhile, while this
+        thread answers the previous batch; any other computes when called. Voice profiles are passed
+        only when a window has one, so predictors that cannot adapt keep the one-argument call."""
         windows, profiles = [j.audio for j in jobs], [j.profile for j in jobs]
-        if any(p is not None for p in profiles):
-            return self.recognizer.predict_proba(windows, profiles)
-        return self.recognizer.predict_proba(windows)
+        args = (windows, profiles) if any(p is not None for p in profiles) else (windows,)
+        submit = getattr(self.recognizer, "submit", None)
+        if submit is not None:
+            return submit(*args)
+
+        def compute():
+            start = time.perf_counter()
+            probs = self.recognizer.predict_proba(*args)
+            return probs, time.perf_counter() - start
+        return compute
 
     def _fail(self, items: list, code: str):
         """Tell each client whose window or summary could not be served."""
