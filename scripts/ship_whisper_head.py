@@ -183,13 +183,17 @@ def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> 
     chance = float(np.mean([1 / 7, 1 / 7, 1 / 5, 1 / 4]))  # RAVDESS, TESS, ASED, TurEV-DB classes
     rows = [{"what": "corpora and languages it never trained on (leave one corpus out, mean of 4)",
              "ua": round(meta["loco_mean_ua"], 3), "chance": round(chance, 3)}]
+    if "loco_session_mean_ua" in meta:
+        rows.append({"what": f"the same, after {meta['session_min_speech_s']:g} s of the speaker's speech (session head)",
+                     "ua": round(meta["loco_session_mean_ua"], 3), "chance": round(chance, 3)})
     if "loco_adapted_mean_ua" in meta:
         rows.append({"what": "the same, adapted to the speaker's calm voice",
                      "ua": round(meta["loco_adapted_mean_ua"], 3), "chance": round(chance, 3)})
-    cv = probe_cv(meta["recipe"], layer_set)
-    if cv:
-        rows.append({"what": "new actors of RAVDESS, the corpus it knows best (5-fold CV)",
-                     "ua": round(cv["ua"], 3), "chance": round(1 / 7, 3)})
+    for recipe, what in ((meta["recipe"], "new actors of RAVDESS, the corpus it knows best (5-fold CV)"),
+                         (meta.get("session_recipe"), "the same, session head")):
+        cv = probe_cv(recipe, layer_set) if recipe else None
+        if cv:
+            rows.append({"what": what, "ua": round(cv["ua"], 3), "chance": round(1 / 7, 3)})
     path = weights_dir / "registry.json"
     registry = json.loads(path.read_text())
     registry["models"][name]["headline"] = rows
@@ -204,6 +208,8 @@ def main() -> None:
     ap.add_argument("--recipe", default="gainaug", choices=["base", *P.RECIPES])
     ap.add_argument("--adapted-recipe", default="enrol2+gainaug", choices=["none", *P.RECIPES],
                     help="the voice-adapted head's recipe (an enrolling one), or none")
+    ap.add_argument("--session-recipe", default="sess4+gainaug", choices=["none", *P.RECIPES],
+                    help="the session head's recipe (one centring on clips of any emotion), or none")
     ap.add_argument("--sure-accuracy", type=float, default=0.5,
                     help="labels at or above the threshold are right this often on held-out corpora")
     ap.add_argument("--exclude", nargs="*", default=[], choices=P.CORPORA, help="corpora left out of the final head")
@@ -215,6 +221,7 @@ def main() -> None:
     t0 = time.time()
     recipe = P.BASE if args.recipe == "base" else P.RECIPES[args.recipe]
     adapted = None if args.adapted_recipe == "none" else P.RECIPES[args.adapted_recipe]
+    session = None if args.session_recipe == "none" else P.RECIPES[args.session_recipe]
     prober = P.Prober(P.Table())
     t = prober.t
 
@@ -226,18 +233,24 @@ def main() -> None:
         best_a, grid_a, folds_a = choose(prober, adapted, [layer_name], args.c)
         c_a = float(best_a.split(" C=")[1])
         adapt = calibrate(adapted, folds_a, args.sure_accuracy)
+    if session:  # the same again for the session head
+        best_s, grid_s, folds_s = choose(prober, session, [layer_name], args.c)
+        c_s = float(best_s.split(" C=")[1])
+        sess = calibrate(session, folds_s, args.sure_accuracy)
     plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
 
     train = np.flatnonzero(~np.isin(t.corpus, args.exclude))
     cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
-                      adaptation=adapted is not None)
+                      adaptation=adapted is not None, session=session is not None)
     model = build_model(cfg)
     W.load_pretrained(model.encoder)
     with torch.no_grad():
         for (norm, head), (mean, std, weight, bias) in [((model.norm, model.head),
                                                          fitted(prober, recipe, train, layers, c, plain["temperature"]))] + (
                 [((model.adapted_norm, model.adapted_head),
-                  fitted(prober, adapted, train, layers, c_a, adapt["temperature"]))] if adapted else []):
+                  fitted(prober, adapted, train, layers, c_a, adapt["temperature"]))] if adapted else []) + (
+                [((model.session_norm, model.session_head),
+                  fitted(prober, session, train, layers, c_s, sess["temperature"]))] if session else []):
             norm.mean.copy_(mean)
             norm.std.copy_(std)
             head.weight.copy_(weight)
@@ -252,13 +265,20 @@ def main() -> None:
         meta.update(adapted_recipe=args.adapted_recipe, adapted_c=c_a, adapted_grid_mean_loco_ua=grid_a,
                     temperature_adapted=adapt["temperature"], uncertain_below_adapted=adapt["uncertain_below"],
                     loco_adapted=adapt["per_corpus"], loco_adapted_mean_ua=adapt["mean_ua"])
-    for name in (args.recipe, args.adapted_recipe):  # the nested probe's RAVDESS CV of the recipes
-        cv_run = P.PROBE_DIR / f"{name}_cv.json"
-        if cv_run.exists():
-            sm = P.summarise(json.loads(cv_run.read_text())["splits"])
-            meta["ravdess_cv" if name == args.recipe else "ravdess_cv_adapted"] = {
-                "ua": sm["clean"]["ua_mean"], "wa": sm["clean"]["wa_mean"], "ua_degraded": sm["degraded"]["ua_mean"],
-                "source": str(cv_run.relative_to(ROOT))}
+    if session:
+        from ser_model.inference import SESSION_MIN_SPEECH_S
+
+        meta.update(session_recipe=args.session_recipe, session_c=c_s, session_grid_mean_loco_ua=grid_s,
+                    temperature_session=sess["temperature"], uncertain_below_session=sess["uncertain_below"],
+                    loco_session=sess["per_corpus"], loco_session_mean_ua=sess["mean_ua"],
+                    session_min_speech_s=SESSION_MIN_SPEECH_S)
+    from ser_model.modelcard import probe_cv
+
+    for key, name in (("ravdess_cv", args.recipe), ("ravdess_cv_adapted", args.adapted_recipe),
+                      ("ravdess_cv_session", args.session_recipe)):  # the probe's RAVDESS CV, this layer
+        cv = probe_cv(name, layer_name) if name != "none" else None
+        if cv:
+            meta[key] = cv
     path = save_checkpoint(args.out, model.eval(), cfg, meta)
     if args.out.resolve().parent == (ROOT / "weights").resolve():
         register(ROOT / "weights", args.out.stem, path, default=not args.no_default)
@@ -266,6 +286,7 @@ def main() -> None:
     if not args.exclude:
         REPORT.write_text(json.dumps({"command": command, "chosen": best, "grid_mean_loco_ua": grid,
                                       "plain": plain, "adapted": adapt if adapted else None,
+                                      "session": sess if session else None,
                                       "seconds": time.time() - t0}, indent=1, default=float) + "\n")
         print(f"report: {REPORT}, plot: {PLOT}")
     print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB), {time.time() - t0:.0f} s")

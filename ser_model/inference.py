@@ -24,6 +24,7 @@ HOP_S = 0.5  # step between windows (also the live stream's hop)
 MIN_WINDOW_S = 0.5  # shorter windows are zero-padded to this
 MIN_SPEECH_S = 0.3  # a window needs this much detected speech to count as speech
 MIN_PROFILE_SPEECH_S = 2.0  # a voice profile needs at least this much detected speech
+SESSION_MIN_SPEECH_S = 8.0  # the session head judges a voice once this much of its speech was heard
 PREDICT_CHUNK = 16  # windows analysed together: bounds the network's activations (a few MB per window)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -51,6 +52,7 @@ class Prediction:
     speech_detected: bool = True
     uncertain: bool = False  # the calibrated confidence is below the model's threshold (``uncertain_below``)
     adapted: bool = False  # predicted relative to the speaker's calm voice (a voice profile was given)
+    session: bool = False  # predicted relative to the recording's own speech (the session head)
 
     def to_dict(self) -> dict:
         """The JSON object of the HTTP and CLI contracts."""
@@ -65,10 +67,28 @@ def window_starts(duration_s: float, window_s: float = WINDOW_S, hop_s: float = 
     return [round(float(s), 4) for s in starts] + [round(duration_s - window_s, 4)]
 
 
+class _Statistics(torch.nn.Module):
+    """A model with a session head, as its runner sees it: windows in, pooled statistics out (the
+    heads then run on those, ``Recognizer.heads``)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+
+def runner_of(model: torch.nn.Module, config) -> torch.nn.Module:
+    """What ``Recognizer.runner`` computes, eager: logits, or statistics for a model with a session head."""
+    return _Statistics(model).eval() if getattr(config, "session", False) else model
+
+
 def optimize_for_cpu(model: torch.nn.Module, config) -> torch.nn.Module:
-    """A TorchScript copy of ``model`` frozen for CPU inference (batch norm folded into the
-    convolutions, oneDNN kernels): the shipped two-network model runs a 3 s window 2.5 times
-    faster than eager PyTorch. Returns ``model`` itself if tracing fails or the copy disagrees."""
+    """A TorchScript copy of ``runner_of(model)`` frozen for CPU inference (batch norm folded into
+    the convolutions, oneDNN kernels): the shipped two-network model runs a 3 s window 2.5 times
+    faster than eager PyTorch. Returns the eager one if tracing fails or the copy disagrees."""
+    model = runner_of(model, config)
     def example(batch: int, frames: int) -> torch.Tensor:
         if config.input_kind == "handcrafted":
             return torch.randn(batch, config.n_features)
@@ -110,7 +130,7 @@ class Recognizer:
         # Confidence under which a label is reported as uncertain: chosen on held-out corpora when
         # the model was calibrated (its meta); None for models without a calibrated threshold.
         self.uncertain_below: float | None = self.meta.get("uncertain_below")
-        self.runner = self.model
+        self.runner = runner_of(self.model, config)
         if optimize and device == "cpu":
             if cache_key is None:
                 self.runner = optimize_for_cpu(self.model, config)
@@ -192,23 +212,48 @@ class Recognizer:
             out[idx] = fn(batch, idx).cpu().numpy()
         return out
 
+    @property
+    def sessions(self) -> bool:
+        """Whether this model judges a voice relative to its own speech so far (``centres=``)."""
+        return bool(getattr(self.config, "session", False))
+
     @torch.inference_mode()
     def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
         """(N, 7) class probabilities for N 16 kHz windows (batched by equal length); a window
         whose ``profiles`` entry is a voice profile is judged relative to that voice."""
-        adapted = [i for i, p in enumerate(profiles or []) if p is not None]
-        if not adapted:
-            return self._by_shape(windows, len(self.labels), lambda x, idx: torch.softmax(self.runner(x), dim=-1))
-        if not self.adapts:
+        return self.analyse(windows, profiles)[0]
+
+    @torch.inference_mode()
+    def analyse(self, windows: list[np.ndarray], profiles: list | None = None,
+                centres: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 7) probabilities, and for a model with a session head the windows' (N, D) statistics
+        (else None), from which a caller makes the ``centres`` of later windows: the mean
+        statistics of the same voice's speech so far. A window with a profile is judged by the
+        calm-voice head, else one with a centre by the session head, else by the plain head."""
+        profiled = [i for i, p in enumerate(profiles or []) if p is not None]
+        if profiled and not self.adapts:
             raise ProfileError("this model cannot adapt to a voice")
-        plain = [i for i, p in enumerate(profiles) if p is None]
-        out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
-        if plain:
-            out[plain] = self.predict_proba([windows[i] for i in plain])
-        references = torch.from_numpy(np.stack([np.asarray(profiles[i], dtype=np.float32) for i in adapted]))
-        out[adapted] = self._by_shape([windows[i] for i in adapted], len(self.labels), lambda x, idx: torch.softmax(
-            self.model.adapted(self.model.embed(x), references[idx].to(self.device)), dim=-1))
-        return out
+        if not self.sessions:
+            if not profiled:
+                return self._by_shape(windows, len(self.labels), lambda x, idx: torch.softmax(self.runner(x), dim=-1)), None
+            stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.model.embed(x))
+            return self.heads(stats, profiles), None
+        stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.runner(x))
+        return self.heads(stats, profiles, centres), stats
+
+    @torch.inference_mode()
+    def heads(self, stats: np.ndarray, profiles: list | None = None, centres: list | None = None) -> np.ndarray:
+        """(N, 7) probabilities of windows' (N, D) statistics, each by the head its profile or
+        centre calls for (see ``analyse``)."""
+        x = torch.from_numpy(np.ascontiguousarray(stats, dtype=np.float32)).to(self.device)
+        logits = self.model.head(self.model.norm(x))
+        for given, head in ((centres, self.model.in_session if self.sessions else None),
+                            (profiles, self.model.adapted if self.adapts else None)):  # a profile wins
+            rows = [i for i, v in enumerate(given or []) if v is not None]
+            if rows and head is not None:
+                refs = torch.from_numpy(np.stack([np.asarray(given[i], dtype=np.float32) for i in rows])).to(self.device)
+                logits[rows] = head(x[rows], refs)
+        return torch.softmax(logits, dim=-1).cpu().numpy()
 
     def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
                 profile: np.ndarray | None = None) -> Prediction:
@@ -216,26 +261,36 @@ class Recognizer:
         ``profile`` (``voice_profile`` of the same voice), relative to that voice."""
         wave = to_model_rate(waveform, sample_rate)
         duration = len(wave) / SAMPLE_RATE
-        spans, windows, is_speech, _ = self._windows(wave)
+        spans, windows, is_speech, speech = self._windows(wave)
         # A chunk of windows at a time, so a 10-minute file never holds 1,200 windows' features or activations at once.
-        probs = np.concatenate([self.predict_proba(windows[i:i + PREDICT_CHUNK],
-                                                   None if profile is None else [profile] * len(windows[i:i + PREDICT_CHUNK]))
-                                for i in range(0, len(windows), PREDICT_CHUNK)])
+        chunks = [self.analyse(windows[i:i + PREDICT_CHUNK], None if profile is None else [profile] * len(windows[i:i + PREDICT_CHUNK]))
+                  for i in range(0, len(windows), PREDICT_CHUNK)]
+        probs = np.concatenate([p for p, _ in chunks])
+        # Enough speech and no calm-voice profile: every window judged relative to the recording's own speech.
+        session = (profile is None and self.sessions and any(is_speech)
+                   and sum(e - s for s, e in speech) >= SESSION_MIN_SPEECH_S)
+        if session:
+            stats = np.concatenate([st for _, st in chunks])
+            probs = self.heads(stats, centres=[stats[is_speech].mean(axis=0)] * len(stats))
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
                     for (s, e), sp, p in zip(spans, is_speech, probs)]
         chosen = probs[is_speech] if any(is_speech) else probs  # no speech found: judge the whole audio
         overall = chosen.mean(axis=0)
         best = int(overall.argmax())
-        threshold = self.uncertain_threshold(profile is not None)
+        threshold = self.uncertain_threshold(profile is not None, session)
         uncertain = threshold is not None and float(overall[best]) < threshold
         return Prediction(self.labels[best], float(overall[best]), self._as_dict(overall), round(duration, 3),
-                          segments, speech_detected=any(is_speech), uncertain=uncertain, adapted=profile is not None)
+                          segments, speech_detected=any(is_speech), uncertain=uncertain, adapted=profile is not None,
+                          session=session)
 
-    def uncertain_threshold(self, adapted: bool = False) -> float | None:
-        """The calibrated confidence under which a label is reported uncertain (None: never)."""
+    def uncertain_threshold(self, adapted: bool = False, session: bool = False) -> float | None:
+        """The calibrated confidence under which a label is reported uncertain (None: never), for
+        the head that judged it."""
         if adapted and self.meta.get("uncertain_below_adapted") is not None:
             return self.meta["uncertain_below_adapted"]
+        if session and not adapted and self.meta.get("uncertain_below_session") is not None:
+            return self.meta["uncertain_below_session"]
         return self.uncertain_below
 
     def predict_file(self, source: AudioSource, reference: AudioSource | None = None) -> Prediction:

@@ -38,6 +38,7 @@ class ModelConfig:
     whisper_layers: tuple = (2,)  # whisper_head: the Whisper tiny.en layers pooled (ids of ser_model.whisper)
     temperature: float = 1.0  # whisper_head: the calibration already folded into its linear layer (a record)
     adaptation: bool = False  # whisper_head: a second head for statistics centred on the speaker's calm voice
+    session: bool = False  # whisper_head: a head for statistics beside themselves centred on the session's mean
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -229,6 +230,9 @@ class WhisperHead(nn.Module):
         if cfg.adaptation:  # voice adaptation: statistics minus the speaker's calm reference
             self.adapted_norm = Standardize(size, [], [])
             self.adapted_head = nn.Linear(size, cfg.n_classes)
+        if cfg.session:  # session adaptation: [statistics, statistics - the session's mean statistics]
+            self.session_norm = Standardize(2 * size, [], [])
+            self.session_head = nn.Linear(2 * size, cfg.n_classes)
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 768 * layers) statistics."""
@@ -243,6 +247,11 @@ class WhisperHead(nn.Module):
         """Logits of the adapted head for (B, D) statistics and (B, D) references (the mean
         statistics of each window's speaker speaking calmly, ``Recognizer.voice_profile``)."""
         return self.adapted_head(self.adapted_norm(stats - reference))
+
+    def in_session(self, stats: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """Logits of the session head for (B, D) statistics and (B, D) centres (the mean statistics
+        of the speech heard so far from the same speaker, any emotion)."""
+        return self.session_head(self.session_norm(torch.cat([stats, stats - centre], dim=1)))
 
 
 class Ensemble(nn.Module):

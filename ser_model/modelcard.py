@@ -103,6 +103,12 @@ def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     corpora = "+".join(sorted(meta["data"]))
     speakers = sum(v["speakers"] for v in meta["data"].values())
     languages = "English and Amharic" if "ased" in meta["data"] else "English"
+    session_intro = (f"""
+- Session head (automatic): once {meta['session_min_speech_s']:g} s of a voice's speech has been heard (a live
+  stream so far, or a whole file), a third linear layer reads each window's statistics beside the
+  same statistics minus the mean over that speech (temperature {meta['temperature_session']:.2f}, uncertain
+  below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
+  training speaker's statistics centred on four of their clips of any emotion.""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
@@ -268,16 +274,19 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
     counts = meta["trained_on"]
     rows = "\n".join(f"| {c} | {n} |" for c, n in counts.items())
     adapted = mcfg.adaptation and "loco_adapted" in meta
+    session = getattr(mcfg, "session", False) and "loco_session" in meta
     loco_rows = "\n".join(
         f"| {c} | {100 * r['ua']:.1f} | {100 * r['wa']:.1f} | {100 * r['ua_degraded']:.1f} | {r['collapse']:.2f} | "
         f"{100 * r['ece_raw']:.1f} -> {100 * r['ece_calibrated']:.1f} | {100 * r['share_sure']:.0f} % |"
+        + (f" {100 * meta['loco_session'][c]['ua']:.1f} | {meta['loco_session'][c]['collapse']:.2f} |" if session else "")
         + (f" {100 * meta['loco_adapted'][c]['ua']:.1f} | {meta['loco_adapted'][c]['collapse']:.2f} |" if adapted else "")
         for c, r in meta.get("loco", {}).items())
     layers = ", ".join(LAYER_NAMES[k] for k in mcfg.whisper_layers)
     layer_set = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "out"}.get(mcfg.whisper_layers[0], "") \
         if len(mcfg.whisper_layers) == 1 else ""
     cv_lines = ""
-    for what, recipe in (("as shipped", meta["recipe"]), ("adapted to the voice", meta.get("adapted_recipe"))):
+    for what, recipe in (("plain head", meta["recipe"]), ("session head", meta.get("session_recipe")),
+                         ("adapted to the voice", meta.get("adapted_recipe"))):
         cv = probe_cv(recipe, layer_set) if recipe else None
         if cv:
             cv_lines += (f"- RAVDESS 5-fold CV by actor, {what} (trained on the other corpora and 16 actors, "
@@ -290,6 +299,12 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   `reference`), a second linear layer reads the statistics minus that voice's mean (temperature
   {meta['temperature_adapted']:.2f}, uncertain below {meta['uncertain_below_adapted']:.2f}), trained the same way on every
   training speaker's statistics centred on two of their neutral clips.""" if adapted else "")
+    session_intro = (f"""
+- Session head (automatic): once {meta['session_min_speech_s']:g} s of a voice's speech has been heard (a live
+  stream so far, or a whole file), a third linear layer reads each window's statistics beside the
+  same statistics minus the mean over that speech (temperature {meta['temperature_session']:.2f}, uncertain
+  below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
+  training speaker's statistics centred on four of their clips of any emotion.""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
@@ -301,7 +316,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   held-out corpora; a label whose confidence is below {meta["uncertain_below"]:.2f} is reported with
   `"uncertain": true` (below it, held-out labels were right less than
   {100 * meta["sure_accuracy_target"]:.0f} % of the time).
-- Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.{adapted_intro}
+- Load: `Recognizer.load("weights/")` or `python -m ser_model predict FILE`; no data or network needed.{session_intro}{adapted_intro}
 
 ## Training data
 | corpus | files |
@@ -319,11 +334,11 @@ Leave one corpus out: each row is a head of this recipe fitted on the three othe
 scored on all of the held-out one (UA over its own classes, the app's 7-way prediction;
 *collapse*: the most predicted label's share over the most common true label's share).
 
-| held-out corpus | UA % | WA % | UA degraded % | collapse | ECE raw -> calibrated % | labels not uncertain |{" UA adapted % | collapse adapted |" if adapted else ""}
-|---|---|---|---|---|---|---|{"---|---|" if adapted else ""}
+| held-out corpus | UA % | WA % | UA degraded % | collapse | ECE raw -> calibrated % | labels not uncertain |{" UA session % | collapse session |" if session else ""}{" UA adapted % | collapse adapted |" if adapted else ""}
+|---|---|---|---|---|---|---|{"---|---|" if session else ""}{"---|---|" if adapted else ""}
 {loco_rows}
 
-Mean LOCO UA {100 * meta["loco_mean_ua"]:.1f} %{f", adapted to the voice {100 * meta['loco_adapted_mean_ua']:.1f} % (two neutral clips per held-out speaker as the reference, not scored)" if adapted else ""}.
+Mean LOCO UA {100 * meta["loco_mean_ua"]:.1f} %{f", session head {100 * meta['loco_session_mean_ua']:.1f} % (four other clips of each held-out speaker, any emotion, as the session so far, not scored)" if session else ""}{f", adapted to the voice {100 * meta['loco_adapted_mean_ua']:.1f} % (two neutral clips per held-out speaker as the reference, not scored)" if adapted else ""}.
 The layer and C of these rows were chosen on the same four held-out corpora (the nested figures,
 chosen inside each training side, are in `docs/results.md`).
 {cv_lines}

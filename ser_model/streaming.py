@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .inference import HOP_S, MIN_SPEECH_S, WINDOW_S
+from .inference import HOP_S, MIN_SPEECH_S, SESSION_MIN_SPEECH_S, WINDOW_S
 from .labels import EMOTIONS
 from .vad import SPEECH_THRESHOLD
 
@@ -60,6 +60,7 @@ class WindowJob:
     speech: bool
     audio: np.ndarray
     profile: np.ndarray | None = None  # the stream's voice profile, once calibrated (adapted window)
+    centre: np.ndarray | None = None  # the mean statistics of the stream's speech so far (session head)
 
 
 @lru_cache(maxsize=1)
@@ -179,16 +180,21 @@ class StreamSession:
 
     def __init__(self, sample_rate: int, max_duration_s: float | None = None,
                  labels: tuple[str, ...] = EMOTIONS, uncertain_below: float | None = None,
-                 calibrate_s: float | None = None, uncertain_below_adapted: float | None = None):
+                 calibrate_s: float | None = None, uncertain_below_adapted: float | None = None,
+                 uncertain_below_session: float | None = None):
         """``uncertain_below``: a shown label whose (calibrated) confidence is lower is marked
         ``uncertain`` (the model's own threshold, ``Recognizer.uncertain_threshold``; None: never).
         ``calibrate_s``: collect that much speech first (``calibration_audio``) for a voice
-        profile; windows after ``set_profile`` are judged relative to that voice."""
+        profile; windows after ``set_profile`` are judged relative to that voice. Statistics that
+        come back with results (``apply``) are averaged; once ``SESSION_MIN_SPEECH_S`` of speech
+        is in, later windows carry that mean as their ``centre`` (the model's session head)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
                 or not MIN_STREAM_RATE <= sample_rate <= MAX_STREAM_RATE:
             raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE}")
         self.sample_rate, self.max_duration_s, self.labels = sample_rate, max_duration_s, labels
         self.uncertain_below, self.uncertain_below_adapted = uncertain_below, uncertain_below_adapted
+        self.uncertain_below_session = uncertain_below_session
+        self._stats: tuple[np.ndarray, int] | None = None  # (sum, count) of the speech windows' statistics
         self.calibrate_s = calibrate_s
         self._calibration: list[np.ndarray] | None = [] if calibrate_s else None  # speech chunks so far
         self.profile: np.ndarray | None = None
@@ -296,14 +302,28 @@ class StreamSession:
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         self._last_end = end
         return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
-                         np.ascontiguousarray(audio, dtype=np.float32), self.profile)
+                         np.ascontiguousarray(audio, dtype=np.float32), self.profile, self.centre)
 
-    def apply(self, job: WindowJob, probs: np.ndarray | None) -> dict:
+    @property
+    def centre(self) -> np.ndarray | None:
+        """The mean statistics of this stream's speech windows so far, once they cover
+        ``SESSION_MIN_SPEECH_S`` of speech (one hop each); None before, or for a model without them."""
+        stats = self._stats  # one read: the worker thread replaces the tuple, never changes it
+        if stats is None or stats[1] * HOP_S < SESSION_MIN_SPEECH_S:
+            return None
+        return (stats[0] / stats[1]).astype(np.float32)
+
+    def apply(self, job: WindowJob, probs: np.ndarray | None, stats: np.ndarray | None = None) -> dict:
         """Record a window's class probabilities (None for a window without speech: the model
-        need not run); returns the smoothed ``emotion`` event."""
+        need not run) and statistics (a model with a session head); returns the smoothed
+        ``emotion`` event."""
         if job.speech and probs is None:
             raise ValueError("a speech window needs its probabilities")
+        session = job.centre is not None and job.profile is None
         with self._lock:
+            if job.speech and stats is not None:
+                total = np.asarray(stats, dtype=np.float64)
+                self._stats = (total, 1) if self._stats is None else (self._stats[0] + total, self._stats[1] + 1)
             if job.speech:
                 probs = np.asarray(probs, dtype=np.float64)
             self._segments.append({"start": job.t0, "end": job.t1, "speech": job.speech,
@@ -315,7 +335,7 @@ class StreamSession:
                     self._ema, self._shown, self._leader, self._leader_hops = None, None, None, 0
                 return {"t0": job.t0, "t1": job.t1, "speech": False, "label": None,
                         "confidence": None, "probabilities": None, "uncertain": False,
-                        "adapted": job.profile is not None}
+                        "adapted": job.profile is not None, "session": session}
             self._silent_hops = 0
             self._speech_probs.append(probs)
             self._ema = probs if self._ema is None else SMOOTHING * probs + (1 - SMOOTHING) * self._ema
@@ -323,12 +343,15 @@ class StreamSession:
             confidence = float(self._ema[self._shown])
             return {"t0": job.t0, "t1": job.t1, "speech": True, "label": self.labels[self._shown],
                     "confidence": round(confidence, 5), "probabilities": self._as_dict(self._ema),
-                    "uncertain": self._uncertain(confidence, job.profile is not None),
-                    "adapted": job.profile is not None}
+                    "uncertain": self._uncertain(confidence, job.profile is not None, session),
+                    "adapted": job.profile is not None, "session": session}
 
-    def _uncertain(self, confidence: float, adapted: bool = False) -> bool:
-        threshold = self.uncertain_below_adapted if adapted and self.uncertain_below_adapted is not None \
-            else self.uncertain_below
+    def _uncertain(self, confidence: float, adapted: bool = False, session: bool = False) -> bool:
+        threshold = self.uncertain_below
+        if adapted and self.uncertain_below_adapted is not None:
+            threshold = self.uncertain_below_adapted
+        elif session and self.uncertain_below_session is not None:
+            threshold = self.uncertain_below_session
         return threshold is not None and confidence < threshold
 
     def _update_label(self):

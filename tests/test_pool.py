@@ -40,7 +40,7 @@ def test_batches_sent_before_earlier_answers_are_answered_in_order(predictor, ra
     batches = [windows(1), windows(2), windows(3)]
     handles = [predictor.submit(b) for b in batches]  # all three in the pipe before any answer is read
     for batch, handle in zip(reversed(batches), reversed(handles)):  # read out of order: each gets its own
-        probs, seconds = handle()
+        probs, stats, seconds = handle()
         np.testing.assert_allclose(probs, local.predict_proba(batch), atol=1e-5)
         assert 0 < seconds < 30  # the child's own model time
 

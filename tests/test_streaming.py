@@ -187,7 +187,7 @@ def test_no_speech_hop_has_null_label_and_long_silence_resets():
     s.apply(job(0.5), one_hot(2))
     event = s.apply(job(1.0, speech=False), None)
     assert event == {"t0": 0.0, "t1": 1.0, "speech": False, "label": None, "confidence": None,
-                     "probabilities": None, "uncertain": False, "adapted": False}
+                     "probabilities": None, "uncertain": False, "adapted": False, "session": False}
     for k in range(int(RESET_AFTER_SILENCE_S / HOP_S)):
         s.apply(job(1.5 + 0.5 * k, speech=False), None)
     assert s.apply(job(9.0), one_hot(4))["label"] == "fearful"  # no memory of 'sad'

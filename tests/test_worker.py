@@ -196,7 +196,7 @@ class SubmittingRecognizer(FakeRecognizer):
 
         def answer():
             time.sleep(max(0.0, ready - time.monotonic()))
-            return probs, 0.001
+            return probs, None, 0.001
         return answer
 
 

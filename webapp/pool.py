@@ -81,15 +81,16 @@ class ProcessPredictor:
     def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
         return self.submit(windows, profiles)()[0]
 
-    def submit(self, windows: list[np.ndarray], profiles: list | None = None):
-        """Send a batch and return at once; calling the result waits for (probabilities, the
-        child's model seconds). The child works while the caller answers an earlier batch, and
-        answers in the order it was asked."""
+    def submit(self, windows: list[np.ndarray], profiles: list | None = None, centres: list | None = None):
+        """Send a batch and return at once; calling the result waits for (probabilities,
+        statistics or None, the child's model seconds): ``Recognizer.analyse`` in the child. The
+        child works while the caller answers an earlier batch, and answers in the order asked."""
         with self._lock:
             if not self.alive:
                 self._restart("found dead")
             try:
-                self._conn.send(("predict", ([np.ascontiguousarray(w, dtype=np.float32) for w in windows], profiles)))
+                self._conn.send(("predict", ([np.ascontiguousarray(w, dtype=np.float32) for w in windows],
+                                             profiles, centres)))
             except (OSError, ValueError) as exc:
                 self._restart(repr(exc))
                 raise PredictorError(f"{self.name}: the model process was lost ({exc}); restarted") from None
@@ -97,7 +98,7 @@ class ProcessPredictor:
             ticket, restarts = self._sent, self.restarts
         return lambda: self._answer(ticket, restarts)
 
-    def _answer(self, ticket: int, restarts: int) -> tuple[np.ndarray, float]:
+    def _answer(self, ticket: int, restarts: int) -> tuple:
         with self._lock:
             if restarts != self.restarts:
                 raise PredictorError(f"{self.name}: the model process was restarted before it answered")
@@ -161,8 +162,8 @@ def _serve(conn, weights: str, device: str, threads: int):
             return
         started = time.perf_counter()
         try:
-            windows, profiles = payload
-            probs = rec.predict_proba(windows, profiles)
-            conn.send(("ok", (probs, time.perf_counter() - started)))
+            windows, profiles, centres = payload
+            probs, stats = rec.analyse(windows, profiles, centres)
+            conn.send(("ok", (probs, stats, time.perf_counter() - started)))
         except Exception as exc:  # noqa: BLE001 - one bad batch: say so, keep serving
             conn.send(("error", f"{exc!r} after {time.perf_counter() - started:.2f} s"))

@@ -175,11 +175,11 @@ class StreamHub:
                 raise StreamError("bad_start", f"calibrate_s must be {MIN_CALIBRATE_S:g} to {MAX_CALIBRATE_S:g} seconds")
             if not getattr(self.recognizer, "adapts", False):
                 raise StreamError("no_adaptation", "this model cannot adapt to a voice; start without calibrate_s")
-        threshold = getattr(self.recognizer, "uncertain_threshold", lambda adapted=False: None)
+        threshold = getattr(self.recognizer, "uncertain_threshold", lambda adapted=False, session=False: None)
         try:
             session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"],
                                     uncertain_below=threshold(False), uncertain_below_adapted=threshold(True),
-                                    calibrate_s=calibrate_s)
+                                    uncertain_below_session=threshold(False, True), calibrate_s=calibrate_s)
         except ValueError as exc:
             raise StreamError("bad_start", f"start needs {{'sample_rate': int}}: {exc}") from None
         self.start_background()

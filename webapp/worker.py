@@ -209,7 +209,7 @@ class InferenceWorker:
                 log.exception("could not start inference on %d windows", len(speech))
         return items, speech, handle
 
-    def _answer_all(self, items: list, probs: dict[int, np.ndarray]):
+    def _answer_all(self, items: list, probs: dict[int, tuple]):
         for item in items:
             try:
                 self._answer(item, probs)
@@ -218,57 +218,65 @@ class InferenceWorker:
                 log.exception("could not answer a window")
                 self._fail([item], "internal")
 
-    def _answer(self, item: tuple, probs: dict[int, np.ndarray]):
+    def _answer(self, item: tuple, probs: dict[int, tuple]):
         kind, sid, session, job, queued = item
         if kind == "summary":
             self._warned.pop(sid, None)
             self.emit("summary", session.summary(), sid)
             return
-        p = probs.get(id(item))
+        p, stats = probs.get(id(item), (None, None))
         if job.speech and p is None:  # its analysis failed: tell that client, nobody else
             self._fail([item], "analysis_failed")
             return
-        event = session.apply(job, p)
+        event = session.apply(job, p, stats)
         if not session.closed:
             self.emit("emotion", event, sid)
             self.stats["answered"] += 1
             self._observe_lag(time.monotonic() - queued)
 
-    def _results(self, speech: list, handle) -> dict[int, np.ndarray]:
-        """Probabilities by item id: the batch's, or window by window if the batch failed."""
+    def _results(self, speech: list, handle) -> dict[int, tuple]:
+        """(probabilities, statistics or None) by item id: the batch's, or window by window if the
+        batch failed."""
         if not speech:
             return {}
         try:
             if handle is None:
                 raise RuntimeError("the batch was not started")
-            probs, seconds = handle()
+            probs, stats, seconds = handle()
             self._observe_batch(seconds, len(speech))
-            return {id(item): p for item, p in zip(speech, probs)}
+            return {id(item): (p, None if stats is None else stats[i]) for i, (item, p) in enumerate(zip(speech, probs))}
         except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
             log.exception("inference batch of %d windows failed; retrying one by one", len(speech))
         out = {}
         for item in speech:
             try:
-                out[id(item)] = self._send([item[3]])()[0][0]
+                probs, stats, _ = self._send([item[3]])()
+                out[id(item)] = (probs[0], None if stats is None else stats[0])
             except Exception:  # noqa: BLE001
                 pass
         return out
 
     def _send(self, jobs: list):
-        """Start ``predict_proba`` of these windows; the returned call waits for (probabilities,
-        model seconds). A predictor with ``submit`` (a model process) computes meanwhile, while this
-        thread answers the previous batch; any other computes when called. Voice profiles are passed
-        only when a window has one, so predictors that cannot adapt keep the one-argument call."""
-        windows, profiles = [j.audio for j in jobs], [j.profile for j in jobs]
-        args = (windows, profiles) if any(p is not None for p in profiles) else (windows,)
+        """Start the model on these windows; the returned call waits for (probabilities,
+        statistics or None, model seconds). A predictor with ``submit`` (a model process)
+        computes meanwhile, while this thread answers the previous batch; any other computes when
+        called. Voice profiles and session centres are passed only when a window has one, so
+        predictors that cannot adapt keep the one-argument call."""
+        windows = [j.audio for j in jobs]
+        profiles, centres = [j.profile for j in jobs], [j.centre for j in jobs]
+        kwargs = {k: v for k, v in (("profiles", profiles), ("centres", centres)) if any(x is not None for x in v)}
         submit = getattr(self.recognizer, "submit", None)
         if submit is not None:
-            return submit(*args)
+            return submit(windows, **kwargs)
+        analyse = getattr(self.recognizer, "analyse", None)
 
         def compute():
             start = time.perf_counter()
-            probs = self.recognizer.predict_proba(*args)
-            return probs, time.perf_counter() - start
+            if analyse is not None:
+                probs, stats = analyse(windows, **kwargs)
+            else:
+                probs, stats = self.recognizer.predict_proba(windows, **kwargs), None
+            return probs, stats, time.perf_counter() - start
         return compute
 
     def _fail(self, items: list, code: str):

@@ -1,0 +1,132 @@
+"""The session head (issue 12): once a voice has spoken SESSION_MIN_SPEECH_S, windows are judged
+beside the mean statistics of that voice's speech so far: for files (their own speech), live
+streams (the speech before each window) and the model lanes in between."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser_model import Recognizer
+from ser_model.audio import load_audio
+from ser_model.checkpoint import register, save_checkpoint
+from ser_model.inference import HOP_S, SESSION_MIN_SPEECH_S
+from ser_model.model import ModelConfig, build_model
+from ser_model.streaming import StreamSession, WindowJob
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+NS = "/stream"
+
+
+@pytest.fixture(scope="module")
+def session_weights(tmp_path_factory):
+    """A small random Whisper head with all three heads (plain, session, calm voice)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), adaptation=True, session=True)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for head in (model.head, model.session_head, model.adapted_head):
+            head.weight.mul_(50)  # random statistics are small: make the heads' answers differ visibly
+    folder = tmp_path_factory.mktemp("session_weights")
+    register(folder, "s", save_checkpoint(folder / "s.pt", model, cfg,
+                                          {"uncertain_below": 0.5, "uncertain_below_session": 0.2}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def recognizer(session_weights):
+    return Recognizer.load(session_weights)
+
+
+def long_speech(espeak_wav, seconds: float) -> np.ndarray:
+    wave = load_audio(espeak_wav)
+    return np.tile(wave, int(np.ceil(seconds * 16000 / len(wave))))[:int(seconds * 16000)]
+
+
+def test_analyse_returns_statistics_and_each_window_gets_its_own_head(recognizer, espeak_wav):
+    wave = load_audio(espeak_wav)
+    windows = [wave[:48000], wave[8000:40000], wave[:24000]]
+    plain, stats = recognizer.analyse(windows)
+    assert stats.shape == (3, recognizer.model.norm.mean.shape[0])
+    np.testing.assert_allclose(plain, recognizer.predict_proba(windows), atol=1e-5)
+    centre = stats.mean(axis=0)
+    mixed, _ = recognizer.analyse(windows, centres=[centre, None, centre])
+    alone = [recognizer.analyse([w], centres=[c])[0][0] for w, c in zip(windows, [centre, None, centre])]
+    np.testing.assert_allclose(mixed, np.stack(alone), atol=1e-4)
+    np.testing.assert_allclose(mixed[1], plain[1], atol=1e-5)  # no centre: the plain head
+    assert np.abs(mixed[0] - plain[0]).max() > 1e-3  # a centre: another head, another answer
+    profiled, _ = recognizer.analyse(windows, profiles=[centre, None, None], centres=[centre, None, centre])
+    np.testing.assert_allclose(profiled[0], recognizer.predict_proba(windows[:1], [centre])[0], atol=1e-4)  # a profile wins
+
+
+def test_a_file_uses_the_session_head_only_with_enough_speech(recognizer, espeak_wav):
+    short = recognizer.predict(long_speech(espeak_wav, 4.0))
+    assert short.session is False and short.to_dict()["session"] is False
+    long = recognizer.predict(long_speech(espeak_wav, 14.0))
+    assert long.session is True and long.to_dict()["session"] is True
+    adapted = recognizer.predict(long_speech(espeak_wav, 14.0), profile=recognizer.voice_profile(load_audio(espeak_wav)))
+    assert adapted.adapted and not adapted.session  # a calm-voice profile takes precedence
+
+
+def test_stream_windows_carry_the_mean_of_the_speech_so_far():
+    session = StreamSession(16000)
+    needed = int(np.ceil(SESSION_MIN_SPEECH_S / HOP_S))
+    rng = np.random.default_rng(0)
+    stats = rng.standard_normal((needed + 1, 8))
+    silent = WindowJob(0.0, 0.5, False, np.zeros(8000, np.float32))
+    for k in range(needed):
+        assert session.centre is None
+        job = WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32))
+        assert session.apply(job, np.full(7, 1 / 7), stats[k])["session"] is False
+        session.apply(silent, None, None)  # silence adds nothing
+    np.testing.assert_allclose(session.centre, stats[:needed].mean(axis=0), rtol=1e-5)
+    job = WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32), centre=session.centre)
+    event = session.apply(job, np.full(7, 1 / 7), stats[needed])
+    assert event["session"] is True and event["adapted"] is False
+    assert session.apply(WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32), profile=np.zeros(8), centre=session.centre),
+                         np.full(7, 1 / 7))["session"] is False  # judged by the calm-voice head
+
+
+def test_session_events_use_the_session_threshold():
+    session = StreamSession(16000, uncertain_below=0.9, uncertain_below_session=0.1)
+    job = WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32), centre=np.zeros(8, np.float32))
+    assert session.apply(job, np.full(7, 1 / 7))["uncertain"] is False  # 0.14 >= 0.1
+    assert session.apply(WindowJob(0.5, 1.0, True, np.zeros(8000, np.float32)), np.full(7, 1 / 7))["uncertain"] is True
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_live_stream_switches_to_the_session_head(base_config, session_weights, espeak_wav, mode):
+    from webapp import create_app, socketio
+
+    app = create_app({**base_config, "WEIGHTS": str(session_weights), "INFERENCE_MODE": mode})
+    try:
+        client = socketio.test_client(app, namespace=NS)
+        assert client.emit("start", {"sample_rate": 16000}, callback=True, namespace=NS)["ok"]
+        pcm = (long_speech(espeak_wav, SESSION_MIN_SPEECH_S + 5) * 20000).astype("<i2")
+        got = []
+        for i in range(0, len(pcm), 4000):  # twice real time: no hop is skipped as stale on a busy machine
+            client.emit("audio", pcm[i:i + 4000].tobytes(), namespace=NS)
+            time.sleep(0.125)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(m["name"] == "emotion" and m["args"][0]["session"] for m in got):
+            got += client.get_received(NS)
+            time.sleep(0.1)
+        events = [m["args"][0] for m in got if m["name"] == "emotion"]
+        speech = [e for e in events if e["speech"]]
+        assert speech and speech[0]["session"] is False  # the first windows: not enough speech yet
+        first = next(i for i, e in enumerate(speech) if e["session"])
+        assert first * HOP_S >= SESSION_MIN_SPEECH_S  # only after that much speech was analysed
+    finally:
+        app.extensions["ser_stream"].stop_background()
+
+
+def test_the_shipped_model_has_a_calibrated_session_head():
+    rec = Recognizer.load(WEIGHTS)
+    if not rec.sessions:
+        pytest.skip("the shipped model has no session head")
+    assert rec.meta["session_min_speech_s"] == SESSION_MIN_SPEECH_S
+    assert 0 < rec.uncertain_threshold(session=True) < 1
+    assert rec.meta["loco_session_mean_ua"] > 0.25  # held-out corpora, well above chance (0.18)
