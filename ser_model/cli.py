@@ -58,7 +58,8 @@ def _describe(file: str, result) -> str:
     lines = [f"{file}: {result.label} ({result.confidence:.0%}), {result.duration:.1f} s"
              + ("" if result.speech_detected else "  [no speech detected]")
              + ("  [unsure: below the model's calibrated threshold]" if result.uncertain else "")
-             + ("  [adapted to the reference voice]" if result.adapted else "")]
+             + ("  [adapted to the reference voice]" if result.adapted else "")
+             + ("  [judged beside the file's own speech]" if result.session else "")]
     for label, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<10} {p:6.1%} {'#' * round(p * 40)}")
     lines.append("  timeline: " + " ".join(

@@ -597,6 +597,33 @@ def test_uncertain_labels_are_greyed_with_unsure(page, server, tmp_path):
 
 
 @pytest.mark.browser
+def test_session_badge_follows_the_events_and_the_upload(page, server, tmp_path):
+    """After the first seconds of speech the server judges relative to the speech so far
+    (`session: true`): a "tuned to this voice" badge by the label while such events arrive."""
+    open_with_fake_stream(page, server)
+    start_fake_recording(page)
+    badge = page.locator('[data-testid="session-badge"]')
+    fire(page, "emotion", emotion_event(0.5, "happy", session=False))
+    assert badge.is_hidden()
+    fire(page, "emotion", emotion_event(1.0, "happy", session=True))
+    assert badge.is_visible() and badge.text_content() == "tuned to this voice"
+    fire(page, "emotion", emotion_event(1.5, "sad"))  # no field: hidden, as before
+    assert badge.is_hidden()
+    fire(page, "emotion", emotion_event(2.0, "sad", session=True))
+    page.evaluate("(summary) => { window.fakeStream.summary = summary; }", summary_payload("sad"))
+    page.click(RECORD)
+    page.wait_for_selector("#summary:not([hidden])")
+    assert badge.is_hidden()  # gone at Stop
+
+    page.route("**/api/predict", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps({**summary_payload("sad"), "session": True})))
+    page.set_input_files("#upload-file", str(write_wav16(tmp_path / "voice.wav", synthetic_voice(2.0), 16000)))
+    page.click("#upload-submit")
+    page.wait_for_selector("#upload-result:not([hidden])")
+    assert page.locator('[data-testid="result-session"]').is_visible()
+
+
+@pytest.mark.browser
 def test_adapt_to_my_voice_states_and_fallback(page, server, tmp_path):
     """With the fake server: calibrate_s in start (again after a resume), the fallback when the model
     cannot adapt, a failed calibration's notice, the adapted badge; an upload with a reference."""

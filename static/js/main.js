@@ -73,6 +73,7 @@ class LivePanel {
       adapt: byId('adapt-voice'),
       adaptStatus: byId('adapt-status'),
       adaptedBadge: byId('adapted-badge'),
+      sessionBadge: byId('session-badge'),
       banner: byId('connection-banner'),
       pill: byId('connection-pill'),
       meter: byId('level-meter'),
@@ -274,6 +275,7 @@ class LivePanel {
     this.setState('idle');
     this.level(0);
     this.els.adaptedBadge.hidden = true;
+    this.els.sessionBadge.hidden = true;
     if (this.els.adaptStatus.dataset.state === 'learning') this.showAdapt(null);  // stopped before it learnt
     this.els.speech.dataset.state = 'idle';
     this.els.speech.textContent = 'Not recording';
@@ -329,6 +331,8 @@ class LivePanel {
     // Predictions relative to the speaker's voice ("Adapt to my voice"): a badge by the label.
     if (event.adapted === true && this.els.adaptStatus.dataset.state === 'learning') this.showAdapt('adapted');
     this.els.adaptedBadge.hidden = event.adapted !== true;
+    // After the first seconds of speech the server judges relative to the speech so far ("session").
+    this.els.sessionBadge.hidden = event.session !== true;
     if (speech) {
       showLabel(this.els.current, this.els.currentUnsure, event, '—');  // rewritten only on change (a live region)
       this.els.confidence.textContent = `${percent(event.confidence)} confidence${this.narrowLead(event)}`;
@@ -404,6 +408,7 @@ function startUpload() {
     unsure: byId('result-unsure'),
     confidence: byId('result-confidence'),
     adapted: byId('result-adapted'),
+    session: byId('result-session'),
     duration: byId('result-duration'),
     bars: byId('result-bars'),
     timeline: byId('result-timeline'),

@@ -13,7 +13,7 @@ const STATUS_TEXT = {
 };
 
 export class UploadPanel {
-  // els: {form, input, reference, submit, message, preview, audio, result, label, unsure, confidence, adapted,
+  // els: {form, input, reference, submit, message, preview, audio, result, label, unsure, confidence, adapted, session,
   //       duration, bars, timeline}; `reference`: optional calm speech of the same voice (field `reference`)
   constructor(els) {
     this.els = els;
@@ -87,6 +87,7 @@ export class UploadPanel {
     confidence.textContent = data.label ? `${percent(data.confidence)} confidence` : '';
     duration.textContent = formatSeconds(data.duration);
     if (this.els.adapted) this.els.adapted.hidden = data.adapted !== true;
+    if (this.els.session) this.els.session.hidden = data.session !== true;
     renderBars(this.els.bars, data.label ? data.probabilities : null,
       'No speech was found in this file, so there are no probabilities to show.');
     this.timeline.setSegments(data.segments || [], data.duration);
