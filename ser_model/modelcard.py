@@ -103,12 +103,6 @@ def model_card(name: str, model, mcfg, cfg, meta: dict) -> str:
     corpora = "+".join(sorted(meta["data"]))
     speakers = sum(v["speakers"] for v in meta["data"].values())
     languages = "English and Amharic" if "ased" in meta["data"] else "English"
-    session_intro = (f"""
-- Session head (automatic): once {meta['session_min_speech_s']:g} s of a voice's speech has been heard (a live
-  stream so far, or a whole file), a third linear layer reads each window's statistics beside the
-  same statistics minus the mean over that speech (temperature {meta['temperature_session']:.2f}, uncertain
-  below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
-  training speaker's statistics centred on four of their clips of any emotion.""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
