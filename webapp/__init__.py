@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     app.config["MAX_CONTENT_LENGTH"] = int(float(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+    # How long a thread may hold the GIL while another waits: every connection is a thread here,
+    # and the inference lanes' feeder threads wait behind them.
+    sys.setswitchinterval(float(app.config["GIL_SWITCH_INTERVAL_S"]))
 
     recognizer, model_info = load_recognizer(app.config["WEIGHTS"])
     if recognizer is not None:

@@ -39,6 +39,7 @@ DEFAULTS = dict(
     COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too
     STALE_S=2.0,  # windows waiting longer are never analysed (load shedding)
     INFERENCE_THREADS=1,  # torch/BLAS/OpenMP threads per model: 1 is fastest on a busy 2-core machine (docs/webapp.md)
+    GIL_SWITCH_INTERVAL_S=0.001,  # sys.setswitchinterval of the web process (Python: 0.005): lanes wait less (docs/benchmarks.md)
     # Several app processes (behind nginx): Flask-SocketIO's message queue, so any process can emit to any client
     REDIS_URL=None,  # e.g. "redis://127.0.0.1:6379/0"; None: this process is alone
     TIER_REDIS_URL=None,  # INFERENCE_MODE "redis": the tier's Redis (None: REDIS_URL)
