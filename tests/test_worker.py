@@ -183,32 +183,33 @@ def test_full_queue_refuses():
 
 
 class SubmittingRecognizer(FakeRecognizer):
-    """A model in another process, as ``ProcessPredictor`` is: ``submit`` returns at once, the
-    answer is ready 0.3 s later."""
+    """A model in another process, as ``ProcessPredictor`` is: ``submit`` returns at once; the first
+    answer is ready once ``queued_more`` is set (the test has queued another window), or after 5 s."""
 
     def __init__(self, log):
         super().__init__()
-        self.log = log
+        self.log, self.queued_more = log, threading.Event()
 
     def submit(self, windows):
         self.log.append(("submit", len(self.calls)))
-        probs, ready = self.predict_proba(windows), time.monotonic() + 0.3
+        probs = self.predict_proba(windows)
 
         def answer():
-            time.sleep(max(0.0, ready - time.monotonic()))
+            self.queued_more.wait(5.0)
             return probs, None, 0.001
         return answer
 
 
 def test_the_next_batch_is_sent_before_the_last_is_answered():
     log = []
-    worker = InferenceWorker(SubmittingRecognizer(log), lambda event, payload, sid: log.append((event, sid)),
-                             batch_wait_ms=1)
+    rec = SubmittingRecognizer(log)
+    worker = InferenceWorker(rec, lambda event, payload, sid: log.append((event, sid)), batch_wait_ms=1)
     worker.submit("a", StreamSession(16000), [window(0.5)])
     deadline = time.monotonic() + 5
     while not log and time.monotonic() < deadline:
         time.sleep(0.005)
     worker.submit("b", StreamSession(16000), [window(0.5)])  # queued while the model works on "a"
+    rec.queued_more.set()
     while len(log) < 4 and time.monotonic() < deadline:
         time.sleep(0.005)
     worker.stop()
