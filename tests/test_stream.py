@@ -88,7 +88,7 @@ def test_tone_gives_one_event_per_hop(stream_client):
     assert t1 == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     assert all(0 < b - a <= 0.5 for a, b in zip([0.0] + t1, t1))
     for e in emotions:
-        assert set(e) == {"t0", "t1", "speech", "label", "confidence", "probabilities", "uncertain", "adapted"}
+        assert set(e) == {"t0", "t1", "speech", "label", "confidence", "probabilities", "uncertain", "adapted", "session"}
         assert e["t0"] == max(0.0, e["t1"] - 3.0)
 
 
