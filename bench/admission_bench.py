@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +23,8 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, save_results, start_server, stop_server)
+from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+                     save_results, scratch_folder, start_server, stop_server)
 
 
 def ramp(url: str, signals, args, stats: ProcStats) -> dict:
@@ -84,12 +83,9 @@ def main(argv=None):
     p.add_argument("--hold", type=float, default=30.0, help="seconds measured after admission stopped")
     p.add_argument("--refusals", type=int, default=5, help="refused starts in a row that end the ramp")
     p.add_argument("--max", type=int, default=120, help="clients at most")
-    p.add_argument("--weights", type=Path, default=None)
-    p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_server_args(p)
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="admission_bench_"))
-    args.weights = args.weights or default_weights(tmp)
+    tmp = scratch_folder(args, "admission_bench")
     signals = load_speech(args.audio_dir, 60.0, 40, 16000)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

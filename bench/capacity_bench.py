@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, save_results, start_server, stop_server)
+from harness import (ROOT, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+                     save_results, scratch_folder, start_server, stop_server)
 
 P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
@@ -176,12 +175,9 @@ def main(argv=None):
     p.add_argument("--step", type=int, default=6)
     p.add_argument("--resolution", type=int, default=1, help="stop halving when the gap is this small")
     p.add_argument("--max", type=int, default=120)
-    p.add_argument("--weights", type=Path, default=None)
-    p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_server_args(p)
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="capacity_bench_"))
-    args.weights = args.weights or default_weights(tmp)
+    tmp = scratch_folder(args, "capacity_bench")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
     results = {"cores": cores(), "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
     for name in args.topologies.split(","):

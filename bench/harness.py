@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -83,6 +84,21 @@ def default_weights(tmp: Path) -> Path:
         return ROOT / "weights"
     print("weights/ has no model yet: benchmarking an UNTRAINED model of the default size")
     return throwaway_weights(tmp)
+
+
+def add_server_args(parser) -> None:
+    """The options every live-server benchmark shares: the model, the speech it streams, where results go."""
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="weights folder or checkpoint (default: weights/ if it has a model, else untrained)")
+    parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+
+
+def scratch_folder(args, name: str) -> Path:
+    """A temporary folder for this run's logs; fills in ``args.weights`` when it was not given."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    args.weights = args.weights or default_weights(tmp)
+    return tmp
 
 
 def start_server(cmd: list[str], url: str, log_path: Path, env: dict) -> subprocess.Popen:

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ import requests
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, save_results, start_server, stop_server)
+from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+                     save_results, scratch_folder, start_server, stop_server)
 
 
 def uploader(url: str, wav: bytes, every_s: float, stop: threading.Event, statuses: list):
@@ -41,12 +40,9 @@ def main(argv=None):
     p.add_argument("--streams", type=int, default=20)
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--upload-every", type=float, default=15.0, help="seconds between uploads (0: none)")
-    p.add_argument("--weights", type=Path, default=None)
-    p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_server_args(p)
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="soak_bench_"))
-    args.weights = args.weights or default_weights(tmp)
+    tmp = scratch_folder(args, "soak_bench")
     signals = load_speech(args.audio_dir, 60.0, min(args.streams, 40), 16000)
     buf = io.BytesIO()
     sf.write(buf, signals[0][:10 * 16000], 16000, format="WAV")

@@ -20,15 +20,14 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (DEFAULT_AUDIO, ROOT, LiveClient, ProcStats, default_weights, free_port,  # noqa: E402
-                     load_speech, percentile, save_results, start_server, stop_server)
+from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+                     save_results, scratch_folder, start_server, stop_server)
 
 
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
@@ -95,19 +94,15 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=25.0, help="audio per stream per round")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate the clients send")
     parser.add_argument("--frame-ms", type=int, default=250)
-    parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="weights folder or checkpoint (default: weights/ if it has a model, else untrained)")
     parser.add_argument("--gunicorn", action="store_true", help="serve with the production gunicorn command")
     parser.add_argument("--no-admission", action="store_true",
                         help="admit every stream (to measure overload); by default the server refuses what it "
                              "cannot serve well")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_server_args(parser)
     args = parser.parse_args(argv)
     args.streams = [int(n) for n in args.streams.split(",")]
 
-    tmp = Path(tempfile.mkdtemp(prefix="stream_bench_"))
-    args.weights = args.weights or default_weights(tmp)
+    tmp = scratch_folder(args, "stream_bench")
     signals = load_speech(args.audio_dir, args.seconds, min(max(args.streams), 50), args.rate)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
