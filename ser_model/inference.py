@@ -186,8 +186,13 @@ class Recognizer:
         if sum(e - s for s, e in speech) < MIN_PROFILE_SPEECH_S:
             raise ProfileError(f"a voice profile needs at least {MIN_PROFILE_SPEECH_S:g} s of speech")
         windows = [w for w, sp in zip(windows, is_speech) if sp][:PREDICT_CHUNK]
-        stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.model.embed(x))
-        return stats.mean(axis=0).astype(np.float32)
+        return self._statistics(windows).mean(axis=0).astype(np.float32)
+
+    def _statistics(self, windows: list[np.ndarray]) -> np.ndarray:
+        """(N, D) pooled statistics of the windows, which the heads read: the runner's output for a
+        model with a session head (traced), else the model's ``embed``."""
+        embed = self.runner if self.sessions else self.model.embed
+        return self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: embed(x))
 
     def _windows(self, wave: np.ndarray) -> tuple[list, list, list[bool], list]:
         """A 16 kHz waveform's analysis windows: their (start, end) spans, the windows (views, no
@@ -236,9 +241,8 @@ class Recognizer:
         if not self.sessions:
             if not profiled:
                 return self._by_shape(windows, len(self.labels), lambda x, idx: torch.softmax(self.runner(x), dim=-1)), None
-            stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.model.embed(x))
-            return self.heads(stats, profiles), None
-        stats = self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: self.runner(x))
+            return self.heads(self._statistics(windows), profiles), None
+        stats = self._statistics(windows)
         return self.heads(stats, profiles, centres), stats
 
     @torch.inference_mode()
