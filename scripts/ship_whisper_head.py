@@ -175,9 +175,9 @@ def fitted(prober, recipe, files, layers, c, temperature):
             linear.weight.detach() / temperature, linear.bias.detach() / temperature)
 
 
-def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> list[dict]:
+def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str, session_layer_set: str) -> list[dict]:
     """The figures the page's "How good is this?" shows (registry ``headline``): held-out corpora,
-    adapted, and the RAVDESS CV of this layer (``scripts/whisper_probe.py probe --layer``)."""
+    adapted, and the RAVDESS CV of each head's layers (``scripts/whisper_probe.py probe --layer``)."""
     from ser_model.modelcard import probe_cv
 
     chance = float(np.mean([1 / 7, 1 / 7, 1 / 5, 1 / 4]))  # RAVDESS, TESS, ASED, TurEV-DB classes
@@ -189,9 +189,9 @@ def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> 
     if "loco_adapted_mean_ua" in meta:
         rows.append({"what": "the same, adapted to the speaker's calm voice",
                      "ua": round(meta["loco_adapted_mean_ua"], 3), "chance": round(chance, 3)})
-    for recipe, what in ((meta["recipe"], "new actors of RAVDESS, the corpus it knows best (5-fold CV)"),
-                         (meta.get("session_recipe"), "the same, session head")):
-        cv = probe_cv(recipe, layer_set) if recipe else None
+    for recipe, layers, what in ((meta["recipe"], layer_set, "new actors of RAVDESS, the corpus it knows best (5-fold CV)"),
+                                 (meta.get("session_recipe"), session_layer_set, "the same, session head")):
+        cv = probe_cv(recipe, layers) if recipe else None
         if cv:
             rows.append({"what": what, "ua": round(cv["ua"], 3), "chance": round(1 / 7, 3)})
     path = weights_dir / "registry.json"
@@ -204,6 +204,9 @@ def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", nargs="+", default=["L1", "L2"], choices=list(P.LAYER_SETS))
+    ap.add_argument("--session-layers", default=None, choices=list(P.LAYER_SETS),
+                    help="the layers the session head reads (default: the plain head's); one encoder pass "
+                         "to the deepest of them serves every head")
     ap.add_argument("--c", nargs="+", type=float, default=[0.001, 0.01, 0.1])
     ap.add_argument("--recipe", default="gainaug", choices=["base", *P.RECIPES])
     ap.add_argument("--adapted-recipe", default="enrol2+gainaug", choices=["none", *P.RECIPES],
@@ -233,15 +236,18 @@ def main() -> None:
         best_a, grid_a, folds_a = choose(prober, adapted, [layer_name], args.c)
         c_a = float(best_a.split(" C=")[1])
         adapt = calibrate(adapted, folds_a, args.sure_accuracy)
-    if session:  # the same again for the session head
-        best_s, grid_s, folds_s = choose(prober, session, [layer_name], args.c)
+    session_layer_name = args.session_layers or layer_name
+    session_layers = P.LAYER_SETS[session_layer_name]
+    if session:  # the same again for the session head, on its own layers
+        best_s, grid_s, folds_s = choose(prober, session, [session_layer_name], args.c)
         c_s = float(best_s.split(" C=")[1])
         sess = calibrate(session, folds_s, args.sure_accuracy)
     plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
 
     train = np.flatnonzero(~np.isin(t.corpus, args.exclude))
     cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
-                      adaptation=adapted is not None, session=session is not None)
+                      adaptation=adapted is not None, session=session is not None,
+                      session_layers=session_layers if session and session_layers != layers else ())
     model = build_model(cfg)
     W.load_pretrained(model.encoder)
     with torch.no_grad():
@@ -250,7 +256,7 @@ def main() -> None:
                 [((model.adapted_norm, model.adapted_head),
                   fitted(prober, adapted, train, layers, c_a, adapt["temperature"]))] if adapted else []) + (
                 [((model.session_norm, model.session_head),
-                  fitted(prober, session, train, layers, c_s, sess["temperature"]))] if session else []):
+                  fitted(prober, session, train, session_layers, c_s, sess["temperature"]))] if session else []):
             norm.mean.copy_(mean)
             norm.std.copy_(std)
             head.weight.copy_(weight)
@@ -268,21 +274,22 @@ def main() -> None:
     if session:
         from ser_model.inference import SESSION_MIN_SPEECH_S
 
-        meta.update(session_recipe=args.session_recipe, session_c=c_s, session_grid_mean_loco_ua=grid_s,
+        meta.update(session_recipe=args.session_recipe, session_layers=list(session_layers), session_c=c_s, session_grid_mean_loco_ua=grid_s,
                     temperature_session=sess["temperature"], uncertain_below_session=sess["uncertain_below"],
                     loco_session=sess["per_corpus"], loco_session_mean_ua=sess["mean_ua"],
                     session_min_speech_s=SESSION_MIN_SPEECH_S)
     from ser_model.modelcard import probe_cv
 
-    for key, name in (("ravdess_cv", args.recipe), ("ravdess_cv_adapted", args.adapted_recipe),
-                      ("ravdess_cv_session", args.session_recipe)):  # the probe's RAVDESS CV, this layer
-        cv = probe_cv(name, layer_name) if name != "none" else None
+    for key, name, layer_set in (("ravdess_cv", args.recipe, layer_name),
+                                 ("ravdess_cv_adapted", args.adapted_recipe, layer_name),
+                                 ("ravdess_cv_session", args.session_recipe, session_layer_name)):
+        cv = probe_cv(name, layer_set) if name != "none" else None  # the probe's RAVDESS CV, these layers
         if cv:
             meta[key] = cv
     path = save_checkpoint(args.out, model.eval(), cfg, meta)
     if args.out.resolve().parent == (ROOT / "weights").resolve():
         register(ROOT / "weights", args.out.stem, path, default=not args.no_default)
-        write_headline(ROOT / "weights", args.out.stem, meta, layer_name)
+        write_headline(ROOT / "weights", args.out.stem, meta, layer_name, session_layer_name)
     if not args.exclude:
         REPORT.write_text(json.dumps({"command": command, "chosen": best, "grid_mean_loco_ua": grid,
                                       "plain": plain, "adapted": adapt if adapted else None,

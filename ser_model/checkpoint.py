@@ -54,7 +54,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
         raise ValueError(f"{file} was trained on labels {ckpt['labels']}, expected {list(EMOTIONS)}")
     saved = ckpt["config"]
     config = ModelConfig(**{**saved, "channels": tuple(saved["channels"]),
-                            "whisper_layers": tuple(saved.get("whisper_layers", (2,)))})
+                            "whisper_layers": tuple(saved.get("whisper_layers", (2,))),
+                            "session_layers": tuple(saved.get("session_layers", ()))})
     model = build_model(config)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), config, {**ckpt.get("meta", {}), "file": str(file)}

@@ -192,7 +192,7 @@ class Recognizer:
         """(N, D) pooled statistics of the windows, which the heads read: the runner's output for a
         model with a session head (traced), else the model's ``embed``."""
         embed = self.runner if self.sessions else self.model.embed
-        return self._by_shape(windows, self.model.norm.mean.shape[0], lambda x, idx: embed(x))
+        return self._by_shape(windows, self.model.stats_size, lambda x, idx: embed(x))
 
     def _windows(self, wave: np.ndarray) -> tuple[list, list, list[bool], list]:
         """A 16 kHz waveform's analysis windows: their (start, end) spans, the windows (views, no
@@ -250,7 +250,7 @@ class Recognizer:
         """(N, 7) probabilities of windows' (N, D) statistics, each by the head its profile or
         centre calls for (see ``analyse``)."""
         x = torch.from_numpy(np.ascontiguousarray(stats, dtype=np.float32)).to(self.device)
-        logits = self.model.head(self.model.norm(x))
+        logits = self.model.plain(x)
         for given, head in ((centres, self.model.in_session if self.sessions else None),
                             (profiles, self.model.adapted if self.adapts else None)):  # a profile wins
             rows = [i for i, v in enumerate(given or []) if v is not None]

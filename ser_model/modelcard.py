@@ -244,6 +244,11 @@ checkpoint.
 """
 
 
+def probe_layer_set(layers) -> str:
+    """The name ``scripts/whisper_probe.py`` gives a tuple of Whisper layer ids: (1, 2) -> "L1+L2"."""
+    return "+".join("out" if k == 5 else f"L{k}" for k in layers)
+
+
 def probe_cv(recipe: str, layer_set: str) -> dict | None:
     """RAVDESS CV of a Whisper-head recipe with this layer (``scripts/whisper_probe.py``'s reports:
     the run with the layer fixed, else the nested run if it picked this layer in every fold)."""
@@ -276,15 +281,16 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
         + (f" {100 * meta['loco_adapted'][c]['ua']:.1f} | {meta['loco_adapted'][c]['collapse']:.2f} |" if adapted else "")
         for c, r in meta.get("loco", {}).items())
     layers = ", ".join(LAYER_NAMES[k] for k in mcfg.whisper_layers)
-    layer_set = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "out"}.get(mcfg.whisper_layers[0], "") \
-        if len(mcfg.whisper_layers) == 1 else ""
+    session_layers = tuple(getattr(mcfg, "session_layers", ())) or tuple(mcfg.whisper_layers)
     cv_lines = ""
-    for what, recipe in (("plain head", meta["recipe"]), ("session head", meta.get("session_recipe")),
-                         ("adapted to the voice", meta.get("adapted_recipe"))):
+    for what, recipe, layer_set in (("plain head", meta["recipe"], probe_layer_set(mcfg.whisper_layers)),
+                                    ("session head", meta.get("session_recipe"), probe_layer_set(session_layers)),
+                                    ("adapted to the voice", meta.get("adapted_recipe"),
+                                     probe_layer_set(mcfg.whisper_layers))):
         cv = probe_cv(recipe, layer_set) if recipe else None
         if cv:
             cv_lines += (f"- RAVDESS 5-fold CV by actor, {what} (trained on the other corpora and 16 actors, "
-                         f"this layer, C chosen inside each training side): UA {100 * cv['ua']:.1f} % "
+                         f"its layers, C chosen inside each training side): UA {100 * cv['ua']:.1f} % "
                          f"(WA {100 * cv['wa']:.1f} %), through the simulated browser microphone "
                          f"{100 * cv['ua_degraded']:.1f} % (`{cv['source']}`).\n")
     adapted_intro = (f"""
@@ -295,7 +301,9 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   training speaker's statistics centred on two of their neutral clips.""" if adapted else "")
     session_intro = (f"""
 - Session head (automatic): once {meta['session_min_speech_s']:g} s of a voice's speech has been heard (a live
-  stream so far, or a whole file), a third linear layer reads each window's statistics beside the
+  stream so far, or a whole file), a third linear layer reads each window's statistics{
+  " of " + " and ".join(LAYER_NAMES[k] for k in session_layers) + " (the same encoder pass)"
+  if session_layers != tuple(mcfg.whisper_layers) else ""} beside the
   same statistics minus the mean over that speech (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
   training speaker's statistics centred on four of their clips of any emotion.""" if session else "")

@@ -50,7 +50,7 @@ def test_analyse_returns_statistics_and_each_window_gets_its_own_head(recognizer
     wave = load_audio(espeak_wav)
     windows = [wave[:48000], wave[8000:40000], wave[:24000]]
     plain, stats = recognizer.analyse(windows)
-    assert stats.shape == (3, recognizer.model.norm.mean.shape[0])
+    assert stats.shape == (3, recognizer.model.stats_size)
     np.testing.assert_allclose(plain, recognizer.predict_proba(windows), atol=1e-5)
     centre = stats.mean(axis=0)
     mixed, _ = recognizer.analyse(windows, centres=[centre, None, centre])
@@ -60,6 +60,32 @@ def test_analyse_returns_statistics_and_each_window_gets_its_own_head(recognizer
     assert np.abs(mixed[0] - plain[0]).max() > 1e-3  # a centre: another head, another answer
     profiled, _ = recognizer.analyse(windows, profiles=[centre, None, None], centres=[centre, None, centre])
     np.testing.assert_allclose(profiled[0], recognizer.predict_proba(windows[:1], [centre])[0], atol=1e-4)  # a profile wins
+
+
+def test_each_head_reads_its_own_layers_from_one_encoder_pass(tmp_path):
+    """Plain head on block 1, session head on blocks 1+2: the encoder runs to block 2 once, the
+    plain head answers as a block-1-only model with the same weights would, and the session head
+    reads block 2 as well; the split survives a checkpoint."""
+    torch.manual_seed(1)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), session=True, session_layers=(1, 2))
+    split = build_model(cfg).eval()
+    alone = build_model(ModelConfig(arch="whisper_head", whisper_layers=(1,))).eval()
+    alone.load_state_dict({k: v for k, v in split.state_dict().items() if k in alone.state_dict()})
+    assert split.encoder.layers == (1, 2) and split.stats_size == 2 * 768
+    wave = 0.1 * torch.randn(2, 48000)
+    with torch.no_grad():
+        stats = split.embed(wave)
+        torch.testing.assert_close(split(wave), alone(wave), atol=1e-5, rtol=1e-5)
+        centre = stats.mean(0, keepdim=True).expand_as(stats)
+        block2 = stats.clone()
+        block2[:, 768:] += 1.0  # only block 2's statistics move
+        assert torch.equal(split.plain(block2), split.plain(stats))
+        assert not torch.allclose(split.in_session(block2, centre), split.in_session(stats, centre))
+    register(tmp_path, "split", save_checkpoint(tmp_path / "split.pt", split, cfg))
+    rec = Recognizer.load(tmp_path)
+    assert rec.config.session_layers == (1, 2)
+    probs, got = rec.analyse([wave[0].numpy()])
+    np.testing.assert_allclose(got, stats[:1].numpy(), atol=2e-3)  # the checkpoint keeps the encoder in float16
 
 
 def test_a_file_uses_the_session_head_only_with_enough_speech(recognizer, espeak_wav):
