@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (ROOT, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+from harness import (HOP_S, ROOT, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
 
 P95_LIMIT_S = 0.5
@@ -122,8 +122,16 @@ class Topology:
 
 
 # ---- one round ----------------------------------------------------------------------------------------
-def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats]) -> dict:
-    clients = [LiveClient(f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)], delay_s=(i % 8) * 0.03)
+def start_delay(i: int, n: int, arrivals: str) -> float:
+    """When client ``i`` of ``n`` starts: ``aligned``, all within 0.24 s, so their windows complete
+    together every hop (a burst the lanes must drain, the worst case); ``spread``, evenly over one
+    hop, as independent users' windows fall."""
+    return (i % 8) * 0.03 if arrivals == "aligned" else HOP_S * i / n
+
+
+def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], arrivals: str = "aligned") -> dict:
+    clients = [LiveClient(f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)],
+                          delay_s=start_delay(i, n, arrivals))
                for i in range(n)]
     cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
     for c in clients:
@@ -136,7 +144,7 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats]) 
     lat = np.array([x for c in served for x in c.latencies()])
     missing = sum(c.missing() for c in served) + sum(int(s.seconds_sent / 0.5) for s in clients if s not in served)
     p95 = percentile(lat, 95)
-    return {"streams": n, "served": len(served), "latency_p50_s": percentile(lat, 50), "latency_p95_s": p95,
+    return {"streams": n, "arrivals": arrivals, "served": len(served), "latency_p50_s": percentile(lat, 50), "latency_p95_s": p95,
             "missing_hops": missing, "busy_notices": sum(e.get("code") == "server_busy" for c in served for e in c.errors),
             "failures": sorted({c.failure for c in clients if c.failure}),
             "server_cpu_pct": round(100 * (sum(s.cpu_seconds() for s in stats) - cpu0) / wall, 1),
@@ -149,7 +157,7 @@ def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
     rounds, good, bad = [], 0, None
     n = args.start
     while bad is None and n <= args.max:
-        row = round_at(url, n, signals, args.seconds, stats)
+        row = round_at(url, n, signals, args.seconds, stats, args.arrivals)
         rounds.append(row)
         log(row)
         if row["ok"]:
@@ -160,7 +168,7 @@ def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
         return good, rounds
     while bad - good > max(1, args.resolution):
         n = (good + bad) // 2
-        row = round_at(url, n, signals, args.seconds, stats)
+        row = round_at(url, n, signals, args.seconds, stats, args.arrivals)
         rounds.append(row)
         log(row)
         good, bad = (n, bad) if row["ok"] else (good, n)
@@ -175,11 +183,14 @@ def main(argv=None):
     p.add_argument("--step", type=int, default=6)
     p.add_argument("--resolution", type=int, default=1, help="stop halving when the gap is this small")
     p.add_argument("--max", type=int, default=120)
+    p.add_argument("--arrivals", choices=("aligned", "spread"), default="aligned",
+                   help="aligned: every stream's windows complete in the same quarter second (worst case); "
+                        "spread: stream starts spread evenly over one hop, as independent users")
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "capacity_bench")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
-    results = {"cores": cores(), "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
+    results = {"cores": cores(), "arrivals": args.arrivals, "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
     for name in args.topologies.split(","):
         cost = window_cost_ms(args.weights)  # in the same run, just before this topology
         topo = Topology(name, args.weights, tmp)
