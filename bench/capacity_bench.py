@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,6 +39,7 @@ P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
                 "SER_STREAMS_PER_CLIENT": "100000"}
 COST_BATCH = 8  # windows per model call when measuring the throughput cost
+STARTUP_S = 3.0  # from launching a round's clients until all of them stream (connect + start)
 
 
 def cores() -> int:
@@ -122,6 +124,44 @@ class Topology:
 
 
 # ---- one round ----------------------------------------------------------------------------------------
+class CpuSampler(threading.Thread):
+    """Every 0.5 s: the server's CPU seconds, this process's (the load generator) and the machine's
+    idle time, so that CPU can be read over the streaming period alone (a round's wall time also
+    holds connecting and waiting for summaries, when the machine is quiet)."""
+
+    def __init__(self, stats: list[ProcStats]):
+        super().__init__(daemon=True)
+        self.stats, self.samples, self._halt = stats, [], threading.Event()
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(fields[:8]) / tick, (fields[3] + fields[4]) / tick  # (all, idle + iowait) CPU seconds
+
+    def run(self):
+        while not self._halt.is_set():
+            own = os.times()
+            self.samples.append((time.monotonic(), sum(s.cpu_seconds() for s in self.stats),
+                                 own.user + own.system, *self._machine()))
+            self._halt.wait(0.5)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+    def percent(self, since: float, until: float) -> dict:
+        """CPU % of the server, the clients and idle over [since, until] (100 = one core)."""
+        rows = [r for r in self.samples if since <= r[0] <= until]
+        if len(rows) < 2:
+            return {}
+        (t0, s0, c0, a0, i0), (t1, s1, c1, a1, i1) = rows[0], rows[-1]
+        cores_busy = 100 * cores()
+        return {"server_cpu_pct": round(100 * (s1 - s0) / (t1 - t0), 1),
+                "client_cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
+                "machine_idle_pct": round(cores_busy * (i1 - i0) / (a1 - a0), 1) if a1 > a0 else None}
+
+
 def start_delay(i: int, n: int, arrivals: str) -> float:
     """When client ``i`` of ``n`` starts: ``aligned``, all within 0.24 s, so their windows complete
     together every hop (a burst the lanes must drain, the worst case); ``spread``, evenly over one
@@ -134,11 +174,17 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], 
                           delay_s=start_delay(i, n, arrivals))
                for i in range(n)]
     cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
+    sampler = CpuSampler(stats)
+    sampler.start()
     for c in clients:
         c.start()
     for c in clients:
         c.join(seconds + 60)
     wall = time.monotonic() - wall0
+    sampler.stop()
+    # the streaming period: every client connected and sending (the last starts within a hop plus
+    # its connection), until the first could stop
+    streaming = sampler.percent(wall0 + HOP_S + STARTUP_S, wall0 + seconds)
     own = os.times()
     served = [c for c in clients if c.ack and c.ack.get("ok")]
     lat = np.array([x for c in served for x in c.latencies()])
@@ -149,6 +195,7 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], 
             "failures": sorted({c.failure for c in clients if c.failure}),
             "server_cpu_pct": round(100 * (sum(s.cpu_seconds() for s in stats) - cpu0) / wall, 1),
             "client_cpu_pct": round(100 * (own.user - own0.user + own.system - own0.system) / wall, 1),  # the load generator
+            "while_streaming": streaming,  # the same over the streaming period only, and the machine's idle time
             "ok": len(served) == n and p95 is not None and p95 <= P95_LIMIT_S and missing == 0}
 
 
