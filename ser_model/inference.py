@@ -231,9 +231,9 @@ class Recognizer:
     @torch.inference_mode()
     def analyse(self, windows: list[np.ndarray], profiles: list | None = None,
                 centres: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N, 7) probabilities, and for a model with a session head the windows' (N, D) statistics
-        (else None), from which a caller makes the ``centres`` of later windows: the mean
-        statistics of the same voice's speech so far. A window with a profile is judged by the
+        """(N, 7) probabilities, and for a model with a session head the windows' session
+        statistics (``WhisperHead.session_statistics``; else None), from which a caller makes the
+        ``centres`` of later windows: their mean over the same voice's speech so far. A window with a profile is judged by the
         calm-voice head, else one with a centre by the session head, else by the plain head."""
         profiled = [i for i, p in enumerate(profiles or []) if p is not None]
         if profiled and not self.adapts:
@@ -243,7 +243,8 @@ class Recognizer:
                 return self._by_shape(windows, len(self.labels), lambda x, idx: torch.softmax(self.runner(x), dim=-1)), None
             return self.heads(self._statistics(windows), profiles), None
         stats = self._statistics(windows)
-        return self.heads(stats, profiles, centres), stats
+        session_stats = self.model.session_statistics(torch.from_numpy(stats).to(self.device)).cpu().numpy()
+        return self.heads(stats, profiles, centres), session_stats
 
     @torch.inference_mode()
     def heads(self, stats: np.ndarray, profiles: list | None = None, centres: list | None = None) -> np.ndarray:
@@ -274,8 +275,8 @@ class Recognizer:
         session = (profile is None and self.sessions and any(is_speech)
                    and sum(e - s for s, e in speech) >= SESSION_MIN_SPEECH_S)
         if session:
-            stats = np.concatenate([st for _, st in chunks])
-            probs = self.heads(stats, centres=[stats[is_speech].mean(axis=0)] * len(stats))
+            stats = np.concatenate([st for _, st in chunks])  # session statistics: the raw ones come first
+            probs = self.heads(stats[:, :self.model.stats_size], centres=[stats[is_speech].mean(axis=0)] * len(stats))
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
                     for (s, e), sp, p in zip(spans, is_speech, probs)]

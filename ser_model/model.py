@@ -40,6 +40,8 @@ class ModelConfig:
     adaptation: bool = False  # whisper_head: a second head for statistics centred on the speaker's calm voice
     session: bool = False  # whisper_head: a head for statistics beside themselves centred on the session's mean
     session_layers: tuple = ()  # whisper_head: the layers the session head reads (empty: whisper_layers)
+    session_mix: bool = False  # whisper_head: a session's answer also averages in the calm-voice head, its
+    #                            calm reference found in the session (speech weighted by the plain P(neutral))
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -232,6 +234,8 @@ class WhisperHead(nn.Module):
         self.encoder = WhisperEncoder(pooled)
         stats = 2 * D_MODEL
         self.stats_size = stats * len(pooled)  # the width of ``embed``'s statistics
+        self.temperature = cfg.temperature  # the plain head's, folded into it; undone for the calm weights
+        self.session_mix = bool(cfg.session and cfg.adaptation and cfg.session_mix)
 
         def columns(layers: tuple) -> torch.Tensor:
             return torch.cat([torch.arange(pooled.index(k) * stats, (pooled.index(k) + 1) * stats) for k in layers])
@@ -268,11 +272,33 @@ class WhisperHead(nn.Module):
         cols = self.plain_columns
         return self.adapted_head(self.adapted_norm(stats[:, cols] - reference[:, cols]))
 
+    def session_statistics(self, stats: torch.Tensor) -> torch.Tensor:
+        """What a session accumulates per speech window (its mean is the ``centre``): the
+        statistics, and with ``session_mix`` also the plain columns weighted by the plain head's
+        (uncalibrated) P(neutral) and that weight, from which the calm reference is the ratio."""
+        if not self.session_mix:
+            return stats
+        from .labels import EMOTIONS
+
+        weight = torch.softmax(self.plain(stats) * self.temperature, dim=1)[:, EMOTIONS.index("neutral"), None]
+        return torch.cat([stats, weight * stats[:, self.plain_columns], weight], dim=1)
+
     def in_session(self, stats: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-        """Logits of the session head for (B, D) statistics and (B, D) centres (the mean statistics
-        of the speech heard so far from the same speaker, any emotion)."""
-        x, c = stats[:, self.session_columns], centre[:, self.session_columns]
-        return self.session_head(self.session_norm(torch.cat([x, x - c], dim=1)))
+        """Logits of the session head for (B, D) statistics and centres (the mean of
+        ``session_statistics`` over the speech heard so far from the same speaker, any emotion).
+        With ``session_mix``: the log of the mean of its calibrated probabilities and the calm-voice
+        head's, whose reference is the session's P(neutral)-weighted mean."""
+        d = self.stats_size
+        x, c = stats[:, self.session_columns], centre[:, :d][:, self.session_columns]
+        logits = self.session_head(self.session_norm(torch.cat([x, x - c], dim=1)))
+        if not self.session_mix:
+            return logits
+        weight = centre[:, -1:]
+        plain_mean = centre[:, :d][:, self.plain_columns]  # if nothing sounded neutral at all: the plain mean
+        calm = torch.where(weight > 0, centre[:, d:-1] / torch.where(weight > 0, weight, 1.0), plain_mean)
+        calm_logits = self.adapted_head(self.adapted_norm(stats[:, self.plain_columns] - calm))
+        mix = 0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(calm_logits, dim=1)
+        return torch.log(mix.clamp(min=1e-12))
 
 
 class Ensemble(nn.Module):

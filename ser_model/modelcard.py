@@ -266,6 +266,12 @@ def probe_cv(recipe: str, layer_set: str) -> dict | None:
     return None
 
 
+MIX_NOTE = """ Its answer is the mean of
+  its probabilities and the calm-voice head's, whose calm reference is found in the session itself
+  (the mean statistics of its speech weighted by the plain head's P(neutral)): no calibration step;
+  the session columns below and the threshold are the mix's."""
+
+
 def whisper_card(name: str, model, mcfg, meta: dict) -> str:
     """The card of a Whisper head (``scripts/ship_whisper_head.py`` writes its meta)."""
     from .whisper import LAYER_NAMES
@@ -306,7 +312,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   if session_layers != tuple(mcfg.whisper_layers) else ""} beside the
   same statistics minus the mean over that speech (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
-  training speaker's statistics centred on four of their clips of any emotion.""" if session else "")
+  training speaker's statistics centred on four of their clips of any emotion.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}

@@ -88,6 +88,38 @@ def test_each_head_reads_its_own_layers_from_one_encoder_pass(tmp_path):
     np.testing.assert_allclose(got, stats[:1].numpy(), atol=2e-3)  # the checkpoint keeps the encoder in float16
 
 
+def test_the_session_mix_averages_the_session_head_and_the_calm_head_on_a_found_reference(tmp_path, espeak_wav):
+    """With ``session_mix`` a session accumulates the statistics, the plain columns weighted by
+    the plain head's uncalibrated P(neutral) and that weight; its answer is the mean of the session
+    head's probabilities and the calm-voice head's against the weighted mean (the calm reference)."""
+    from ser_model.labels import EMOTIONS
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), adaptation=True, session=True, session_mix=True,
+                      temperature=2.0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for head in (model.head, model.session_head, model.adapted_head):
+            head.weight.mul_(50)
+        stats = model.embed(0.1 * torch.randn(3, 48000))
+        contributions = model.session_statistics(stats)
+        weight = torch.softmax(model.plain(stats) * 2.0, dim=1)[:, EMOTIONS.index("neutral")]
+        assert contributions.shape == (3, 2 * 768 + 1)
+        torch.testing.assert_close(contributions[:, -1], weight)
+        centre = contributions.mean(0, keepdim=True).expand(3, -1)
+        calm = ((weight[:, None] * stats).sum(0) / weight.sum()).expand(3, -1)
+        session = model.session_head(model.session_norm(torch.cat([stats, stats - stats.mean(0)], dim=1)))
+        expected = 0.5 * torch.softmax(session, dim=1) + 0.5 * torch.softmax(model.adapted(stats, calm), dim=1)
+        torch.testing.assert_close(torch.softmax(model.in_session(stats, centre), dim=1), expected)
+    register(tmp_path, "mix", save_checkpoint(tmp_path / "mix.pt", model, cfg))
+    rec = Recognizer.load(tmp_path)
+    wave = long_speech(espeak_wav, SESSION_MIN_SPEECH_S + 4)
+    result = rec.predict(wave)
+    assert result.session and result.speech_detected
+    probs, contributions = rec.analyse([wave[:48000]], centres=[None])
+    assert contributions.shape == (1, 2 * 768 + 1) and np.isclose(probs.sum(), 1.0, atol=1e-5)
+
+
 def test_a_file_uses_the_session_head_only_with_enough_speech(recognizer, espeak_wav):
     short = recognizer.predict(long_speech(espeak_wav, 4.0))
     assert short.session is False and short.to_dict()["session"] is False
