@@ -233,8 +233,9 @@ class Recognizer:
                 centres: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 7) probabilities, and for a model with a session head the windows' session
         statistics (``WhisperHead.session_statistics``; else None), from which a caller makes the
-        ``centres`` of later windows: their mean over the same voice's speech so far. A window with a profile is judged by the
-        calm-voice head, else one with a centre by the session head, else by the plain head."""
+        ``centres`` of later windows: their mean over the same voice's speech so far. A window
+        with a profile is judged by the calm-voice head, else one with a centre by the session
+        head, else by the plain head."""
         profiled = [i for i, p in enumerate(profiles or []) if p is not None]
         if profiled and not self.adapts:
             raise ProfileError("this model cannot adapt to a voice")
