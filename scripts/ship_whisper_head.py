@@ -168,6 +168,41 @@ def calibrate(recipe, folds: dict, sure_accuracy) -> dict:
             "mean_ua": float(np.mean([r["ua"] for r in per_corpus.values()]))}
 
 
+def calibrate_mix(prober, heads: dict, temperatures: dict, sure_accuracy: float) -> dict:
+    """The session mix (``ModelConfig.session_mix``) on held-out corpora: per corpus, heads fitted
+    on the other three, a four-clip session of each held-out speaker (not scored); the uncertain
+    threshold by the same rule as the heads'."""
+    import session_mix_probe as M
+
+    t = prober.t
+    _, chosen = P.enrolment(t, 4, source="any")
+    folds = {}
+    for corpus in P.CORPORA:
+        keep: dict = {}
+        M.split_scores(prober, np.flatnonzero(t.corpus != corpus), np.flatnonzero(t.corpus == corpus), chosen,
+                       keep, heads, temperatures)
+        folds[corpus] = keep
+        print(f"  session mix, held out {corpus}: UA {100 * P.score(keep['y'], keep['clean'])['ua']:.1f}", flush=True)
+    rows = {}
+    for th in THRESHOLDS:
+        sure = [f["clean"].max(1) >= th for f in folds.values()]
+        accs = [(f["clean"].argmax(1)[m] == f["y"][m]).mean() if m.any() else np.nan for f, m in zip(folds.values(), sure)]
+        rows[float(th)] = {"accuracy_of_sure": float(np.nanmean(accs)), "share_sure": float(np.mean([m.mean() for m in sure]))}
+    ok = [th for th, r in rows.items() if r["accuracy_of_sure"] >= sure_accuracy]
+    threshold = min(ok) if ok else float(THRESHOLDS[-1])
+    per_corpus = {}
+    for corpus, f in folds.items():
+        s = P.score(f["y"], f["clean"])
+        per_corpus[corpus] = {"ua": s["ua"], "wa": s["wa"], "collapse": s["collapse"], "outside": s["outside"],
+                              "ua_degraded": P.score(f["y"], f["degraded"])["ua"], "n": int(len(f["y"])),
+                              "ece_calibrated": ece(f["clean"], f["y"])[0], "nll_calibrated": nll(f["clean"], f["y"]),
+                              "share_sure": float((f["clean"].max(1) >= threshold).mean()),
+                              "pred_share": s["pred_share"], "recall": s["recall"]}
+    print(f"  session mix: uncertain below {threshold:.2f}", flush=True)
+    return {"uncertain_below": threshold, "per_corpus": per_corpus, "thresholds": rows,
+            "mean_ua": float(np.mean([r["ua"] for r in per_corpus.values()]))}
+
+
 def fitted(prober, recipe, files, layers, c, temperature):
     """(standardisation mean, std, weight, bias) of a head on ``files``, the temperature folded in."""
     linear, mean, std, _ = fit_head(prober, recipe, files, layers, c)
@@ -213,6 +248,9 @@ def main() -> None:
                     help="the voice-adapted head's recipe (an enrolling one), or none")
     ap.add_argument("--session-recipe", default="sess4+gainaug", choices=["none", *P.RECIPES],
                     help="the session head's recipe (one centring on clips of any emotion), or none")
+    ap.add_argument("--session-mix", action="store_true",
+                    help="a session's answer averages the session head with the calm-voice head on a calm "
+                         "reference found in the session (ModelConfig.session_mix; needs both heads)")
     ap.add_argument("--sure-accuracy", type=float, default=0.5,
                     help="labels at or above the threshold are right this often on held-out corpora")
     ap.add_argument("--exclude", nargs="*", default=[], choices=P.CORPORA, help="corpora left out of the final head")
@@ -242,12 +280,20 @@ def main() -> None:
         best_s, grid_s, folds_s = choose(prober, session, [session_layer_name], args.c)
         c_s = float(best_s.split(" C=")[1])
         sess = calibrate(session, folds_s, args.sure_accuracy)
-    plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
+    mixing = bool(args.session_mix and session and adapted)
+    if mixing:
+        mix = calibrate_mix(prober, {"plain": (args.recipe, layer_name, c), "calm": (args.adapted_recipe, layer_name, c_a),
+                                     "session": (args.session_recipe, session_layer_name, c_s)},
+                            {"session": sess["temperature"], "adapted": adapt["temperature"]}, args.sure_accuracy)
+    shipping = args.out.resolve().parent == (ROOT / "weights").resolve()
+    if shipping:  # a checkpoint elsewhere (a LOCO fold, a trial) leaves the shipped model's reports alone
+        plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
 
     train = np.flatnonzero(~np.isin(t.corpus, args.exclude))
     cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
                       adaptation=adapted is not None, session=session is not None,
-                      session_layers=session_layers if session and session_layers != layers else ())
+                      session_layers=session_layers if session and session_layers != layers else (),
+                      session_mix=mixing)
     model = build_model(cfg)
     W.load_pretrained(model.encoder)
     with torch.no_grad():
@@ -278,6 +324,11 @@ def main() -> None:
                     temperature_session=sess["temperature"], uncertain_below_session=sess["uncertain_below"],
                     loco_session=sess["per_corpus"], loco_session_mean_ua=sess["mean_ua"],
                     session_min_speech_s=SESSION_MIN_SPEECH_S)
+    if mixing:  # what a session's answers are: the mix (the session head alone stays on record)
+        meta.update(session_head_alone={"loco": meta["loco_session"], "loco_mean_ua": meta["loco_session_mean_ua"],
+                                        "uncertain_below": meta["uncertain_below_session"]},
+                    loco_session=mix["per_corpus"], loco_session_mean_ua=mix["mean_ua"],
+                    uncertain_below_session=mix["uncertain_below"], session_mix=True)
     from ser_model.modelcard import probe_cv
 
     for key, name, layer_set in (("ravdess_cv", args.recipe, layer_name),
@@ -287,13 +338,14 @@ def main() -> None:
         if cv:
             meta[key] = cv
     path = save_checkpoint(args.out, model.eval(), cfg, meta)
-    if args.out.resolve().parent == (ROOT / "weights").resolve():
+    if shipping:
         register(ROOT / "weights", args.out.stem, path, default=not args.no_default)
         write_headline(ROOT / "weights", args.out.stem, meta, layer_name, session_layer_name)
-    if not args.exclude:
+    if shipping and not args.exclude:
         REPORT.write_text(json.dumps({"command": command, "chosen": best, "grid_mean_loco_ua": grid,
                                       "plain": plain, "adapted": adapt if adapted else None,
                                       "session": sess if session else None,
+                                      "session_mix": mix if mixing else None,
                                       "seconds": time.time() - t0}, indent=1, default=float) + "\n")
         print(f"report: {REPORT}, plot: {PLOT}")
     print(f"checkpoint: {path} ({path.stat().st_size / 1e6:.1f} MB), {time.time() - t0:.0f} s")
