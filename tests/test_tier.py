@@ -105,9 +105,11 @@ def test_a_dead_workers_windows_are_claimed_by_another(redis_url, monkeypatch):
     answer = {}
     t = threading.Thread(target=lambda: answer.setdefault("probs", lane.predict_proba([window(4)])))
     t.start()
-    time.sleep(0.2)
-    # The doomed worker takes the request and dies before answering: it stays pending in its name.
-    got = redis.Redis.from_url(redis_url).xreadgroup(tier.GROUP, "doomed", {tier.STREAM: ">"}, count=8)
+    # The doomed worker takes the request (as soon as the lane has sent it: a busy machine may take a
+    # while) and dies before answering: it stays pending in its name.
+    client, got, deadline = redis.Redis.from_url(redis_url), None, time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = client.xreadgroup(tier.GROUP, "doomed", {tier.STREAM: ">"}, count=8, block=100)
     assert got and got[0][1]
     survivor = tier.TierWorker(CountingRecognizer(), redis_url, name="survivor")
     serve_in_thread(survivor)
