@@ -316,9 +316,10 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
-- Architecture: OpenAI Whisper tiny.en's audio encoder, frozen, run up to {layers}; the mean and
-  standard deviation over time of that layer's states (768 numbers), standardised with training
-  statistics, and one linear layer ({count_parameters(model):,} parameters in all, see
+- Architecture: OpenAI Whisper tiny.en's audio encoder, frozen, run up to
+  {LAYER_NAMES[max(mcfg.whisper_layers + session_layers)]}; the mean and standard deviation over
+  time of the states of {layers} (768 numbers per layer), standardised with training statistics,
+  and one linear layer ({count_parameters(model):,} parameters in all, see
   `ser_model/model.py` `WhisperHead`).
 - Confidence is calibrated: the logits are divided by a temperature of {mcfg.temperature:.2f} chosen on
   held-out corpora; a label whose confidence is below {meta["uncertain_below"]:.2f} is reported with
