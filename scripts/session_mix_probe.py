@@ -31,8 +31,13 @@ NEUTRAL = LABEL_TO_INDEX["neutral"]
 HEADS = {"plain": ("gainaug", "L1", 0.01), "calm": ("enrol2+gainaug", "L1", 0.001),
          "session": ("sess4+gainaug", "L1+L2", 0.001)}
 VARIANTS = ("clean", "degraded")
-_CAL = json.loads((ROOT / "reports" / "whisper_head_calibration.json").read_text())
-TEMPERATURES = {"session": _CAL["session"]["temperature"], "adapted": _CAL["adapted"]["temperature"]}  # as shipped
+CALIBRATION = ROOT / "reports" / "whisper_head_calibration.json"
+
+
+def shipped_temperatures() -> dict:
+    """The shipped session and calm-voice heads' temperatures."""
+    cal = json.loads(CALIBRATION.read_text())
+    return {"session": cal["session"]["temperature"], "adapted": cal["adapted"]["temperature"]}
 
 
 def softmax_rows(linear, mean, std, x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -48,7 +53,7 @@ def split_scores(prober: P.Prober, train: np.ndarray, test: np.ndarray, chosen: 
     scored files per variant, and their labels. ``heads``: name -> (recipe, layer set, C);
     ``temperatures``: the session and calm heads' (default: as shipped)."""
     t = prober.t
-    temperatures = temperatures or TEMPERATURES
+    temperatures = temperatures or shipped_temperatures()
     recipes = {k: P.BASE if r == "base" else P.RECIPES[r] for k, (r, _, _) in heads.items()}
     layers = {k: P.LAYER_SETS[ls] for k, (_, ls, _) in heads.items()}
     models = {k: prober.fit(recipes[k], train, layers[k], [c])[c] for k, (_, _, c) in heads.items()}
@@ -69,9 +74,7 @@ def split_scores(prober: P.Prober, train: np.ndarray, test: np.ndarray, chosen: 
                 refs[spk] = (w[:, None] * x[win]).sum(0) / w.sum()
         fallback = np.mean(list(refs.values()), axis=0)
         plain_logits, owner = prober.window_logits(models["plain"], recipes["plain"], scored, variant, layers["plain"])
-        win = np.flatnonzero(np.isin(t.win_file, scored))
-        has = np.bincount(t.win_file[win], weights=speech[win], minlength=len(t.records)) > 0
-        win = win[speech[win] | ~has[t.win_file[win]]]  # the windows window_logits keeps, in its order
+        win = prober.kept_windows(scored, variant)  # the windows of those logits, in their order
         ref = np.stack([refs.get(s, fallback) for s in t.speaker[t.win_file[win]]])
         alin, amean, astd, _ = models["calm"]
         probs = {"plain": P.file_mean(torch.softmax(torch.from_numpy(plain_logits), 1).numpy(), owner, scored),

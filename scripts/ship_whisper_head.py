@@ -91,17 +91,35 @@ def choose_temperature(folds: dict) -> float:
 
 
 def choose_threshold(folds: dict, temperature: float, sure_accuracy: float) -> tuple[float, dict]:
+    return pick_threshold([(file_probs(*f["clean"], f["files"], temperature), f["y"]) for f in folds.values()],
+                          sure_accuracy)
+
+
+def pick_threshold(held_out_probs: list[tuple[np.ndarray, np.ndarray]], sure_accuracy: float) -> tuple[float, dict]:
+    """The lowest confidence at which the labels kept are right ``sure_accuracy`` of the time (mean
+    over the held-out corpora's (file probabilities, labels)), and every candidate's figures."""
     rows = {}
     for th in THRESHOLDS:
         accs, kept = [], []
-        for f in folds.values():
-            probs = file_probs(*f["clean"], f["files"], temperature)
+        for probs, y in held_out_probs:
             sure = probs.max(1) >= th
             kept.append(sure.mean())
-            accs.append((probs.argmax(1)[sure] == f["y"][sure]).mean() if sure.any() else np.nan)
+            accs.append((probs.argmax(1)[sure] == y[sure]).mean() if sure.any() else np.nan)
         rows[float(th)] = {"accuracy_of_sure": float(np.nanmean(accs)), "share_sure": float(np.mean(kept))}
     ok = [th for th, r in rows.items() if r["accuracy_of_sure"] >= sure_accuracy]
     return (min(ok) if ok else float(THRESHOLDS[-1])), rows
+
+
+def corpus_row(cal: np.ndarray, degraded: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    """A held-out corpus's figures from its calibrated file probabilities (and degraded ones)."""
+    sure = cal.max(1) >= threshold
+    s = P.score(y, cal)
+    return {"ua": s["ua"], "wa": s["wa"], "collapse": s["collapse"], "outside": s["outside"],
+            "ua_degraded": P.score(y, degraded)["ua"], "n": int(len(y)),
+            "ece_calibrated": ece(cal, y)[0], "nll_calibrated": nll(cal, y), "share_sure": float(sure.mean()),
+            "accuracy_sure": float((cal.argmax(1)[sure] == y[sure]).mean()) if sure.any() else None,
+            "accuracy_unsure": float((cal.argmax(1)[~sure] == y[~sure]).mean()) if (~sure).any() else None,
+            "pred_share": s["pred_share"], "recall": s["recall"]}
 
 
 def plot_reliability(before: dict, after: dict, temperature: float) -> None:
@@ -150,18 +168,10 @@ def calibrate(recipe, folds: dict, sure_accuracy) -> dict:
         raw, cal = file_probs(*f["clean"], f["files"], 1.0), file_probs(*f["clean"], f["files"], temperature)
         deg = file_probs(*f["degraded"], f["files"], temperature)
         before[corpus], after[corpus] = ece(raw, f["y"]), ece(cal, f["y"])
-        sure = cal.max(1) >= threshold
-        s = P.score(f["y"], cal)
-        per_corpus[corpus] = {"ua": s["ua"], "wa": s["wa"], "collapse": s["collapse"], "outside": s["outside"],
-                              "ua_degraded": P.score(f["y"], deg)["ua"], "n": int(len(f["y"])),
-                              "ece_raw": before[corpus][0], "ece_calibrated": after[corpus][0],
-                              "nll_raw": nll(raw, f["y"]), "nll_calibrated": nll(cal, f["y"]),
-                              "share_sure": float(sure.mean()),
-                              "accuracy_sure": float((cal.argmax(1)[sure] == f["y"][sure]).mean()) if sure.any() else None,
-                              "accuracy_unsure": float((cal.argmax(1)[~sure] == f["y"][~sure]).mean()) if (~sure).any() else None,
-                              "pred_share": s["pred_share"], "recall": s["recall"]}
-        print(f"  {recipe.name} {corpus:8s} UA {100 * s['ua']:.1f}  ECE {100 * before[corpus][0]:.1f} -> "
-              f"{100 * after[corpus][0]:.1f}  sure {100 * sure.mean():.0f} %", flush=True)
+        row = per_corpus[corpus] = {**corpus_row(cal, deg, f["y"], threshold),
+                                    "ece_raw": before[corpus][0], "nll_raw": nll(raw, f["y"])}
+        print(f"  {recipe.name} {corpus:8s} UA {100 * row['ua']:.1f}  ECE {100 * before[corpus][0]:.1f} -> "
+              f"{100 * after[corpus][0]:.1f}  sure {100 * row['share_sure']:.0f} %", flush=True)
     print(f"  {recipe.name}: temperature {temperature:.3f}, uncertain below {threshold:.2f}", flush=True)
     return {"temperature": temperature, "uncertain_below": threshold, "per_corpus": per_corpus, "thresholds": rows,
             "reliability": {"raw": before, "calibrated": after},
@@ -183,21 +193,8 @@ def calibrate_mix(prober, heads: dict, temperatures: dict, sure_accuracy: float)
                        keep, heads, temperatures)
         folds[corpus] = keep
         print(f"  session mix, held out {corpus}: UA {100 * P.score(keep['y'], keep['clean'])['ua']:.1f}", flush=True)
-    rows = {}
-    for th in THRESHOLDS:
-        sure = [f["clean"].max(1) >= th for f in folds.values()]
-        accs = [(f["clean"].argmax(1)[m] == f["y"][m]).mean() if m.any() else np.nan for f, m in zip(folds.values(), sure)]
-        rows[float(th)] = {"accuracy_of_sure": float(np.nanmean(accs)), "share_sure": float(np.mean([m.mean() for m in sure]))}
-    ok = [th for th, r in rows.items() if r["accuracy_of_sure"] >= sure_accuracy]
-    threshold = min(ok) if ok else float(THRESHOLDS[-1])
-    per_corpus = {}
-    for corpus, f in folds.items():
-        s = P.score(f["y"], f["clean"])
-        per_corpus[corpus] = {"ua": s["ua"], "wa": s["wa"], "collapse": s["collapse"], "outside": s["outside"],
-                              "ua_degraded": P.score(f["y"], f["degraded"])["ua"], "n": int(len(f["y"])),
-                              "ece_calibrated": ece(f["clean"], f["y"])[0], "nll_calibrated": nll(f["clean"], f["y"]),
-                              "share_sure": float((f["clean"].max(1) >= threshold).mean()),
-                              "pred_share": s["pred_share"], "recall": s["recall"]}
+    threshold, rows = pick_threshold([(f["clean"], f["y"]) for f in folds.values()], sure_accuracy)
+    per_corpus = {corpus: corpus_row(f["clean"], f["degraded"], f["y"], threshold) for corpus, f in folds.items()}
     print(f"  session mix: uncertain below {threshold:.2f}", flush=True)
     return {"uncertain_below": threshold, "per_corpus": per_corpus, "thresholds": rows,
             "mean_ua": float(np.mean([r["ua"] for r in per_corpus.values()]))}

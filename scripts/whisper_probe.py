@@ -437,15 +437,19 @@ class Prober:
         """(windows, 7) logits of the windows of ``files`` that count (the speech windows, or all
         of a file without speech) and each one's file index."""
         linear, mean, std, _ = model
+        win = self.kept_windows(files, variant)
+        x = (self.rows(recipe, variant, layers)[win] - mean) / std
+        return linear(torch.from_numpy(x.astype(np.float32))).numpy(), self.t.win_file[win]
+
+    def kept_windows(self, files: np.ndarray, variant: str) -> np.ndarray:
+        """Indices of the windows of ``files`` that count: the speech windows, or all of a file
+        without speech."""
         t = self.t
         win = np.flatnonzero(np.isin(t.win_file, files))
-        x = (self.rows(recipe, variant, layers)[win] - mean) / std
-        logits = linear(torch.from_numpy(x.astype(np.float32))).numpy()
         speech = t.speech(variant)[win]
         owner = t.win_file[win]
         has_speech = np.bincount(owner, weights=speech, minlength=len(t.records)) > 0
-        use = speech | ~has_speech[owner]
-        return logits[use], owner[use]
+        return win[speech | ~has_speech[owner]]
 
     def scored(self, recipe: Recipe, files: np.ndarray) -> np.ndarray:
         """The files that count: all but enrolment clips when the recipe enrols."""
