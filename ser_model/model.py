@@ -51,6 +51,11 @@ class ModelConfig:
         return {"cnn1d": "handcrafted", "whisper_head": "waveform"}.get(self.arch, "logmel")
 
     @property
+    def session_head_layers(self) -> tuple:
+        """whisper_head: the Whisper layers the session head reads."""
+        return tuple(self.session_layers) or tuple(self.whisper_layers)
+
+    @property
     def uses_encoder(self) -> bool:
         """Whether the input carries the speaker encoder's bands (after any log-mel bands)."""
         return self.encoder or self.arch == "encoder_head"
@@ -229,7 +234,7 @@ class WhisperHead(nn.Module):
         from .whisper import D_MODEL, WhisperEncoder
 
         plain = tuple(cfg.whisper_layers)
-        session = tuple(cfg.session_layers) or plain
+        session = cfg.session_head_layers
         pooled = tuple(sorted(set(plain) | (set(session) if cfg.session else set())))
         self.encoder = WhisperEncoder(pooled)
         stats = 2 * D_MODEL

@@ -287,7 +287,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
         + (f" {100 * meta['loco_adapted'][c]['ua']:.1f} | {meta['loco_adapted'][c]['collapse']:.2f} |" if adapted else "")
         for c, r in meta.get("loco", {}).items())
     layers = ", ".join(LAYER_NAMES[k] for k in mcfg.whisper_layers)
-    session_layers = tuple(getattr(mcfg, "session_layers", ())) or tuple(mcfg.whisper_layers)
+    session_layers = mcfg.session_head_layers
     cv_lines = ""
     for what, recipe, layer_set in (("plain head", meta["recipe"], probe_layer_set(mcfg.whisper_layers)),
                                     ("session head", meta.get("session_recipe"), probe_layer_set(session_layers)),
