@@ -42,6 +42,9 @@ class ModelConfig:
     session_layers: tuple = ()  # whisper_head: the layers the session head reads (empty: whisper_layers)
     session_mix: bool = False  # whisper_head: a session's answer also averages in the calm-voice head, its
     #                            calm reference found in the session (speech weighted by the plain P(neutral))
+    session_spread: float = 0.0  # whisper_head: > 0, the session head's centred statistics are divided by
+    #                              the session's spread (this weight on its own variance, the rest on the
+    #                              training speakers' pooled variance, ``WhisperHead.session_pool``)
     # Feature standardisation, fitted on the training set (per mel bin / per feature).
     feature_mean: list = field(default_factory=list)
     feature_std: list = field(default_factory=list)
@@ -253,10 +256,13 @@ class WhisperHead(nn.Module):
         if cfg.adaptation:  # voice adaptation: statistics minus the speaker's calm reference
             self.adapted_norm = Standardize(size, [], [])
             self.adapted_head = nn.Linear(size, cfg.n_classes)
+        self.session_spread = float(cfg.session_spread) if cfg.session else 0.0
         if cfg.session:  # session adaptation: [statistics, statistics - the session's mean statistics]
             self.register_buffer("session_columns", columns(session), persistent=False)
             self.session_norm = Standardize(4 * D_MODEL * len(session), [], [])
             self.session_head = nn.Linear(4 * D_MODEL * len(session), cfg.n_classes)
+        if self.session_spread:  # ... divided by the session's spread: its variance's prior
+            self.register_buffer("session_pool", torch.ones(stats * len(session)))
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 768 * pooled layers) statistics, the input of every head."""
@@ -279,14 +285,19 @@ class WhisperHead(nn.Module):
 
     def session_statistics(self, stats: torch.Tensor) -> torch.Tensor:
         """What a session accumulates per speech window (its mean is the ``centre``): the
-        statistics, and with ``session_mix`` also the plain columns weighted by the plain head's
-        (uncalibrated) P(neutral) and that weight, from which the calm reference is the ratio."""
-        if not self.session_mix:
-            return stats
-        from .labels import EMOTIONS
+        statistics; with ``session_spread`` also the squares of the session head's columns (the
+        session's variance is then the mean square minus the squared mean); with ``session_mix``
+        also the plain columns weighted by the plain head's (uncalibrated) P(neutral) and that
+        weight, from which the calm reference is the ratio."""
+        parts = [stats]
+        if self.session_spread:
+            parts.append(stats[:, self.session_columns] ** 2)
+        if self.session_mix:
+            from .labels import EMOTIONS
 
-        weight = torch.softmax(self.plain(stats) * self.temperature, dim=1)[:, EMOTIONS.index("neutral"), None]
-        return torch.cat([stats, weight * stats[:, self.plain_columns], weight], dim=1)
+            weight = torch.softmax(self.plain(stats) * self.temperature, dim=1)[:, EMOTIONS.index("neutral"), None]
+            parts += [weight * stats[:, self.plain_columns], weight]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else stats
 
     def in_session(self, stats: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
         """Logits of the session head for (B, D) statistics and centres (the mean of
@@ -295,11 +306,18 @@ class WhisperHead(nn.Module):
         head's, whose reference is the session's P(neutral)-weighted mean."""
         d = self.stats_size
         x, c = stats[:, self.session_columns], centre[:, :d][:, self.session_columns]
-        logits = self.session_head(self.session_norm(torch.cat([x, x - c], dim=1)))
+        centred = x - c
+        if self.session_spread:
+            k = len(self.session_columns)
+            variance = (centre[:, d:d + k] - c * c).clamp(min=0)
+            own = self.session_spread
+            centred = centred / torch.sqrt(own * variance + (1 - own) * self.session_pool)
+            d += k  # the mix's parts follow the squares
+        logits = self.session_head(self.session_norm(torch.cat([x, centred], dim=1)))
         if not self.session_mix:
             return logits
         weight = centre[:, -1:]
-        plain_mean = centre[:, :d][:, self.plain_columns]  # if nothing sounded neutral at all: the plain mean
+        plain_mean = centre[:, :self.stats_size][:, self.plain_columns]  # if nothing sounded neutral at all
         calm = torch.where(weight > 0, centre[:, d:-1] / torch.where(weight > 0, weight, 1.0), plain_mean)
         calm_logits = self.adapted_head(self.adapted_norm(stats[:, self.plain_columns] - calm))
         mix = 0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(calm_logits, dim=1)

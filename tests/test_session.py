@@ -120,6 +120,41 @@ def test_the_session_mix_averages_the_session_head_and_the_calm_head_on_a_found_
     assert contributions.shape == (1, 2 * 768 + 1) and np.isclose(probs.sum(), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("mix", [False, True])
+def test_the_session_spread_divides_the_centred_statistics_by_the_shrunk_session_spread(tmp_path, espeak_wav, mix):
+    """With ``session_spread`` a session also accumulates the squares of the session columns; the
+    session head reads (x - mean) / sqrt(w * session variance + (1 - w) * pool), the pool travels
+    in the checkpoint, and the session mix still finds its parts behind the squares."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), session=True, session_layers=(1, 2),
+                      session_spread=0.4, adaptation=mix, session_mix=mix)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.session_head.weight.mul_(50)
+        model.session_pool.copy_(torch.rand(2 * 768) + 0.5)
+        stats = model.embed(0.1 * torch.randn(4, 48000))
+        contributions = model.session_statistics(stats)
+        assert contributions.shape == (4, 2 * 768 + 2 * 768 + (768 + 1 if mix else 0))
+        centre = contributions.mean(0, keepdim=True).expand(4, -1)
+        variance = stats.var(0, unbiased=False)
+        centred = (stats - stats.mean(0)) / torch.sqrt(0.4 * variance + 0.6 * model.session_pool)
+        session = model.session_head(model.session_norm(torch.cat([stats, centred], dim=1)))
+        if mix:
+            expected = 0.5 * torch.softmax(session, 1) + 0.5 * torch.softmax(
+                model.adapted(stats, (contributions[:, -769:-1].sum(0) / contributions[:, -1].sum()).expand(4, -1)), 1)
+            torch.testing.assert_close(torch.softmax(model.in_session(stats, centre), 1), expected, atol=1e-5, rtol=1e-4)
+        else:
+            torch.testing.assert_close(model.in_session(stats, centre), session, atol=1e-4, rtol=1e-4)
+            plain_centred = model.session_head(model.session_norm(torch.cat([stats, stats - stats.mean(0)], 1)))
+            assert not torch.allclose(session, plain_centred, atol=1e-3)  # the spread changes the answer
+    register(tmp_path, "spread", save_checkpoint(tmp_path / "spread.pt", model, cfg))
+    rec = Recognizer.load(tmp_path)
+    assert rec.config.session_spread == 0.4
+    torch.testing.assert_close(rec.model.session_pool.float().cpu(), model.session_pool)
+    result = rec.predict(long_speech(espeak_wav, SESSION_MIN_SPEECH_S + 4))
+    assert result.session and np.isclose(sum(result.to_dict()["probabilities"].values()), 1.0, atol=1e-4)
+
+
 def test_a_file_uses_the_session_head_only_with_enough_speech(recognizer, espeak_wav):
     short = recognizer.predict(long_speech(espeak_wav, 4.0))
     assert short.session is False and short.to_dict()["session"] is False
