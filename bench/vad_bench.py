@@ -1,0 +1,86 @@
+"""The streaming VAD's CPU cost per stream, and what batching it across streams would save.
+
+    python bench/vad_bench.py [--seconds 20] [--batches 1,4,8,16,32,64]
+
+Times, on one thread: ``StreamingVAD.push`` as a live stream runs it (250 ms frames, one Silero
+ONNX call per 512-sample chunk), the bare ONNX call for one chunk, and one call for the next chunk
+of B streams at once (the recurrent state of each stream in its own row). Prints ms per chunk and
+ms of CPU per stream-second (31.25 chunks), and writes ``bench/results/vad_bench_<time>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, save_results  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from ser_model.audio import SAMPLE_RATE  # noqa: E402
+from ser_model.streaming import VAD_CHUNK, VAD_CONTEXT, StreamingVAD, _vad_session  # noqa: E402
+
+FRAME = SAMPLE_RATE // 4  # the page's 250 ms frames
+CHUNKS_PER_S = SAMPLE_RATE / VAD_CHUNK
+
+
+def per_chunk_ms(fn, chunks: int, repeats: int = 5) -> float:
+    """Median over ``repeats`` of ``fn()``'s time divided by the ``chunks`` it judges, in ms."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000 / chunks)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="audio per measurement")
+    ap.add_argument("--batches", default="1,4,8,16,32,64", help="streams judged per ONNX call")
+    args = ap.parse_args()
+    from ser_model.data import limit_blas_threads
+
+    limit_blas_threads()
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(int(args.seconds * SAMPLE_RATE))).astype(np.float32)
+    chunks = len(audio) // VAD_CHUNK
+    session, sr = _vad_session(), np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def stream():
+        vad = StreamingVAD()
+        for i in range(0, len(audio), FRAME):
+            vad.push(audio[i:i + FRAME])
+
+    rows = {"stream (StreamingVAD.push, 250 ms frames)": per_chunk_ms(stream, chunks)}
+
+    def batched(b: int):
+        state = np.zeros((2, b, 128), dtype=np.float32)
+        x = np.zeros((b, VAD_CHUNK + VAD_CONTEXT), dtype=np.float32)
+        steps = max(1, chunks // b)
+
+        def run():
+            nonlocal state
+            for k in range(steps):
+                x[:, VAD_CONTEXT:] = audio[k * VAD_CHUNK:(k + 1) * VAD_CHUNK]
+                _, state = session.run(None, {"input": x, "state": state, "sr": sr})
+        return run, steps * b
+
+    for b in (int(v) for v in args.batches.split(",")):
+        run, judged = batched(b)
+        rows[f"ONNX call, {b} stream{'s' if b > 1 else ''} per call"] = per_chunk_ms(run, judged)
+    print(f"{'':48s} {'ms per chunk':>12s} {'ms CPU per stream-s':>20s}")
+    for name, ms in rows.items():
+        print(f"{name:48s} {ms:12.4f} {ms * CHUNKS_PER_S:20.2f}")
+    save_results(ROOT / "bench" / "results", "vad_bench", {
+        "command": "python bench/vad_bench.py " + " ".join(sys.argv[1:]),
+        "ms_per_chunk": rows, "chunks_per_stream_second": CHUNKS_PER_S})
+
+
+if __name__ == "__main__":
+    main()
