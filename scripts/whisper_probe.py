@@ -297,6 +297,10 @@ class Recipe:
     enrol_from: str = "neutral"  # those k clips: "neutral" (a calm reference), "any" emotion (a session
     #                              so far) or "one-emotion" (a session spoken in one mood: a test-only stress)
     keep_raw: bool = False  # features [x, x - centre] instead of x - centre
+    enrol_scale: float = 0  # > 0: divide x - centre by the enrolment clips' per-dimension spread, shrunk
+    #                         toward the training speakers' pooled spread with this many pseudo-windows
+    enrol_weight: float = 0  # > 0: the same shrinkage with this fixed weight on the speaker's own spread
+    #                          (the app's form: a live session's window count is not the clips')
     nap: int = 0  # remove the k directions along which the training speakers' mean features differ most
     ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
     layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
@@ -359,11 +363,20 @@ class Prober:
         self.t = table
         self._offsets: dict = {}
         self._nap = None  # (mean, std, U): the projection of the last fit's training side
+        self._pool = None  # per-dimension within-speaker variance of the last fit's training speakers
 
     def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...]) -> np.ndarray:
         x = self.t.features(recipe.kind, variant, layers, recipe.res)
         if recipe.enrol:
             centred = x - self.offsets(recipe, variant, layers)
+            if recipe.enrol_scale or recipe.enrol_weight:
+                var, n = self.spreads(recipe, variant, layers)
+                if recipe.enrol_weight:  # a speaker without two enrolment windows gets the pool
+                    own = np.where(n > 1, recipe.enrol_weight, 0.0)[:, None]
+                else:
+                    own = n[:, None] / (n[:, None] + recipe.enrol_scale)
+                spread = own * var + (1 - own) * self._pool
+                centred = (centred / np.sqrt(spread)).astype(x.dtype)
             x = np.concatenate([x, centred], axis=1) if recipe.keep_raw else centred
         if recipe.nap and self._nap is not None:
             mu, sd, u = self._nap
@@ -386,6 +399,29 @@ class Prober:
         means -= means.mean(0)
         u = np.linalg.svd(means, full_matrices=False)[2][:recipe.nap].T
         self._nap = (mu.astype(np.float32), sd.astype(np.float32), u.astype(np.float32))
+
+    def spreads(self, recipe: Recipe, variant: str, layers) -> tuple[np.ndarray, np.ndarray]:
+        """Per window: the per-dimension variance of its speaker's enrolment windows in the same
+        condition, and how many windows that is (0 and the pooled variance without enrolment)."""
+        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from)
+        if key not in self._offsets:
+            x = self.t.features(recipe.kind, variant, layers, recipe.res)
+            _, chosen = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
+            spk_of_win = self.t.speaker[self.t.win_file]
+            var, n = np.zeros_like(x), np.zeros(len(x))
+            for s, f in chosen.items():
+                own = x[np.isin(self.t.win_file, f)]
+                var[spk_of_win == s], n[spk_of_win == s] = own.var(0), len(own)
+            self._offsets[key] = (var, n)
+        return self._offsets[key]
+
+    def fit_pool(self, recipe: Recipe, train_files: np.ndarray, layers) -> np.ndarray:
+        """The training speakers' mean enrolment variance (clean), the prior of ``spreads``
+        (``WhisperHead.session_pool``); kept for the following rows and returned."""
+        var, n = self.spreads(recipe, "clean", layers)
+        win = np.flatnonzero(np.isin(self.t.win_file, train_files) & (n > 1))
+        self._pool = (var[win].mean(0) + 1e-6).astype(np.float32)
+        return self._pool
 
     def offsets(self, recipe: Recipe, variant: str, layers) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
@@ -412,6 +448,8 @@ class Prober:
         t = self.t
         if recipe.nap:
             self.fit_nap(recipe, train_files, layers)
+        if recipe.enrol_scale or recipe.enrol_weight:
+            self.fit_pool(recipe, train_files, layers)
         file_w = np.zeros(len(t.records))
         file_w[train_files] = balanced_weights([t.records[i] for i in train_files])
         win = np.flatnonzero(file_w[t.win_file] > 0)
@@ -600,6 +638,11 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     # automatic adaptation: centre on 4 clips of any emotion (the session so far), keep the raw statistics too
     "sess4+gainaug": Recipe("sess4+gainaug", enrol=4, enrol_from="any", keep_raw=True,
                             train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    "sess4z+gainaug": Recipe("sess4z+gainaug", enrol=4, enrol_from="any", keep_raw=True, enrol_scale=10,
+                             train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    # the same with a fixed weight of 0.4 on the session's own spread (sess4z's mean n / (n + 10): 0.38)
+    "sess4w+gainaug": Recipe("sess4w+gainaug", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                             train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
     "sess4c+gainaug": Recipe("sess4c+gainaug", enrol=4, enrol_from="any",
                              train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
     "enrol2r+gainaug": Recipe("enrol2r+gainaug", enrol=2, keep_raw=True,
