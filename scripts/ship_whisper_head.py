@@ -260,6 +260,8 @@ def main() -> None:
     recipe = P.BASE if args.recipe == "base" else P.RECIPES[args.recipe]
     adapted = None if args.adapted_recipe == "none" else P.RECIPES[args.adapted_recipe]
     session = None if args.session_recipe == "none" else P.RECIPES[args.session_recipe]
+    if session and session.enrol_scale:
+        ap.error("the app shrinks a session's spread with a fixed weight: pick a recipe with enrol_weight")
     prober = P.Prober(P.Table())
     t = prober.t
 
@@ -290,7 +292,7 @@ def main() -> None:
     cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
                       adaptation=adapted is not None, session=session is not None,
                       session_layers=session_layers if session and session_layers != layers else (),
-                      session_mix=mixing)
+                      session_mix=mixing, session_spread=session.enrol_weight if session else 0.0)
     model = build_model(cfg)
     W.load_pretrained(model.encoder)
     with torch.no_grad():
@@ -304,6 +306,8 @@ def main() -> None:
             norm.std.copy_(std)
             head.weight.copy_(weight)
             head.bias.copy_(bias)
+        if cfg.session_spread:  # the session's variance is shrunk toward the training speakers' pooled one
+            model.session_pool.copy_(torch.from_numpy(prober.fit_pool(session, train, session_layers)))
     counts = {k: int(np.sum(t.corpus[train] == k)) for k in P.CORPORA if k not in args.exclude}
     command = "python scripts/ship_whisper_head.py " + " ".join(sys.argv[1:])
     meta = {"name": args.out.stem, "trained_on": counts, "recipe": args.recipe, "train_variants": recipe.train_variants,

@@ -311,7 +311,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   " of " + " and ".join(LAYER_NAMES[k] for k in session_layers) + " (the same encoder pass)"
   if session_layers != tuple(mcfg.whisper_layers) else ""} beside the
   same statistics minus the mean over that speech{
-  f", divided by that speech's spread ({mcfg.session_spread:g} of its own variance, the rest the training speakers' pooled variance)"
+  f" and divided by its spread, the root of {mcfg.session_spread:g} x its variance + {1 - mcfg.session_spread:g} x the training speakers' pooled variance"
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
   training speaker's statistics centred on four of their clips of any emotion.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
