@@ -357,7 +357,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, c: float,
 
 
 class Prober:
-    """Fits and scores heads for recipes; caches the features' enrolment offsets."""
+    """Fits and scores heads for recipes; caches the features' enrolment offsets and spreads."""
 
     def __init__(self, table: Table):
         self.t = table
@@ -402,7 +402,8 @@ class Prober:
 
     def spreads(self, recipe: Recipe, variant: str, layers) -> tuple[np.ndarray, np.ndarray]:
         """Per window: the per-dimension variance of its speaker's enrolment windows in the same
-        condition, and how many windows that is (0 and the pooled variance without enrolment)."""
+        condition, and how many windows that is (0 and 0 for a speaker without enrolment clips, whom
+        ``rows`` gives the pool)."""
         key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
@@ -412,7 +413,7 @@ class Prober:
             for s, f in chosen.items():
                 own = x[np.isin(self.t.win_file, f)]
                 var[spk_of_win == s], n[spk_of_win == s] = own.var(0), len(own)
-            self._offsets[key] = (var, n)
+            self._remember(key, (var, n))
         return self._offsets[key]
 
     def fit_pool(self, recipe: Recipe, train_files: np.ndarray, layers) -> np.ndarray:
@@ -435,10 +436,14 @@ class Prober:
             out = np.empty_like(x)
             for s in np.unique(spk_of_win):
                 out[spk_of_win == s] = per_spk.get(s, fallback)
-            self._offsets[key] = out
-            if len(self._offsets) > 24:
-                self._offsets.pop(next(iter(self._offsets)))
+            self._remember(key, out)
         return self._offsets[key]
+
+    def _remember(self, key, value) -> None:
+        """Cache a per-window array (offsets, spreads), forgetting the oldest beyond 24."""
+        self._offsets[key] = value
+        if len(self._offsets) > 24:
+            self._offsets.pop(next(iter(self._offsets)))
 
     def fit(self, recipe: Recipe, train_files: np.ndarray, layers, cs) -> dict[float, tuple]:
         """Heads for every C in ``cs`` on the same standardised rows (each warm-started from the
