@@ -47,6 +47,7 @@ from ser_model.corpora import scan  # noqa: E402
 from ser_model.data import limit_blas_threads  # noqa: E402
 from ser_model.features import encoder_log_mel, trim_silence  # noqa: E402
 from ser_model.inference import MIN_SPEECH_S, MIN_WINDOW_S, WINDOW_S, window_starts  # noqa: E402
+from ser_model.model import divide_by_spread  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 CACHE = ROOT / ".cache" / "whisper"
@@ -306,6 +307,10 @@ class Recipe:
     layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
     cs: tuple[float, ...] = CS
 
+    @property
+    def divides_by_spread(self) -> bool:
+        return bool(self.enrol_scale or self.enrol_weight)
+
 
 def enrolment(table: Table, k: int, seed: int = 0, source: str = "neutral") -> tuple[np.ndarray, dict]:
     """Pick k enrolment files per speaker (``Recipe.enrol_from`` says which); returns (enrolment mask
@@ -369,14 +374,13 @@ class Prober:
         x = self.t.features(recipe.kind, variant, layers, recipe.res)
         if recipe.enrol:
             centred = x - self.offsets(recipe, variant, layers)
-            if recipe.enrol_scale or recipe.enrol_weight:
+            if recipe.divides_by_spread:
                 var, n = self.spreads(recipe, variant, layers)
                 if recipe.enrol_weight:  # a speaker without two enrolment windows gets the pool
                     own = np.where(n > 1, recipe.enrol_weight, 0.0)[:, None]
                 else:
                     own = n[:, None] / (n[:, None] + recipe.enrol_scale)
-                spread = own * var + (1 - own) * self._pool
-                centred = (centred / np.sqrt(spread)).astype(x.dtype)
+                centred = divide_by_spread(centred, var, self._pool, own).astype(x.dtype)
             x = np.concatenate([x, centred], axis=1) if recipe.keep_raw else centred
         if recipe.nap and self._nap is not None:
             mu, sd, u = self._nap
@@ -453,7 +457,7 @@ class Prober:
         t = self.t
         if recipe.nap:
             self.fit_nap(recipe, train_files, layers)
-        if recipe.enrol_scale or recipe.enrol_weight:
+        if recipe.divides_by_spread:
             self.fit_pool(recipe, train_files, layers)
         file_w = np.zeros(len(t.records))
         file_w[train_files] = balanced_weights([t.records[i] for i in train_files])

@@ -222,6 +222,13 @@ class EncoderHead(nn.Module):
         return self.head(self.norm(self.embed(x)))
 
 
+def divide_by_spread(centred, variance, pool, own):
+    """``centred`` over the root of ``own`` x the session's variance + (1 - ``own``) x the training
+    speakers' pooled variance: the session head's input in the app (``WhisperHead.in_session``) and
+    in training (``scripts/whisper_probe.py``), one formula for both; tensors or arrays."""
+    return centred / (own * variance + (1 - own) * pool) ** 0.5
+
+
 class WhisperHead(nn.Module):
     """Whisper tiny.en's encoder up to the deepest layer asked for (frozen), the mean and standard
     deviation over time of those layers' states, standardised, and a linear layer.
@@ -304,21 +311,19 @@ class WhisperHead(nn.Module):
         ``session_statistics`` over the speech heard so far from the same speaker, any emotion).
         With ``session_mix``: the log of the mean of its calibrated probabilities and the calm-voice
         head's, whose reference is the session's P(neutral)-weighted mean."""
-        d = self.stats_size
+        d, k = self.stats_size, len(self.session_columns)
         x, c = stats[:, self.session_columns], centre[:, :d][:, self.session_columns]
         centred = x - c
-        if self.session_spread:
-            k = len(self.session_columns)
+        if self.session_spread:  # the squares' mean follows the statistics' (``session_statistics``)
             variance = (centre[:, d:d + k] - c * c).clamp(min=0)
-            own = self.session_spread
-            centred = centred / torch.sqrt(own * variance + (1 - own) * self.session_pool)
-            d += k  # the mix's parts follow the squares
+            centred = divide_by_spread(centred, variance, self.session_pool, self.session_spread)
         logits = self.session_head(self.session_norm(torch.cat([x, centred], dim=1)))
         if not self.session_mix:
             return logits
-        weight = centre[:, -1:]
-        plain_mean = centre[:, :self.stats_size][:, self.plain_columns]  # if nothing sounded neutral at all
-        calm = torch.where(weight > 0, centre[:, d:-1] / torch.where(weight > 0, weight, 1.0), plain_mean)
+        parts = centre[:, d + k:] if self.session_spread else centre[:, d:]  # the mix's, after any squares
+        weight = parts[:, -1:]
+        plain_mean = centre[:, :d][:, self.plain_columns]  # if nothing sounded neutral at all
+        calm = torch.where(weight > 0, parts[:, :-1] / torch.where(weight > 0, weight, 1.0), plain_mean)
         calm_logits = self.adapted_head(self.adapted_norm(stats[:, self.plain_columns] - calm))
         mix = 0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(calm_logits, dim=1)
         return torch.log(mix.clamp(min=1e-12))
