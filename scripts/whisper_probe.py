@@ -302,6 +302,9 @@ class Recipe:
     #                         toward the training speakers' pooled spread with this many pseudo-windows
     enrol_weight: float = 0  # > 0: the same shrinkage with this fixed weight on the speaker's own spread
     #                          (the app's form: a live session's window count is not the clips')
+    session_draws: bool = False  # each training copy (train_variants) gets its own draw of session clips
+    prior_shift: bool = False  # add to the head's logits the per-label shift that the inner held-out
+    #                            sides' balanced cross-entropy asks for (``fit_prior_shift``)
     nap: int = 0  # remove the k directions along which the training speakers' mean features differ most
     ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
     layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
@@ -361,6 +364,36 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, c: float,
     return linear.eval(), evals[0]
 
 
+def fit_prior_shift(logits: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 0.01) -> np.ndarray:
+    """The 7 numbers added to a head's logits that minimise the weighted cross-entropy of held-out
+    windows (+ ``l2`` ||b||^2): what a head learnt about label priors on its training corpora that
+    does not carry to another corpus (the label it over-predicts there, the labels that corpus lacks)."""
+    import torch.nn.functional as F
+
+    x, t, wt = torch.from_numpy(logits.astype(np.float32)), torch.from_numpy(y), torch.from_numpy(w / w.sum()).float()
+    b = torch.zeros(x.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([b], lr=1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy(x + b, t, reduction="none") * wt).sum() + l2 * b.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return b.detach().numpy()
+
+
+def shifted(model: tuple, shift: np.ndarray) -> tuple:
+    """``model`` (linear, mean, std, evaluations) with ``shift`` added to its logits."""
+    linear, *rest = model
+    out = torch.nn.Linear(linear.in_features, linear.out_features)
+    out.load_state_dict(linear.state_dict())
+    with torch.no_grad():
+        out.bias += torch.from_numpy(shift)
+    return (out.eval(), *rest)
+
+
 class Prober:
     """Fits and scores heads for recipes; caches the features' enrolment offsets and spreads."""
 
@@ -370,12 +403,14 @@ class Prober:
         self._nap = None  # (mean, std, U): the projection of the last fit's training side
         self._pool = None  # per-dimension within-speaker variance of the last fit's training speakers
 
-    def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...]) -> np.ndarray:
+    def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...], draw: int = 0) -> np.ndarray:
+        """Per window, the head's input in ``variant``; ``draw`` picks the session clips (0: the
+        protocol's, whose clips are not scored)."""
         x = self.t.features(recipe.kind, variant, layers, recipe.res)
         if recipe.enrol:
-            centred = x - self.offsets(recipe, variant, layers)
+            centred = x - self.offsets(recipe, variant, layers, draw)
             if recipe.divides_by_spread:
-                var, n = self.spreads(recipe, variant, layers)
+                var, n = self.spreads(recipe, variant, layers, draw)
                 if recipe.enrol_weight:  # a speaker without two enrolment windows gets the pool
                     own = np.where(n > 1, recipe.enrol_weight, 0.0)[:, None]
                 else:
@@ -404,14 +439,14 @@ class Prober:
         u = np.linalg.svd(means, full_matrices=False)[2][:recipe.nap].T
         self._nap = (mu.astype(np.float32), sd.astype(np.float32), u.astype(np.float32))
 
-    def spreads(self, recipe: Recipe, variant: str, layers) -> tuple[np.ndarray, np.ndarray]:
+    def spreads(self, recipe: Recipe, variant: str, layers, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per window: the per-dimension variance of its speaker's enrolment windows in the same
         condition, and how many windows that is (0 and 0 for a speaker without enrolment clips, whom
         ``rows`` gives the pool)."""
-        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from)
+        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, draw)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
-            _, chosen = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
+            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from)
             spk_of_win = self.t.speaker[self.t.win_file]
             var, n = np.zeros_like(x), np.zeros(len(x))
             for s, f in chosen.items():
@@ -428,12 +463,12 @@ class Prober:
         self._pool = (var[win].mean(0) + 1e-6).astype(np.float32)
         return self._pool
 
-    def offsets(self, recipe: Recipe, variant: str, layers) -> np.ndarray:
+    def offsets(self, recipe: Recipe, variant: str, layers, draw: int = 0) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
-        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from)
+        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, draw)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
-            _, chosen = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
+            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from)
             per_spk = {s: x[np.isin(self.t.win_file, f)].mean(0) for s, f in chosen.items()}
             fallback = np.mean(list(per_spk.values()), axis=0)
             spk_of_win = self.t.speaker[self.t.win_file]
@@ -462,7 +497,8 @@ class Prober:
         file_w = np.zeros(len(t.records))
         file_w[train_files] = balanced_weights([t.records[i] for i in train_files])
         win = np.flatnonzero(file_w[t.win_file] > 0)
-        x = np.concatenate([self.rows(recipe, v, layers)[win] for v in recipe.train_variants])
+        x = np.concatenate([self.rows(recipe, v, layers, i if recipe.session_draws else 0)[win]
+                            for i, v in enumerate(recipe.train_variants)])
         w = np.tile(file_w[t.win_file[win]] / t.n_windows[t.win_file[win]], len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
         mean, std = x.mean(0), x.std(0) + 1e-5
@@ -577,6 +613,7 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
         layer_sets = [layer_picks[name]] if layer_picks is not None else recipe.layer_sets
         grid = [(ls, c) for ls in layer_sets for c in recipe.cs]
         inner_uas: dict[tuple, list] = {}
+        inner_logits: dict[tuple, list] = {}  # (layer set, C) -> [(logits, labels, weights)] per inner side
         for ls in layer_sets:
             for fit_files, val_files in inner:
                 models = prober.fit(recipe, fit_files, LAYER_SETS[ls], recipe.cs)
@@ -585,11 +622,20 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
                     inner_uas.setdefault((ls, c), []).append(np.mean([
                         score(t.label[val], prober.predict(model, recipe, val, cond, LAYER_SETS[ls]))["ua"]
                         for cond in SELECT_CONDITIONS]))
+                    if recipe.prior_shift:
+                        inner_logits.setdefault((ls, c), []).extend(
+                            balanced_windows(prober, model, recipe, val, cond, LAYER_SETS[ls]) for cond in SELECT_CONDITIONS)
         inner_scores = {f"{ls} C={c:g}": float(np.mean(inner_uas[(ls, c)])) for ls, c in grid}
         log(f"  {recipe.name} {protocol} {name}: inner " + ", ".join(f"{k} {v:.3f}" for k, v in inner_scores.items()))
         best = max(inner_scores, key=inner_scores.get)
         ls, c = grid[list(inner_scores).index(best)]
         model = prober.fit(recipe, train, LAYER_SETS[ls], [c])[c]
+        shift = None
+        if recipe.prior_shift:
+            logits, y, w = (np.concatenate(parts) for parts in zip(*inner_logits[(ls, c)]))
+            shift = fit_prior_shift(logits, y, w)
+            model = shifted(model, shift)
+            log(f"  {recipe.name} {protocol} {name}: prior shift " + " ".join(f"{v:+.2f}" for v in shift))
         scored_files = prober.scored(recipe, test)
         conds = {cond: score(t.label[scored_files], prober.predict(model, recipe, scored_files, cond, LAYER_SETS[ls]))
                  for cond in TEST_CONDITIONS}
@@ -598,6 +644,7 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
             files = prober.scored(stress, test)
             conds["one-emotion"] = score(t.label[files], prober.predict(model, stress, files, "clean", LAYER_SETS[ls]))
         result["splits"].append({"test": name, "picked": best, "inner": inner_scores, "lbfgs_evals": model[3],
+                                 **({"prior_shift": shift.tolist()} if shift is not None else {}),
                                  "n_test_files": int(len(scored_files)), "conditions": conds})
         log(f"{recipe.name} {protocol} {name}: picked {best}; UA clean {conds['clean']['ua']:.3f}, "
             f"-15 dB {conds['g-15']['ua']:.3f}, +15 dB {conds['g+15']['ua']:.3f}, random gain "
@@ -609,6 +656,22 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
             [s["test"] for s in result["splits"]], uas)), "collapse_max": float(max(
                 s["conditions"]["one-emotion"]["collapse"] for s in result["splits"]))}
     return result
+
+
+def balanced_windows(prober: Prober, model, recipe: Recipe, files: np.ndarray, variant: str, layers):
+    """(logits, labels, weights) of the counted windows of ``files``: every corpus and every class
+    within it the same mass, each file's mass shared by its windows (the training rows' weighting)."""
+    logits, owner = prober.window_logits(model, recipe, files, variant, layers)
+    return logits, prober.t.label[owner], window_weights(prober.t, files, owner)
+
+
+def window_weights(table: Table, files: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Per window (``owner``: its file, one of ``files``): the files' balanced weight shared by their windows."""
+    from ser_model.data import balanced_weights
+
+    file_w = np.zeros(len(table.records))
+    file_w[files] = balanced_weights([table.records[i] for i in files])
+    return file_w[owner] / np.bincount(owner, minlength=len(table.records))[owner]
 
 
 def summarise(splits: list[dict]) -> dict:
@@ -652,6 +715,19 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     # the same with a fixed weight of 0.4 on the session's own spread (sess4z's mean n / (n + 10): 0.38)
     "sess4w+gainaug": Recipe("sess4w+gainaug", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                              train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
+    # the same on a C grid reaching two steps further toward strong regularisation: the inner
+    # validation picked sess4w's smallest C (0.001) in 8 of its 9 splits, its score still rising
+    "sess4w+gainaug+lowc": Recipe("sess4w+gainaug+lowc", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                                  train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                  cs=(0.0001, 0.0003) + CS),
+    "gainaug+lowc": Recipe("gainaug+lowc", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                           cs=(0.0001, 0.0003) + CS),  # the plain head on the same extended grid
+    # the session head, each training copy centred on another draw of four session clips
+    "sess4w+gainaug+draws": Recipe("sess4w+gainaug+draws", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                                   train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True),
+    # the session head with the prior shift learnt on the inner held-out sides (fit_prior_shift)
+    "sess4w+gainaug+shift": Recipe("sess4w+gainaug+shift", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                                   train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), prior_shift=True),
     "sess4c+gainaug": Recipe("sess4c+gainaug", enrol=4, enrol_from="any",
                              train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
     "enrol2r+gainaug": Recipe("enrol2r+gainaug", enrol=2, keep_raw=True,
