@@ -510,18 +510,18 @@ class Prober:
             init = linear
         return models
 
-    def predict(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers) -> np.ndarray:
+    def predict(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers, draw: int = 0) -> np.ndarray:
         """(files, 7) probabilities: the mean over each file's speech windows (all windows if none)."""
-        logits, owner = self.window_logits(model, recipe, files, variant, layers)
+        logits, owner = self.window_logits(model, recipe, files, variant, layers, draw)
         return file_mean(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), owner, files)
 
     @torch.inference_mode()
-    def window_logits(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers):
+    def window_logits(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers, draw: int = 0):
         """(windows, 7) logits of the windows of ``files`` that count (the speech windows, or all
         of a file without speech) and each one's file index."""
         linear, mean, std, _ = model
         win = self.kept_windows(files, variant)
-        x = (self.rows(recipe, variant, layers)[win] - mean) / std
+        x = (self.rows(recipe, variant, layers, draw)[win] - mean) / std
         return linear(torch.from_numpy(x.astype(np.float32))).numpy(), self.t.win_file[win]
 
     def kept_windows(self, files: np.ndarray, variant: str) -> np.ndarray:
@@ -534,11 +534,11 @@ class Prober:
         has_speech = np.bincount(owner, weights=speech, minlength=len(t.records)) > 0
         return win[speech | ~has_speech[owner]]
 
-    def scored(self, recipe: Recipe, files: np.ndarray) -> np.ndarray:
-        """The files that count: all but enrolment clips when the recipe enrols."""
+    def scored(self, recipe: Recipe, files: np.ndarray, draw: int = 0) -> np.ndarray:
+        """The files that count: all but enrolment clips (of session draw ``draw``) when the recipe enrols."""
         if not recipe.enrol:
             return files
-        mask, _ = enrolment(self.t, recipe.enrol, source=recipe.enrol_from)
+        mask, _ = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from)
         return files[~mask[files]]
 
 
@@ -995,6 +995,43 @@ def cmd_cost(args) -> None:
     print(f"report: {out}")
 
 
+def cmd_redraw(args) -> None:
+    """A session recipe's outer heads (the C its nested run picked, refitted) scored over several
+    draws of the held-out speakers' session clips: one draw of four clips per speaker is a noisy
+    test where a corpus has two speakers (TESS)."""
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    prober = Prober(Table(args.data))
+    t = prober.t
+    suffix = f"_{args.layer}" if args.layer else ""
+    for name in args.only:
+        recipe = RECIPES[name]
+        run = json.loads((PROBE_DIR / f"{name}{suffix}_{args.protocol}.json").read_text())
+        picked = {s["test"]: s["picked"] for s in run["splits"]}
+        splits = Splits(t)
+        outer = splits.loco() if args.protocol == "loco" else splits.ravdess_cv(recipe.ravdess_only)
+        out = {"recipe": name, "protocol": args.protocol, "draws": args.draws, "splits": {}}
+        for split, train, test, _ in outer:
+            ls, c = picked[split].split(" C=")
+            model = prober.fit(recipe, train, LAYER_SETS[ls], [float(c)])[float(c)]
+            rows = []
+            for d in range(args.draws):
+                files = prober.scored(recipe, test, d)
+                sc = score(t.label[files], prober.predict(model, recipe, files, "clean", LAYER_SETS[ls], d))
+                rows.append({"ua": sc["ua"], "collapse": sc["collapse"], "pred_share": sc["pred_share"]})
+            uas = [r["ua"] for r in rows]
+            out["splits"][split] = {"picked": picked[split], "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)),
+                                    "collapse_mean": float(np.mean([r["collapse"] for r in rows])), "draws": rows}
+            print(f"{name} {split}: UA over {args.draws} draws {100 * np.mean(uas):.1f} +- {100 * np.std(uas):.1f} "
+                  f"({' '.join(f'{100 * u:.1f}' for u in uas)}), collapse {out['splits'][split]['collapse_mean']:.2f}",
+                  flush=True)
+        out["ua_mean"] = float(np.mean([v["ua_mean"] for v in out["splits"].values()]))
+        out["command"] = (f"python scripts/whisper_probe.py redraw --protocol {args.protocol} --only {name}"
+                          + (f" --layer {args.layer}" if args.layer else "") + f" --draws {args.draws}")
+        (PROBE_DIR / f"{name}{suffix}_{args.protocol}_redraw.json").write_text(json.dumps(out, indent=1) + "\n")
+        print(f"{name}: mean UA over splits {100 * out['ua_mean']:.1f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -1012,6 +1049,13 @@ def main() -> None:
     pr.add_argument("--force", action="store_true", help="rerun recipes whose report exists")
     pr.add_argument("--layer", choices=list(LAYER_SETS), help="fix the layer set of every split (only C is searched)")
     pr.set_defaults(fn=cmd_probe)
+    rd = sub.add_parser("redraw", help="a session recipe's outer heads scored over several session draws")
+    rd.add_argument("--data", type=Path, default=DATA)
+    rd.add_argument("--protocol", choices=("loco", "cv"), required=True)
+    rd.add_argument("--only", nargs="+", required=True, help="session recipes with a saved nested run")
+    rd.add_argument("--layer", choices=list(LAYER_SETS))
+    rd.add_argument("--draws", type=int, default=5)
+    rd.set_defaults(fn=cmd_redraw)
     rp = sub.add_parser("report", help="tables, nested recipe choice and plots from the probe runs")
     rp.set_defaults(fn=cmd_report)
     c = sub.add_parser("cost", help="per-window cost on one thread")
