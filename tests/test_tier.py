@@ -112,9 +112,10 @@ def test_a_dead_workers_windows_are_claimed_by_another(redis_url, monkeypatch):
         got = client.xreadgroup(tier.GROUP, "doomed", {tier.STREAM: ">"}, count=8, block=100)
     assert got and got[0][1]
     survivor = tier.TierWorker(CountingRecognizer(), redis_url, name="survivor")
-    serve_in_thread(survivor)
+    serving = serve_in_thread(survivor)
     t.join(10)
     survivor.stop()
+    serving.join(5)  # the worker counts a batch after answering it: read the count once it has stopped
     assert answer["probs"].argmax() == 4 and survivor.served == 1
 
 
