@@ -909,7 +909,9 @@ def test_quality_panel_shows_the_models_held_out_figures(page, server):
     for i, figure in enumerate(model["headline"]):
         text = items.nth(i).text_content()
         assert figure["what"] in text
-        assert f"{round(figure['ua'] * 100)}% UA" in text and f"chance {round(figure['chance'] * 100)}%" in text
+        # the page rounds as JavaScript's Math.round does, half up (Python's round() goes to even: 40.5 -> 40)
+        ua, chance = (math.floor(figure[k] * 100 + 0.5) for k in ("ua", "chance"))
+        assert f"{ua}% UA" in text and f"chance {chance}%" in text
     if not model["headline"]:
         assert "No held-out figures" in page.text_content("#quality-figures")
     assert "hint" in page.text_content(".quality-limits")
