@@ -314,7 +314,8 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   f" and divided by its spread, the root of {mcfg.session_spread:g} x its variance + {1 - mcfg.session_spread:g} x the training speakers' pooled variance"
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
-  training speaker's statistics centred on four of their clips of any emotion.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
+  training speaker's statistics centred on four of their clips of any emotion{
+  " (each augmented copy of the data on another random draw of four)" if meta.get("session_draws") else ""}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
