@@ -803,8 +803,9 @@ def load_runs(protocol: str) -> dict[str, dict]:
     runs = {}
     for path in sorted(PROBE_DIR.glob(f"*_{protocol}.json")):
         name = path.stem.rsplit("_", 1)[0]
-        if name != "layer-scan":
-            runs[name] = json.loads(path.read_text())
+        run = json.loads(path.read_text())
+        if name != "layer-scan" and "summary" in run:  # session_mix_probe.py keeps its own format here
+            runs[name] = run
     return runs
 
 
