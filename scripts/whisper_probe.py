@@ -487,19 +487,15 @@ class Prober:
     def fit(self, recipe: Recipe, train_files: np.ndarray, layers, cs) -> dict[float, tuple]:
         """Heads for every C in ``cs`` on the same standardised rows (each warm-started from the
         previous, more strongly regularised one): {C: (linear, mean, std, L-BFGS evaluations)}."""
-        from ser_model.data import balanced_weights
-
         t = self.t
         if recipe.nap:
             self.fit_nap(recipe, train_files, layers)
         if recipe.divides_by_spread:
             self.fit_pool(recipe, train_files, layers)
-        file_w = np.zeros(len(t.records))
-        file_w[train_files] = balanced_weights([t.records[i] for i in train_files])
-        win = np.flatnonzero(file_w[t.win_file] > 0)
+        win = np.flatnonzero(np.isin(t.win_file, train_files))
         x = np.concatenate([self.rows(recipe, v, layers, i if recipe.session_draws else 0)[win]
                             for i, v in enumerate(recipe.train_variants)])
-        w = np.tile(file_w[t.win_file[win]] / t.n_windows[t.win_file[win]], len(recipe.train_variants))
+        w = np.tile(window_weights(t, train_files, t.win_file[win]), len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
         mean, std = x.mean(0), x.std(0) + 1e-5
         x = torch.from_numpy((x - mean) / std)
@@ -574,6 +570,10 @@ class Splits:
     def __init__(self, table: Table):
         self.t = table
 
+    def outer(self, protocol: str, ravdess_only: bool = False):
+        """The outer splits of ``protocol`` ("loco" or "cv")."""
+        return self.loco() if protocol == "loco" else self.ravdess_cv(ravdess_only)
+
     def loco(self):
         t = self.t
         for test in CORPORA:
@@ -605,8 +605,7 @@ def run_protocol(prober: Prober, recipe: Recipe, protocol: str, log, layer_picks
     the outer training side and scored on the outer test side under every TEST_CONDITION.
     ``layer_picks`` (split name -> layer set, chosen by another recipe's inner validation) fixes
     the layer set per split, so only C is searched."""
-    splits = Splits(prober.t)
-    outer = splits.loco() if protocol == "loco" else splits.ravdess_cv(recipe.ravdess_only)
+    outer = Splits(prober.t).outer(protocol, recipe.ravdess_only)
     t = prober.t
     result = {"recipe": asdict(recipe), "protocol": protocol, "splits": []}
     for name, train, test, inner in outer:
@@ -781,8 +780,7 @@ def layer_scan(prober: Prober, base: dict, protocol: str, log) -> None:
     out = PROBE_DIR / f"layer-scan_{protocol}.json"
     if out.exists():
         return
-    splits = Splits(prober.t)
-    outer = splits.loco() if protocol == "loco" else splits.ravdess_cv(False)
+    outer = Splits(prober.t).outer(protocol)
     scan_result = {"note": "test-side figures, for insight only: not a selection", "splits": {}}
     for (name, train, test, _), s in zip(outer, base["splits"]):
         c = float(s["picked"].split("C=")[1])
@@ -1009,8 +1007,7 @@ def cmd_redraw(args) -> None:
         recipe = RECIPES[name]
         run = json.loads((PROBE_DIR / f"{name}{suffix}_{args.protocol}.json").read_text())
         picked = {s["test"]: s["picked"] for s in run["splits"]}
-        splits = Splits(t)
-        outer = splits.loco() if args.protocol == "loco" else splits.ravdess_cv(recipe.ravdess_only)
+        outer = Splits(t).outer(args.protocol, recipe.ravdess_only)
         out = {"recipe": name, "protocol": args.protocol, "draws": args.draws, "splits": {}}
         for split, train, test, _ in outer:
             ls, c = picked[split].split(" C=")
