@@ -303,6 +303,9 @@ class Recipe:
     enrol_weight: float = 0  # > 0: the same shrinkage with this fixed weight on the speaker's own spread
     #                          (the app's form: a live session's window count is not the clips')
     session_draws: bool = False  # each training copy (train_variants) gets its own draw of session clips
+    session_sizes: tuple[int, ...] = ()  # per training copy, how many session clips (default: enrol each);
+    #                                      a speaker with fewer clips than that gets all of theirs
+    enrol_upto: bool = False  # a speaker with fewer than enrol (but at least 2) clips is centred on all of them
     label_sets: bool = False  # each row's softmax over its corpus's labels only, so a corpus without
     #                           disgust does not teach that voices like its own are never disgusted
     prior_shift: bool = False  # add to the head's logits the per-label shift that the inner held-out
@@ -317,10 +320,11 @@ class Recipe:
         return bool(self.enrol_scale or self.enrol_weight)
 
 
-def enrolment(table: Table, k: int, seed: int = 0, source: str = "neutral") -> tuple[np.ndarray, dict]:
+def enrolment(table: Table, k: int, seed: int = 0, source: str = "neutral",
+              upto: bool = False) -> tuple[np.ndarray, dict]:
     """Pick k enrolment files per speaker (``Recipe.enrol_from`` says which); returns (enrolment mask
     over files, speaker -> file indices). Speakers with fewer than k such clips get none (centred on
-    the mean offset)."""
+    the mean offset), or with ``upto`` all of them when they have two or more."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(table.records), bool)
     chosen = {}
@@ -332,7 +336,10 @@ def enrolment(table: Table, k: int, seed: int = 0, source: str = "neutral") -> t
             labels = [lab for lab in np.unique(table.label[own]) if np.sum(own & (table.label == lab)) >= k]
             own &= table.label == (rng.choice(labels) if labels else -1)
         cands = np.flatnonzero(own)
-        if len(cands) >= k:
+        if upto and 2 <= len(cands) < k:
+            chosen[spk] = cands
+            mask[cands] = True
+        elif len(cands) >= k:
             chosen[spk] = np.sort(rng.choice(cands, k, replace=False))
             mask[chosen[spk]] = True
     return mask, chosen
@@ -448,10 +455,10 @@ class Prober:
         """Per window: the per-dimension variance of its speaker's enrolment windows in the same
         condition, and how many windows that is (0 and 0 for a speaker without enrolment clips, whom
         ``rows`` gives the pool)."""
-        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, draw)
+        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, recipe.enrol_upto, draw)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
-            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from)
+            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from, upto=recipe.enrol_upto)
             spk_of_win = self.t.speaker[self.t.win_file]
             var, n = np.zeros_like(x), np.zeros(len(x))
             for s, f in chosen.items():
@@ -470,10 +477,10 @@ class Prober:
 
     def offsets(self, recipe: Recipe, variant: str, layers, draw: int = 0) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
-        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, draw)
+        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, recipe.enrol_upto, draw)
         if key not in self._offsets:
             x = self.t.features(recipe.kind, variant, layers, recipe.res)
-            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from)
+            _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from, upto=recipe.enrol_upto)
             per_spk = {s: x[np.isin(self.t.win_file, f)].mean(0) for s, f in chosen.items()}
             fallback = np.mean(list(per_spk.values()), axis=0)
             spk_of_win = self.t.speaker[self.t.win_file]
@@ -498,8 +505,10 @@ class Prober:
         if recipe.divides_by_spread:
             self.fit_pool(recipe, train_files, layers)
         win = np.flatnonzero(np.isin(t.win_file, train_files))
-        x = np.concatenate([self.rows(recipe, v, layers, i if recipe.session_draws else 0)[win]
-                            for i, v in enumerate(recipe.train_variants)])
+        copies = ([replace(recipe, enrol=k, enrol_upto=True) for k in recipe.session_sizes] if recipe.session_sizes
+                  else [recipe] * len(recipe.train_variants))
+        x = np.concatenate([self.rows(r, v, layers, i if recipe.session_draws else 0)[win]
+                            for i, (v, r) in enumerate(zip(recipe.train_variants, copies))])
         w = np.tile(window_weights(t, train_files, t.win_file[win]), len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
         allowed = torch.from_numpy(np.tile(corpus_labels(t, train_files)[t.win_file[win]],
@@ -743,6 +752,10 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     # the session head, each training copy centred on another draw of four session clips
     "sess4w+gainaug+draws": Recipe("sess4w+gainaug+draws", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True),
+    # the same, the copies' sessions of 4 to 16 clips, as a live session grows past its first 8 s
+    "sess4w+gainaug+sizes": Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                                   train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
+                                   session_sizes=(4, 8, 16, 4, 8)),
     # the same, each row's softmax over its corpus's labels only (Recipe.label_sets): the raw statistics'
     # logits carried a corpus offset (TESS held out: +5.2 on disgust, which only RAVDESS had in training)
     "sess4w+gainaug+draws+sets": Recipe("sess4w+gainaug+draws+sets", enrol=4, enrol_from="any", keep_raw=True,
@@ -1035,14 +1048,16 @@ def cmd_redraw(args) -> None:
         run = json.loads((PROBE_DIR / f"{name}{suffix}_{args.protocol}.json").read_text())
         picked = {s["test"]: s["picked"] for s in run["splits"]}
         outer = Splits(t).outer(args.protocol, recipe.ravdess_only)
-        out = {"recipe": name, "protocol": args.protocol, "draws": args.draws, "splits": {}}
+        out = {"recipe": name, "protocol": args.protocol, "draws": args.draws,
+               "session_clips": args.clips or recipe.enrol, "splits": {}}
         for split, train, test, _ in outer:
             ls, c = picked[split].split(" C=")
             model = prober.fit(recipe, train, LAYER_SETS[ls], [float(c)])[float(c)]
             rows = []
             for d in range(args.draws):
-                files = prober.scored(recipe, test, d)
-                sc = score(t.label[files], prober.predict(model, recipe, files, "clean", LAYER_SETS[ls], d))
+                heard = replace(recipe, enrol=args.clips or recipe.enrol)  # the session at test time
+                files = prober.scored(heard, test, d)
+                sc = score(t.label[files], prober.predict(model, heard, files, "clean", LAYER_SETS[ls], d))
                 rows.append({"ua": sc["ua"], "collapse": sc["collapse"], "pred_share": sc["pred_share"]})
             uas = [r["ua"] for r in rows]
             out["splits"][split] = {"picked": picked[split], "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)),
@@ -1052,8 +1067,10 @@ def cmd_redraw(args) -> None:
                   flush=True)
         out["ua_mean"] = float(np.mean([v["ua_mean"] for v in out["splits"].values()]))
         out["command"] = (f"python scripts/whisper_probe.py redraw --protocol {args.protocol} --only {name}"
-                          + (f" --layer {args.layer}" if args.layer else "") + f" --draws {args.draws}")
-        (PROBE_DIR / f"{name}{suffix}_{args.protocol}_redraw.json").write_text(json.dumps(out, indent=1) + "\n")
+                          + (f" --layer {args.layer}" if args.layer else "") + f" --draws {args.draws}"
+                          + (f" --clips {args.clips}" if args.clips else ""))
+        clips = f"_clips{args.clips}" if args.clips else ""
+        (PROBE_DIR / f"{name}{suffix}_{args.protocol}_redraw{clips}.json").write_text(json.dumps(out, indent=1) + "\n")
         print(f"{name}: mean UA over splits {100 * out['ua_mean']:.1f}", flush=True)
 
 
@@ -1080,6 +1097,7 @@ def main() -> None:
     rd.add_argument("--only", nargs="+", required=True, help="session recipes with a saved nested run")
     rd.add_argument("--layer", choices=list(LAYER_SETS))
     rd.add_argument("--draws", type=int, default=5)
+    rd.add_argument("--clips", type=int, help="session clips heard before, at test time (default: the recipe's)")
     rd.set_defaults(fn=cmd_redraw)
     rp = sub.add_parser("report", help="tables, nested recipe choice and plots from the probe runs")
     rp.set_defaults(fn=cmd_report)
