@@ -315,7 +315,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
   training speaker's statistics centred on four of their clips of any emotion{
-  " (each augmented copy of the data on another random draw of four)" if meta.get("session_draws") else ""}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
+  session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
@@ -364,6 +364,17 @@ for decisions about people.
 
 ## Licence
 {licences(counts)}{WHISPER_LICENCE}"""
+
+
+def session_draws_note(meta: dict) -> str:
+    """How the session head's training clips were drawn, from the checkpoint's meta."""
+    if not meta.get("session_draws"):
+        return ""
+    sizes = meta.get("session_sizes") or []
+    if len(sizes) > 1:
+        return (f" (each augmented copy of the data centred on another random draw of "
+                f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]} clips, as a live session grows)")
+    return " (each augmented copy of the data on another random draw of four)"
 
 
 def render_model_card(checkpoint: str | Path) -> str:
