@@ -756,6 +756,10 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+sizes": Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
                                    session_sizes=(4, 8, 16, 4, 8)),
+    # the same with sessions twice as long (8 to 32 clips), for a live session that runs for minutes
+    "sess4w+gainaug+sizes32": Recipe("sess4w+gainaug+sizes32", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+                                     train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
+                                     session_sizes=(8, 16, 32, 8, 16)),
     # the same, each row's softmax over its corpus's labels only (Recipe.label_sets): the raw statistics'
     # logits carried a corpus offset (TESS held out: +5.2 on disgust, which only RAVDESS had in training)
     "sess4w+gainaug+draws+sets": Recipe("sess4w+gainaug+draws+sets", enrol=4, enrol_from="any", keep_raw=True,
