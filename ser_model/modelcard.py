@@ -314,8 +314,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   f" and divided by its spread, the root of {mcfg.session_spread:g} x its variance + {1 - mcfg.session_spread:g} x the training speakers' pooled variance"
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
-  training speaker's statistics centred on four of their clips of any emotion{
-  session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
+  training speaker's statistics centred on {session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
@@ -367,14 +366,14 @@ for decisions about people.
 
 
 def session_draws_note(meta: dict) -> str:
-    """How the session head's training clips were drawn, from the checkpoint's meta."""
-    if not meta.get("session_draws"):
-        return ""
+    """Which clips the session head's training speakers were centred on, from the checkpoint's meta."""
     sizes = meta.get("session_sizes") or []
+    if not meta.get("session_draws"):
+        return "four of their clips of any emotion"
     if len(sizes) > 1:
-        return (f" (each augmented copy of the data centred on another random draw of "
-                f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]} clips, as a live session grows)")
-    return " (each augmented copy of the data on another random draw of four)"
+        return (f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]} of their clips of any emotion (each "
+                "augmented copy of the data on another random draw, as a live session grows)")
+    return "four of their clips of any emotion (each augmented copy of the data on another random draw of four)"
 
 
 def render_model_card(checkpoint: str | Path) -> str:
