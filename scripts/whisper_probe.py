@@ -505,6 +505,8 @@ class Prober:
         if recipe.divides_by_spread:
             self.fit_pool(recipe, train_files, layers)
         win = np.flatnonzero(np.isin(t.win_file, train_files))
+        if recipe.session_sizes and len(recipe.session_sizes) != len(recipe.train_variants):
+            raise ValueError(f"{recipe.name}: one session size per training copy")
         copies = ([replace(recipe, enrol=k, enrol_upto=True) for k in recipe.session_sizes] if recipe.session_sizes
                   else [recipe] * len(recipe.train_variants))
         x = np.concatenate([self.rows(r, v, layers, i if recipe.session_draws else 0)[win]
@@ -766,8 +768,6 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                                         session_draws=True, label_sets=True),
     "gainaug+sets": Recipe("gainaug+sets", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), label_sets=True),
-    "enrol2+gainaug+sets": Recipe("enrol2+gainaug+sets", enrol=2, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
-                                  label_sets=True),
     # the session head with the prior shift learnt on the inner held-out sides (fit_prior_shift)
     "sess4w+gainaug+shift": Recipe("sess4w+gainaug+shift", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), prior_shift=True),
