@@ -322,7 +322,7 @@ def main() -> None:
         from ser_model.inference import SESSION_MIN_SPEECH_S
 
         meta.update(session_recipe=args.session_recipe, session_draws=session.session_draws,
-                    session_sizes=sorted(set(session.session_sizes)),
+                    session_sizes=sorted(set(session.session_sizes or (session.enrol,))),
                     session_layers=list(session_layers), session_c=c_s, session_grid_mean_loco_ua=grid_s,
                     temperature_session=sess["temperature"], uncertain_below_session=sess["uncertain_below"],
                     loco_session=sess["per_corpus"], loco_session_mean_ua=sess["mean_ua"],

@@ -1054,12 +1054,12 @@ def cmd_redraw(args) -> None:
         outer = Splits(t).outer(args.protocol, recipe.ravdess_only)
         out = {"recipe": name, "protocol": args.protocol, "draws": args.draws,
                "session_clips": args.clips or recipe.enrol, "splits": {}}
+        heard = replace(recipe, enrol=args.clips or recipe.enrol)  # the session at test time
         for split, train, test, _ in outer:
             ls, c = picked[split].split(" C=")
             model = prober.fit(recipe, train, LAYER_SETS[ls], [float(c)])[float(c)]
             rows = []
             for d in range(args.draws):
-                heard = replace(recipe, enrol=args.clips or recipe.enrol)  # the session at test time
                 files = prober.scored(heard, test, d)
                 sc = score(t.label[files], prober.predict(model, heard, files, "clean", LAYER_SETS[ls], d))
                 rows.append({"ua": sc["ua"], "collapse": sc["collapse"], "pred_share": sc["pred_share"]})

@@ -373,7 +373,8 @@ def session_draws_note(meta: dict) -> str:
     if len(sizes) > 1:
         return (f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]} of their clips of any emotion (each "
                 "augmented copy of the data on another random draw, as a live session grows)")
-    return "four of their clips of any emotion (each augmented copy of the data on another random draw of four)"
+    k = f"{sizes[0]}" if sizes and sizes[0] != 4 else "four"  # checkpoints before the sizes: four
+    return f"{k} of their clips of any emotion (each augmented copy of the data on another random draw of {k})"
 
 
 def render_model_card(checkpoint: str | Path) -> str:

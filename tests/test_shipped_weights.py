@@ -42,6 +42,7 @@ def test_model_card_says_how_many_clips_the_session_heads_training_sessions_had(
 
     assert session_draws_note({"session_draws": True, "session_sizes": [4, 8, 16]}).startswith("4, 8 or 16 of their clips")
     assert "draw of four" in session_draws_note({"session_draws": True, "session_sizes": []})  # before sizes
+    assert session_draws_note({"session_draws": True, "session_sizes": [8]}).startswith("8 of their clips")
     assert session_draws_note({"session_draws": False}) == "four of their clips of any emotion"
 
 
