@@ -762,6 +762,12 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+sizes32": Recipe("sess4w+gainaug+sizes32", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                      train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
                                      session_sizes=(8, 16, 32, 8, 16)),
+    # a mix of the two: the clean and gain copies on sizes' short sessions (4), the noisy copies and the
+    # second gain copy on sizes32's long ones, for a head that keeps reading the raw statistics in short
+    # or one-mood sessions and meets long sessions too
+    "sess4w+gainaug+sizesmix": Recipe("sess4w+gainaug+sizesmix", enrol=4, enrol_from="any", keep_raw=True,
+                                      enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                      session_draws=True, session_sizes=(4, 16, 32, 4, 16)),
     # the same, each row's softmax over its corpus's labels only (Recipe.label_sets): the raw statistics'
     # logits carried a corpus offset (TESS held out: +5.2 on disgust, which only RAVDESS had in training)
     "sess4w+gainaug+draws+sets": Recipe("sess4w+gainaug+draws+sets", enrol=4, enrol_from="any", keep_raw=True,
