@@ -297,3 +297,47 @@ def test_fuzzed_socketio_messages_leave_the_server_serving(server):
     assert errors and all(isinstance(e.get("code"), str) and isinstance(e.get("message"), str) for e in errors)
     assert requests.get(server["url"] + "/healthz", timeout=10).status_code == 200
     check_stream(stream_once(server["url"], transports=["websocket"]))  # a good client is served as ever
+
+
+OVERSIZED_CLIENTS, OVERSIZED_MB = 16, 8  # each sends one WebSocket message of this size
+OVERSIZED_BOUND_MB = 32  # what the server's peak memory may grow by while refusing all of them
+
+
+def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weights, tmp_path):
+    """Engine.IO checks a message's size (1 MB) only once simple-websocket has assembled it all:
+    without a bound while it arrives, these 16 x 8 MB messages would all be held in memory at once.
+    Each connection is closed (code 1009, or reset while still sending) and a good client is served."""
+    import websocket
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    with serve(cmd, url, tmp_path / "server.log") as proc:
+        check_stream(stream_once(url, transports=["websocket"]))  # the baseline includes a real stream
+        baseline = peak_rss_mb(proc.pid)
+        outcomes: list = []
+
+        def send_one():
+            ws = websocket.create_connection(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+                                             timeout=ANSWER_WITHIN_S)
+            try:
+                ws.recv()  # Engine.IO's open packet
+                ws.send_binary(bytes(OVERSIZED_MB << 20))
+                outcomes.append(ws.recv_data(control_frame=True))
+            except (ConnectionError, BrokenPipeError) as e:  # closed while the client was still sending
+                outcomes.append(e)
+            finally:
+                ws.shutdown()
+
+        clients = [threading.Thread(target=send_one) for _ in range(OVERSIZED_CLIENTS)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(2 * ANSWER_WITHIN_S)
+        assert len(outcomes) == OVERSIZED_CLIENTS
+        for got in outcomes:
+            if not isinstance(got, Exception):
+                opcode, data = got
+                assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
+        assert peak_rss_mb(proc.pid) - baseline < OVERSIZED_BOUND_MB
+        check_stream(stream_once(url, transports=["websocket"]))
