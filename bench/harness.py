@@ -153,9 +153,11 @@ class ProcStats:
         except OSError:
             return ""
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self, own: bool = False) -> float:
+        """CPU seconds of the process and its children, or with ``own`` of the process alone (run.py's
+        web process, its model lanes excluded)."""
         total = 0
-        for pid in self._tree():
+        for pid in [self.pid] if own else self._tree():
             stat = self._read(f"/proc/{pid}/stat")
             if stat:
                 fields = stat.rsplit(")", 1)[1].split()

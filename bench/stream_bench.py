@@ -8,7 +8,8 @@ real time, and reports per N:
   window's ``emotion`` event;
 - events/s per stream (one per 0.5 s hop is expected: 2.0) and missing hops;
 - summary latency p50/p95: from ``stop`` to ``summary``;
-- server CPU % (100 = one core) and peak RSS, client-process CPU % (it shares the machine).
+- server CPU % (100 = one core) and peak RSS, client-process CPU % (it shares the machine), and the
+  web process's own CPU % (its model lanes, child processes by default, excluded).
 
     python bench/stream_bench.py --streams 1,10,20 --seconds 25
 """
@@ -49,7 +50,7 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
     rng = random.Random(n)
     clients = [LiveClient(url, signals[i % len(signals)], args.rate, args.frame_ms / 1000,
                           delay_s=rng.uniform(0, args.frame_ms / 1000)) for i in range(n)]
-    cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.monotonic()
+    cpu0, web0, own0, wall0 = server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time(), time.monotonic()
     for c in clients:
         c.start()
     deadline = time.monotonic() + args.seconds + 60 + n
@@ -70,6 +71,7 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
         "speech_hops": sum(e["speech"] for c in served for _, e in c.events),
         "summary_p50_s": percentile(summ, 50), "summary_p95_s": percentile(summ, 95), "summaries": len(summ),
         "server_cpu_pct": round(100 * (server.cpu_seconds() - cpu0) / wall, 1),
+        "web_cpu_pct": round(100 * (server.cpu_seconds(own=True) - web0) / wall, 1),  # without the model lanes
         "server_rss_mb": round(server.peak_rss / 2 ** 20, 1),
         "client_cpu_pct": round(100 * (time.process_time() - own0) / wall, 1),
         "errors": sorted({e.get("code", "?") for c in clients for e in c.errors}
@@ -79,9 +81,9 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
 
 def print_table(rows: list[dict]):
     head = ["N", "refused", "p50 s", "p95 s", "max s", "ev/s/str", "missing", "sum p50", "sum p95", "srv CPU%",
-            "srv RSS MB", "cli CPU%", "errors"]
+            "web CPU%", "srv RSS MB", "cli CPU%", "errors"]
     keys = ["streams", "refused", "latency_p50_s", "latency_p95_s", "latency_max_s", "events_per_s_per_stream", "missing_hops",
-            "summary_p50_s", "summary_p95_s", "server_cpu_pct", "server_rss_mb", "client_cpu_pct", "errors"]
+            "summary_p50_s", "summary_p95_s", "server_cpu_pct", "web_cpu_pct", "server_rss_mb", "client_cpu_pct", "errors"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:

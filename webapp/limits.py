@@ -117,9 +117,10 @@ class _WebSocketReader(threading.Thread):
                 self._websocket.event.set()
 
 
-def bound_websocket_messages(eio) -> None:
+def bound_websocket_messages(eio, receive_bytes: int = 4096) -> None:
     """Make the WebSocket transport of Engine.IO server ``eio`` close a connection (code 1009) as
-    soon as one message passes ``eio.max_http_buffer_size`` bytes.
+    soon as one message passes ``eio.max_http_buffer_size`` bytes; its reader asks the socket for
+    ``receive_bytes`` at a time.
 
     Engine.IO checks that size only once simple-websocket has assembled the whole message, and
     simple-websocket assembles without a limit: one 48 MB message raised the server's peak memory
@@ -131,4 +132,5 @@ def bound_websocket_messages(eio) -> None:
     websocket = eio._async.get("websocket")
     if websocket is not None and not isinstance(websocket, functools.partial):
         eio._async = {**eio._async, "websocket": functools.partial(
-            websocket, max_message_size=int(eio.max_http_buffer_size), thread_class=_WebSocketReader)}
+            websocket, max_message_size=int(eio.max_http_buffer_size), receive_bytes=int(receive_bytes),
+            thread_class=_WebSocketReader)}
