@@ -124,6 +124,7 @@ def main(argv=None):
     meta = {"weights": str(args.weights), "server": "gunicorn gthread" if args.gunicorn else "run.py",
             "rate": args.rate, "frame_ms": args.frame_ms, "seconds": args.seconds, "cpus": os.cpu_count(),
             "loadavg_after": os.getloadavg(), "python": platform.python_version(),
+            "server_env": {k: v for k, v in os.environ.items() if k.startswith("SER_")},  # settings of an A/B
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_results(args.out, "stream_bench", {"meta": meta, "rows": rows}, indent=2)
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 M_ARENA_MAX = -8  # mallopt parameter
 ARENAS = 2
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
+    """glibc, found once: ``find_library`` runs ``ldconfig`` in a child process, which a server
+    several hundred MB large should not fork every 30 s."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
