@@ -976,9 +976,11 @@ def plot_protocol(protocol: str, runs: dict, nested: dict) -> None:
     tests = [s["test"] for s in runs["base"]["splits"]]
     fig, axes = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(names)
+    palette = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors]  # one colour per recipe
+    colour = {n: palette[i % len(palette)] for i, n in enumerate(names)}
     for i, n in enumerate(names):
         uas = [100 * s["conditions"]["clean"]["ua"] for s in data[n]["splits"]]
-        axes[0].bar(np.arange(len(tests)) + i * width, uas, width, label=n)
+        axes[0].bar(np.arange(len(tests)) + i * width, uas, width, label=n, color=colour[n])
     baseline = shipped_loco() if protocol == "loco" else {}
     label = "shipped model (trained on RAVDESS only)"
     for j, test in enumerate(tests):
@@ -989,16 +991,17 @@ def plot_protocol(protocol: str, runs: dict, nested: dict) -> None:
     axes[0].set_xticks(np.arange(len(tests)) + 0.4 - width / 2, tests)
     axes[0].set_ylabel("UA % (held-out, clean)")
     axes[0].set_title(f"Whisper tiny.en probes, {protocol}: every choice nested")
-    axes[0].legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     for n in names:
         sm = data[n]["summary"]
-        axes[1].plot([-15, 0, 15], [100 * sm[c]["ua_mean"] for c in ("g-15", "clean", "g+15")], marker="o", label=n)
+        axes[1].plot([-15, 0, 15], [100 * sm[c]["ua_mean"] for c in ("g-15", "clean", "g+15")], marker="o",
+                     color=colour[n])
     axes[1].set_xlabel("gain of the test files (dB, clipped)")
     axes[1].set_ylabel("mean UA %")
     axes[1].set_title("level invariance (target: within 3 points)")
-    axes[1].legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
-    fig.savefig(REPORTS / f"whisper_probe_{protocol}.png", dpi=110)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, ncol=4, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0))  # one legend for both panels, below them
+    fig.savefig(REPORTS / f"whisper_probe_{protocol}.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     # prediction shares of the nested choice against the true shares, per test set
     fig, axes = plt.subplots(1, len(tests), figsize=(3.2 * len(tests), 3.4), sharey=True)
