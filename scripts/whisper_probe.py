@@ -306,6 +306,9 @@ class Recipe:
     session_sizes: tuple[int, ...] = ()  # per training copy, how many session clips (default: enrol each);
     #                                      a speaker with fewer clips than that gets all of theirs
     enrol_upto: bool = False  # a speaker with fewer than enrol (but at least 2) clips is centred on all of them
+    swap_copies: tuple[int, ...] = ()  # these training copies' raw statistics carry another training speaker's
+    #                                    session centre (one of another corpus) in place of their own, so the
+    #                                    raw part cannot tie a corpus's voices to its labels (``swap_centres``)
     label_sets: bool = False  # each row's softmax over its corpus's labels only, so a corpus without
     #                           disgust does not teach that voices like its own are never disgusted
     prior_shift: bool = False  # add to the head's logits the per-label shift that the inner held-out
@@ -537,7 +540,9 @@ class Prober:
             raise ValueError(f"{recipe.name}: one session size per training copy")
         copies = ([replace(recipe, enrol=k, enrol_upto=True) for k in recipe.session_sizes] if recipe.session_sizes
                   else [recipe] * len(recipe.train_variants))
-        x = np.concatenate([self.rows(r, v, layers, i if recipe.session_draws else 0)[win]
+        x = np.concatenate([self.swap_centres(r, v, layers, i if recipe.session_draws else 0, win, seed=i)
+                            if i in recipe.swap_copies else
+                            self.rows(r, v, layers, i if recipe.session_draws else 0)[win]
                             for i, (v, r) in enumerate(zip(recipe.train_variants, copies))])
         w = np.tile(window_weights(t, train_files, t.win_file[win]), len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
@@ -556,6 +561,24 @@ class Prober:
             models[c] = (linear, mean, std, evals)
             init = linear
         return models
+
+    def swap_centres(self, recipe: Recipe, variant: str, layers, draw: int, win: np.ndarray, seed: int) -> np.ndarray:
+        """``rows`` of windows ``win`` (a training side) with the raw statistics moved from their speaker's
+        session centre to that of another speaker of the side, drawn from another corpus (one per speaker)."""
+        t = self.t
+        x = self.rows(recipe, variant, layers, draw)[win].copy()
+        centre = self.offsets(recipe, variant, layers, draw)[win]
+        spk, corpus = t.speaker[t.win_file[win]], t.corpus[t.win_file[win]]
+        speakers = np.unique(spk)
+        first = {s: np.flatnonzero(spk == s)[0] for s in speakers}
+        rng = np.random.default_rng([seed, draw])
+        d = centre.shape[1]
+        for s in speakers:
+            others = [o for o in speakers if corpus[first[o]] != corpus[first[s]]] or [o for o in speakers if o != s]
+            other = others[rng.integers(len(others))]
+            own = spk == s
+            x[own, :d] += centre[first[other]] - centre[first[s]]
+        return x
 
     def predict(self, model, recipe: Recipe, files: np.ndarray, variant: str, layers, draw: int = 0) -> np.ndarray:
         """(files, 7) probabilities: the mean over each file's speech windows (all windows if none)."""
@@ -801,6 +824,11 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+sizesmix": Recipe("sess4w+gainaug+sizesmix", enrol=4, enrol_from="any", keep_raw=True,
                                       enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                                       session_draws=True, session_sizes=(4, 16, 32, 4, 16)),
+    # sizes with the raw statistics of the second noisy copy and the second gain copy moved to another
+    # corpus's speaker's session centre: the raw part's corpus offset (TESS: disgust) has nothing to learn from
+    "sess4w+gainaug+sizes+swap": Recipe("sess4w+gainaug+sizes+swap", enrol=4, enrol_from="any", keep_raw=True,
+                                        enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                        session_draws=True, session_sizes=(4, 8, 16, 4, 8), swap_copies=(2, 4)),
     # the same, each row's softmax over its corpus's labels only (Recipe.label_sets): the raw statistics'
     # logits carried a corpus offset (TESS held out: +5.2 on disgust, which only RAVDESS had in training)
     "sess4w+gainaug+draws+sets": Recipe("sess4w+gainaug+draws+sets", enrol=4, enrol_from="any", keep_raw=True,
