@@ -6,7 +6,8 @@ flight) against a limit. ``UploadGate`` lets ``concurrency`` uploads run, at mos
 a burst of uploads can neither pile up threads nor hold every slot for long.
 The client address is ``request.remote_addr``: behind ``TRUSTED_PROXIES``
 reverse proxies, werkzeug's ProxyFix has already replaced it with the address
-the nearest trusted proxy appended to ``X-Forwarded-For``.
+the nearest trusted proxy appended to ``X-Forwarded-For``. ``bound_websocket_messages``
+caps one WebSocket message while it arrives.
 """
 from __future__ import annotations
 
@@ -95,7 +96,6 @@ class UploadGate:
                 self._slots.release()
         finally:
             self._clients.release(client)
-
 
 
 class _WebSocketReader(threading.Thread):
