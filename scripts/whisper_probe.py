@@ -538,12 +538,16 @@ class Prober:
         win = np.flatnonzero(np.isin(t.win_file, train_files))
         if recipe.session_sizes and len(recipe.session_sizes) != len(recipe.train_variants):
             raise ValueError(f"{recipe.name}: one session size per training copy")
+        if recipe.hidden and recipe.label_sets:
+            raise ValueError(f"{recipe.name}: the network head (hidden) has no label sets")
         copies = ([replace(recipe, enrol=k, enrol_upto=True) for k in recipe.session_sizes] if recipe.session_sizes
                   else [recipe] * len(recipe.train_variants))
-        x = np.concatenate([self.swap_centres(r, v, layers, i if recipe.session_draws else 0, win, seed=i)
-                            if i in recipe.swap_copies else
-                            self.rows(r, v, layers, i if recipe.session_draws else 0)[win]
-                            for i, (v, r) in enumerate(zip(recipe.train_variants, copies))])
+        parts = []
+        for i, (v, r) in enumerate(zip(recipe.train_variants, copies)):
+            draw = i if recipe.session_draws else 0
+            parts.append(self.swap_centres(r, v, layers, draw, win, seed=i) if i in recipe.swap_copies
+                         else self.rows(r, v, layers, draw)[win])
+        x = np.concatenate(parts)
         w = np.tile(window_weights(t, train_files, t.win_file[win]), len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
         allowed = torch.from_numpy(np.tile(corpus_labels(t, train_files)[t.win_file[win]],
