@@ -9,8 +9,13 @@ frames) and, each time another ``HOP_S`` of audio has arrived, yields a
 back to :meth:`StreamSession.apply`, which smooths them into the ``emotion``
 event of the contract; :meth:`StreamSession.summary` gives the ``summary`` event.
 
-Threading: ``feed``/``flush`` are called from one thread at a time (the
-connection's), ``apply``/``summary`` from another (the inference worker).
+``feed`` is ``receive`` (check and resample a frame) followed by :func:`advance`
+(judge the new audio with the VAD, cut the due windows); a server calls them from
+different threads so that :func:`advance` judges many streams in one model call.
+
+Threading: ``receive`` from one thread at a time (the connection's), ``advance`` and
+``flush`` from one thread at a time (the same or another), ``apply``/``summary``
+from a third (the inference worker).
 """
 from __future__ import annotations
 
@@ -39,8 +44,10 @@ LABEL_MARGIN = 0.1  # a new label must lead the shown one by this much ...
 LABEL_PERSIST_HOPS = 3  # ... or stay on top for this many speech hops
 RESET_AFTER_SILENCE_S = 2.0  # forget the average after this much silence
 
+MAX_UNJUDGED_S = 5.0  # audio received but not yet judged by the VAD, per stream, at most (default)
 HOP = int(HOP_S * SAMPLE_RATE)  # 8000 samples
 WINDOW = int(WINDOW_S * SAMPLE_RATE)  # 48000 samples
+_RATE = np.array(SAMPLE_RATE, dtype=np.int64)
 
 
 class StreamError(ValueError):
@@ -88,7 +95,8 @@ class StreamingVAD:
     """Silero VAD over a 16 kHz stream: per-stream recurrent state, one shared model.
 
     ``push(samples)`` returns one speech flag per completed 512-sample chunk, with
-    Silero's hysteresis (on at ``threshold``, off below ``threshold - 0.15``).
+    Silero's hysteresis (on at ``threshold``, off below ``threshold - 0.15``);
+    :func:`judge_streams` does the same for many streams with one model call per chunk.
     """
 
     def __init__(self, threshold: float = SPEECH_THRESHOLD):
@@ -103,25 +111,53 @@ class StreamingVAD:
 
     def probability(self, chunk: np.ndarray) -> float:
         """Speech probability of the next 512-sample chunk (advances the state)."""
-        x = np.concatenate([self._context, chunk[None, :]], axis=1)
-        out, self._state = _vad_session().run(
-            None, {"input": x, "state": self._state, "sr": np.array(SAMPLE_RATE, dtype=np.int64)})
-        self._context = x[:, -VAD_CONTEXT:]
-        return float(out[0, 0])
+        return float(_probabilities([self], [chunk[None, :]])[0][0])
 
     def push(self, samples: np.ndarray) -> list[bool]:
+        return judge_streams([self], [samples])[0]
+
+    def _chunks(self, samples: np.ndarray) -> np.ndarray:
+        """The completed chunks of what was pending plus ``samples`` (n x 512); keeps the rest."""
         buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         n = len(buf) // VAD_CHUNK
+        self._pending = buf[n * VAD_CHUNK:].astype(np.float32, copy=True)
+        return np.asarray(buf[:n * VAD_CHUNK], dtype=np.float32).reshape(n, VAD_CHUNK)
+
+    def _flags(self, probs: np.ndarray) -> list[bool]:
         flags = []
-        for i in range(n):
-            p = self.probability(buf[i * VAD_CHUNK:(i + 1) * VAD_CHUNK])
+        for p in probs:
             if p >= self.threshold:
                 self.triggered = True
             elif p < self.threshold - VAD_OFF_MARGIN:
                 self.triggered = False
             flags.append(self.triggered)
-        self._pending = buf[n * VAD_CHUNK:].astype(np.float32, copy=True)
         return flags
+
+
+def judge_streams(vads: list[StreamingVAD], samples: list[np.ndarray]) -> list[list[bool]]:
+    """Advance each stream's VAD over its new samples; returns each stream's chunk flags.
+
+    The streams share each model call: one call judges the next chunk of every stream that has
+    one (about half the CPU per chunk of one call per stream, from 8 streams on: bench/vad_bench.py).
+    """
+    chunks = [vad._chunks(x) for vad, x in zip(vads, samples)]
+    return [vad._flags(p) for vad, p in zip(vads, _probabilities(vads, chunks))]
+
+
+def _probabilities(vads: list[StreamingVAD], chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Silero's speech probability of each stream's chunks (n_i x 512), in order, one model call
+    per chunk position for all streams that have a chunk there."""
+    probs = [np.empty(len(c), dtype=np.float32) for c in chunks]
+    for k in range(max((len(c) for c in chunks), default=0)):
+        rows = [i for i, c in enumerate(chunks) if len(c) > k]
+        x = np.concatenate([np.concatenate([vads[i]._context for i in rows]),
+                            np.stack([chunks[i][k] for i in rows])], axis=1)
+        state = np.concatenate([vads[i]._state for i in rows], axis=1)
+        out, state = _vad_session().run(None, {"input": x, "state": state, "sr": _RATE})
+        for j, i in enumerate(rows):
+            vads[i]._state, vads[i]._context = state[:, j:j + 1], x[j:j + 1, -VAD_CONTEXT:]
+            probs[i][k] = out[j, 0]
+    return probs
 
 
 class StreamResampler:
@@ -181,13 +217,15 @@ class StreamSession:
     def __init__(self, sample_rate: int, max_duration_s: float | None = None,
                  labels: tuple[str, ...] = EMOTIONS, uncertain_below: float | None = None,
                  calibrate_s: float | None = None, uncertain_below_adapted: float | None = None,
-                 uncertain_below_session: float | None = None):
+                 uncertain_below_session: float | None = None, max_unjudged_s: float = MAX_UNJUDGED_S):
         """``uncertain_below``: a shown label whose (calibrated) confidence is lower is marked
         ``uncertain`` (the model's own threshold, ``Recognizer.uncertain_threshold``; None: never).
         ``calibrate_s``: collect that much speech first (``calibration_audio``) for a voice
         profile; windows after ``set_profile`` are judged relative to that voice. Statistics that
         come back with results (``apply``) are averaged; once ``SESSION_MIN_SPEECH_S`` of speech
-        is in, later windows carry that mean as their ``centre`` (the model's session head)."""
+        is in, later windows carry that mean as their ``centre`` (the model's session head).
+        ``max_unjudged_s``: frames that would leave more audio than this waiting for ``advance``
+        are refused (``server_busy``)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
                 or not MIN_STREAM_RATE <= sample_rate <= MAX_STREAM_RATE:
             raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE}")
@@ -199,10 +237,13 @@ class StreamSession:
         self._calibration: list[np.ndarray] | None = [] if calibrate_s else None  # speech chunks so far
         self.profile: np.ndarray | None = None
         self.max_frame_bytes = 2 * int(MAX_FRAME_S * sample_rate)
+        self.max_unjudged = int(max_unjudged_s * SAMPLE_RATE)
         self._resampler = StreamResampler(sample_rate)
         self._vad = StreamingVAD()
+        self._input_lock = threading.Lock()  # receive (connection) against advance (the VAD's thread)
         self._audio = np.zeros(0, dtype=np.float32)  # the latest 16 kHz audio (a bit over a window)
         self._n_out = 0  # 16 kHz samples released so far
+        self._unjudged: list[np.ndarray] = []  # released audio the VAD has not seen yet
         self._speech = deque()  # (end sample, flag) of each VAD chunk in the latest window
         self._n_vad = 0  # 16 kHz samples the VAD has judged
         self._next_hop = HOP  # end sample of the next window
@@ -228,6 +269,12 @@ class StreamSession:
 
     def feed(self, payload) -> list[WindowJob]:
         """Take one PCM frame; returns the windows that became due (0, 1 or 2)."""
+        self.receive(payload)
+        return advance([self])[0]
+
+    def receive(self, payload):
+        """Check and resample one PCM frame and keep it for :func:`advance` (which judges it with
+        the VAD and cuts the windows), so that another thread can judge many streams at once."""
         if self.finished:
             raise StreamError("not_started", "the stream was stopped")
         if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -237,59 +284,87 @@ class StreamSession:
         if len(payload) > self.max_frame_bytes:
             raise StreamError("frame_too_long", f"a frame may hold at most {MAX_FRAME_S:g} s of audio")
         if not payload:
-            return []
+            return
         n = len(payload) // 2
         if self.max_duration_s and (self._resampler.n_in + n) / self.sample_rate > self.max_duration_s:
             raise StreamError("stream_too_long", f"a stream may last at most {self.max_duration_s:g} s")
         x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
-        self._take(self._resampler.push(x))
-        return self._due_windows()
+        with self._input_lock:
+            if sum(map(len, self._unjudged)) + n * SAMPLE_RATE / self.sample_rate > self.max_unjudged:
+                raise StreamError("server_busy", "the server is overloaded; some audio was not analysed")
+            self._store(self._resampler.push(x))
 
     @property
     def calibration_audio(self) -> np.ndarray | None:
         """The calibration's speech (16 kHz), once ``calibrate_s`` of it has arrived and no profile
         is set yet; None before and after."""
+        with self._input_lock:
+            return self._calibration_speech()
+
+    def take_calibration(self) -> np.ndarray | None:
+        """``calibration_audio``, handed out once (collecting stops; ``set_profile`` follows)."""
+        with self._input_lock:
+            speech = self._calibration_speech()
+            if speech is not None:
+                self._calibration = None
+            return speech
+
+    def _calibration_speech(self) -> np.ndarray | None:
         if self._calibration is None or len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
             return None
         return np.concatenate(self._calibration)
 
     def set_profile(self, profile: np.ndarray | None):
         """Adapt the following windows to this voice profile (None: calibration failed, go on unadapted)."""
-        self.profile, self._calibration = profile, None
+        with self._input_lock:
+            self.profile, self._calibration = profile, None
 
     def flush(self) -> list[WindowJob]:
         """End of input: release the resampler's tail; a last window if a partial hop is left."""
-        if self.finished:
-            return []
-        self.finished = True
-        self._take(self._resampler.flush())
-        jobs = self._due_windows()
-        if self._n_out - self._last_end >= FINAL_WINDOW_MIN_S * SAMPLE_RATE:
-            jobs.append(self._window(self._n_out))
+        with self._input_lock:
+            if self.finished:
+                return []
+            self.finished = True
+            self._store(self._resampler.flush())
+        jobs = advance([self])[0]
+        with self._input_lock:
+            if self._n_out - self._last_end >= FINAL_WINDOW_MIN_S * SAMPLE_RATE:
+                jobs.append(self._window(self._n_out))
         return jobs
 
-    def _take(self, y: np.ndarray):
+    def _store(self, y: np.ndarray):
+        """Keep released 16 kHz audio (call with the input lock held)."""
         if not len(y):
             return
-        keep = WINDOW + 2 * SAMPLE_RATE
-        self._audio = np.concatenate([self._audio, y])[-keep:]
+        self._audio = np.concatenate([self._audio, y])[-(WINDOW + 2 * SAMPLE_RATE):]
         self._n_out += len(y)
-        for flag in self._vad.push(y):
-            self._n_vad += VAD_CHUNK
-            self._speech.append((self._n_vad, flag))
-            if flag and self._calibration is not None and len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
-                first = self._n_out - len(self._audio)
-                self._calibration.append(self._audio[self._n_vad - VAD_CHUNK - first:self._n_vad - first].copy())
-        while self._speech and self._speech[0][0] <= self._n_out - keep:
-            self._speech.popleft()
+        self._unjudged.append(y)
 
-    def _due_windows(self) -> list[WindowJob]:
-        jobs = []
-        n_in_out = self._resampler.n_in * SAMPLE_RATE / self.sample_rate  # input length, output samples
-        while self._next_hop <= n_in_out + 1e-6:
-            jobs.append(self._window(self._next_hop))
-            self._next_hop += HOP
-        return jobs
+    def _take_unjudged(self) -> tuple[np.ndarray, float]:
+        """The audio the VAD has not judged, and the input length so far in output samples."""
+        with self._input_lock:
+            y, self._unjudged = self._unjudged, []
+            return (np.concatenate(y) if y else np.zeros(0, dtype=np.float32),
+                    self._resampler.n_in * SAMPLE_RATE / self.sample_rate)
+
+    def _judged(self, flags: list[bool], n_in_out: float) -> list[WindowJob]:
+        """Record the VAD's chunk flags; the windows due up to ``n_in_out`` (the input length when
+        the judged audio was taken)."""
+        with self._input_lock:
+            first = self._n_out - len(self._audio)  # stream index of self._audio[0]
+            for flag in flags:
+                self._n_vad += VAD_CHUNK
+                self._speech.append((self._n_vad, flag))
+                if flag and self._calibration is not None and self._n_vad - VAD_CHUNK >= first \
+                        and len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
+                    self._calibration.append(self._audio[self._n_vad - VAD_CHUNK - first:self._n_vad - first].copy())
+            while self._speech and self._speech[0][0] <= self._n_out - len(self._audio):
+                self._speech.popleft()
+            jobs = []
+            while self._next_hop <= n_in_out + 1e-6:
+                jobs.append(self._window(self._next_hop))
+                self._next_hop += HOP
+            return jobs
 
     def _window(self, end: int) -> WindowJob:
         start = max(0, end - WINDOW)
@@ -380,3 +455,12 @@ class StreamSession:
 
     def _as_dict(self, probs: np.ndarray) -> dict[str, float]:
         return {label: round(float(p), 5) for label, p in zip(self.labels, probs)}
+
+
+def advance(sessions: list[StreamSession]) -> list[list[WindowJob]]:
+    """Judge the audio each session received since the last call with the VAD, all sessions in the
+    same model calls, and return each one's windows that became due (in the sessions' order).
+    One thread at a time per session; ``receive`` may run meanwhile."""
+    taken = [s._take_unjudged() for s in sessions]
+    flags = judge_streams([s._vad for s in sessions], [audio for audio, _ in taken])
+    return [s._judged(f, n_in_out) for s, f, (_, n_in_out) in zip(sessions, flags, taken)]

@@ -127,8 +127,9 @@ def test_a_live_stream_calibrates_then_adapts(shipped_app, espeak_wav):
     assert client.emit("start", {"sample_rate": 16000, "calibrate_s": 2}, callback=True, namespace=NS)["ok"]
     pcm = (load_audio(espeak_wav) * 20000).astype("<i2")
     pcm = np.concatenate([pcm, pcm])
-    for i in range(0, len(pcm), 4000):
+    for i in range(0, len(pcm), 4000):  # at 5x real time: the profile is made while the speech goes on
         client.emit("audio", pcm[i:i + 4000].tobytes(), namespace=NS)
+        time.sleep(0.05)
     deadline, got = time.monotonic() + 30, []
     while time.monotonic() < deadline:
         got += client.get_received(NS)

@@ -7,7 +7,7 @@ import soxr
 from ser_model.inference import HOP_S, WINDOW_S, Recognizer
 from ser_model.labels import EMOTIONS
 from ser_model.streaming import (LABEL_PERSIST_HOPS, RESET_AFTER_SILENCE_S, StreamError, StreamingVAD,
-                                 StreamSession, WindowJob)
+                                 StreamSession, WindowJob, advance, judge_streams)
 
 
 def noise_pcm(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
@@ -113,6 +113,69 @@ def test_streaming_vad_matches_silero(espeak_wav):
     for i in range(0, len(wave) - 511, 512):
         chunk = wave[i:i + 512]
         assert ours.probability(chunk) == pytest.approx(model(torch.from_numpy(chunk), 16000).item(), abs=1e-6)
+
+
+def speech_like(espeak_wav, seconds: float, shift: int) -> np.ndarray:
+    """16 kHz float audio of ``seconds``: the espeak clip between silences, rotated by ``shift``."""
+    wave, rate = sf.read(espeak_wav, dtype="float32")
+    wave = soxr.resample(wave, rate, 16000)
+    wave = np.concatenate([np.zeros(8000, np.float32), wave, np.zeros(12000, np.float32)])
+    return np.roll(np.resize(wave, int(seconds * 16000)), shift)
+
+
+def test_streams_judged_together_match_each_judged_alone(espeak_wav):
+    # Four streams of different audio, frames of different lengths (so a call holds 1 to 4 streams):
+    # the same flags, and the same probabilities, as each stream's own VAD alone.
+    waves = [speech_like(espeak_wav, 4.0, shift) for shift in (0, 7000, 19000, 31000)]
+    frames = [4000, 1000, 8000, 2730]
+    alone = [StreamingVAD() for _ in waves]
+    together = [StreamingVAD() for _ in waves]
+    flags_alone, flags_together = [[] for _ in waves], [[] for _ in waves]
+    for k in range(0, 64000, 8000):
+        parts = [w[k:k + 8000] for w in waves]
+        for i, (vad, part) in enumerate(zip(alone, parts)):
+            for j in range(0, len(part), frames[i]):
+                flags_alone[i] += vad.push(part[j:j + frames[i]])
+        for i, flags in enumerate(judge_streams(together, parts)):
+            flags_together[i] += flags
+    assert flags_together == flags_alone
+    assert sum(map(sum, flags_alone)) > 0 and sum(len(f) - sum(f) for f in flags_alone) > 0  # both kinds occur
+    for a, t in zip(alone, together):
+        np.testing.assert_allclose(t._state, a._state, atol=1e-5)
+
+
+def test_sessions_advanced_together_cut_the_same_windows(espeak_wav):
+    # receive() on three streams (two rates), then one advance() for all: the windows feed() gives.
+    rates = [16000, 48000, 16000]
+    pcms = [(soxr.resample(np.concatenate([np.zeros(24000, np.float32), speech_like(espeak_wav, 2.0, 5000 * i)]),
+                           16000, r) * 20000).astype("<i2") for i, r in enumerate(rates)]  # 1.5 s of silence first
+    alone = [feed_all(StreamSession(r), pcm, [r // 4]) for r, pcm in zip(rates, pcms)]
+    sessions = [StreamSession(r) for r in rates]
+    together = [[] for _ in rates]
+    for k in range(0, 15):  # quarter seconds
+        for s, r, pcm in zip(sessions, rates, pcms):
+            s.receive(pcm[k * r // 4:(k + 1) * r // 4].tobytes())
+        if k % 3 == 2:  # judged every three frames, as a busy batcher would
+            for jobs, got in zip(advance(sessions), together):
+                got += jobs
+    for s, got in zip(sessions, together):
+        got += advance([s])[0] + s.flush()
+    for a, t in zip(alone, together):
+        assert [(j.t0, j.t1, j.speech) for j in t] == [(j.t0, j.t1, j.speech) for j in a]
+        assert any(j.speech for j in a) and not all(j.speech for j in a)
+        for ja, jt in zip(a, t):  # judged later, a 48 kHz window ends in resampled audio where feed()
+            np.testing.assert_allclose(jt.audio, ja.audio, atol=1e-3)  # had to approximate the held-back tail
+
+
+def test_audio_waiting_for_the_vad_is_bounded():
+    s = StreamSession(16000, max_unjudged_s=1.0)
+    s.receive(bytes(2 * 12000))
+    with pytest.raises(StreamError) as err:
+        s.receive(bytes(2 * 8000))  # 1.25 s would wait
+    assert err.value.code == "server_busy"
+    assert [(j.t0, j.t1) for j in advance([s])[0]] == [(0.0, 0.5)]  # judged: room again
+    s.receive(bytes(2 * 8000))
+    assert s.duration == pytest.approx(20000 / 16000)
 
 
 def test_speech_flag_follows_the_voice(espeak_wav):

@@ -28,6 +28,7 @@ DEFAULTS = dict(
     STREAM_RATE=1.5,  # ... and the sustained rate allowed (x real time); beyond: too_fast
     PING_INTERVAL_S=5,  # Engine.IO pings: a vanished client is dropped after interval + timeout
     PING_TIMEOUT_S=5,
+    VAD_BATCH_MS=40,  # every stream's new audio is judged by the VAD together this often; 0: each frame at once, alone
     WS_RECEIVE_BYTES=4096,  # bytes a WebSocket connection's reader asks the socket for at a time (simple-websocket's default)
     # Inference lanes: each a thread that batches the windows of its streams for one model process
     INFERENCE_WORKERS="auto",  # lanes: "auto" = one per CPU core

@@ -1,8 +1,10 @@
 """Socket.IO namespace ``/stream``: per-connection sessions, audio in, emotions out.
 
-Handlers stay small and never run the model: ``audio`` feeds the connection's
-:class:`~ser_model.streaming.StreamSession` (resampling + VAD, a few ms) and
-queues the windows that became due on the shared :class:`InferenceWorker`.
+Handlers stay small and never run a model: ``audio`` gives the frame to the
+connection's :class:`~ser_model.streaming.StreamSession` (checks and resampling)
+and leaves the stream to the :class:`VadBatcher`, which judges every stream's new
+audio in one VAD call per chunk and queues the windows that became due on the
+stream's :class:`InferenceWorker` (its lane).
 Bad input answers that client with ``error`` {code, message}; nobody else notices.
 
 Admission: a stream starts only while the inference can serve it (from the
@@ -23,11 +25,12 @@ from flask import current_app, request
 from flask_socketio import emit
 
 from ser_model.inference import HOP_S
-from ser_model.streaming import StreamError, StreamSession
+from ser_model.streaming import MAX_UNJUDGED_S, StreamError, StreamSession
 
 from . import memory
 from .extensions import socketio
 from .limits import PerClient
+from .vad_batch import VadBatcher
 from .worker import InferenceWorker
 
 NAMESPACE = "/stream"
@@ -85,6 +88,7 @@ class StreamHub:
             queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
             metrics=metrics, name=f"ser-inference-{i}") for i, p in enumerate(self.predictors)]
         self._lane_load = [0] * len(self.workers)
+        self.vad = VadBatcher(self._deliver, config["VAD_BATCH_MS"])
         self._calibration = None  # the windows lanes are measured with
         self._streams: dict[str, Stream] = {}
         self._clients = PerClient(config["STREAMS_PER_CLIENT"])
@@ -107,7 +111,7 @@ class StreamHub:
 
     @property
     def alive(self) -> bool:
-        return all(w.alive for w in self.workers)
+        return all(w.alive for w in self.workers) and self.vad.alive
 
     @property
     def lag_s(self) -> float:
@@ -146,9 +150,10 @@ class StreamHub:
             log.warning("inference lane %s not ready: %s", worker.name, exc)
 
     def start_background(self):
-        """Start the inference threads and the idle-stream reaper (once)."""
+        """Start the inference threads, the VAD batcher and the idle-stream reaper (once)."""
         for w in self.workers:
             w.start()
+        self.vad.start()
         with self._lock:
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(target=self._reap_forever, name="ser-reaper", daemon=True)
@@ -156,6 +161,7 @@ class StreamHub:
 
     def stop_background(self):
         self._stopping.set()
+        self.vad.stop()
         for w in self.workers:
             w.stop()
         for p in self.predictors:
@@ -179,7 +185,8 @@ class StreamHub:
         try:
             session = StreamSession(rate, max_duration_s=self.config["MAX_STREAM_S"],
                                     uncertain_below=threshold(False), uncertain_below_adapted=threshold(True),
-                                    uncertain_below_session=threshold(False, True), calibrate_s=calibrate_s)
+                                    uncertain_below_session=threshold(False, True), calibrate_s=calibrate_s,
+                                    max_unjudged_s=self.config["STREAM_BURST_S"] + MAX_UNJUDGED_S)
         except ValueError as exc:
             raise StreamError("bad_start", f"start needs {{'sample_rate': int}}: {exc}") from None
         self.start_background()
@@ -233,12 +240,24 @@ class StreamHub:
         if isinstance(payload, (bytes, bytearray)) and len(payload) <= session.max_frame_bytes \
                 and not stream.limit.allow(len(payload) / 2 / session.sample_rate):
             raise StreamError("too_fast", "audio arrives faster than real time; frame dropped")
-        jobs = session.feed(payload)
-        calibration = session.calibration_audio
-        if calibration is not None:
-            self._calibrate(sid, session, calibration)
-        if jobs and not self.workers[stream.lane].submit(sid, session, jobs):
-            raise StreamError("server_busy", "the server is overloaded; some audio was not analysed")
+        session.receive(payload)
+        self.vad.add(sid, stream)
+
+    def _deliver(self, sid: str, stream: Stream, jobs: list, stopping: bool, failed: bool):
+        """The VAD batcher's answer for one stream: queue its due windows on its lane; after its
+        stop, the summary behind them; once its calibration speech is in, its voice profile."""
+        speech = stream.session.take_calibration()
+        if speech is not None:  # a few windows of the model: not in the VAD's thread
+            threading.Thread(target=self._calibrate, args=(sid, stream.session, speech), name="ser-calibrate",
+                             daemon=True).start()
+        lane = self.workers[stream.lane]
+        if failed:
+            _emit_to("error", {"code": "analysis_failed", "message": "the server could not analyse some audio"}, sid)
+        elif jobs and not lane.submit(sid, stream.session, jobs) and not stopping:
+            _emit_to("error", {"code": "server_busy", "message": "the server is overloaded; some audio was not analysed"},
+                     sid)
+        if stopping:
+            lane.finish(sid, stream.session)
 
     def _calibrate(self, sid: str, session, speech):
         """Make the stream's voice profile from its first seconds of speech (a few windows of the
@@ -257,9 +276,7 @@ class StreamHub:
         stream = self._remove(sid)
         if stream is None:
             raise StreamError("not_started", "stop without start")
-        lane = self.workers[stream.lane]
-        lane.submit(sid, stream.session, stream.session.flush())
-        lane.finish(sid, stream.session)
+        self.vad.add(sid, stream, stopping=True)
         self._closed(stream, "stopped")
 
     def drop(self, sid: str, how: str = "disconnected"):
@@ -316,6 +333,7 @@ class StreamHub:
                 self.reap()
                 for w in self.workers:
                     w.start()  # revive an inference thread if anything killed it
+                self.vad.start()
             except Exception:  # noqa: BLE001 - keep reaping
                 log.exception("reaper step failed")
 

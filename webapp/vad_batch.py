@@ -1,0 +1,106 @@
+"""The VAD batcher: one thread judges every live stream's new audio with one model call per chunk.
+
+Silero VAD is most of the web process's work per stream (a 32 ms chunk costs about 0.14 ms as
+its own call; docs/benchmarks.md). A connection therefore only checks and resamples its frame
+(``StreamSession.receive``) and leaves the stream here; every ``tick_ms`` this thread judges the
+new audio of all streams that sent some, the same chunk position of every stream in one call
+(``ser_model.streaming.advance``), and hands each stream's due windows to ``deliver``. A frame
+waits at most one tick; a stream's windows, and its ``stop``, keep their order.
+
+With ``tick_ms`` 0 there is no thread: each stream is judged alone in the caller's thread.
+Failure: the thread survives any exception; the streams of a round that fails are told
+(``deliver`` with ``failed``), and their later audio is judged as usual.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from ser_model.streaming import advance
+
+log = logging.getLogger(__name__)
+
+# deliver(sid, stream, jobs, stopping, failed): the windows of a stream that became due, after its
+# stop (``stopping``: no more will come), or nothing and ``failed`` when its audio could not be judged.
+Deliver = Callable[[str, object, list, bool, bool], None]
+
+
+class VadBatcher:
+    """Streams with unjudged audio, by stream id, and the thread that judges them together."""
+
+    def __init__(self, deliver: Deliver, tick_ms: float = 40, name: str = "ser-vad"):
+        self.deliver, self.tick_s, self.name = deliver, tick_ms / 1000, name
+        self._pending: dict[str, tuple] = {}  # stream id -> (sid, stream, stopping); one entry per stream
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.stats = {"rounds": 0, "streams": 0, "errors": 0}
+
+    def add(self, sid: str, stream, stopping: bool = False):
+        """Judge this stream's new audio soon; ``stopping``: then flush it (its last windows)."""
+        if not self.tick_s:
+            self._judge([(sid, stream, stopping)])
+            return
+        self.start()
+        with self._wake:
+            queued = self._pending.get(stream.id)
+            self._pending[stream.id] = (sid, stream, stopping or (queued is not None and queued[2]))
+            self._wake.notify()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self):
+        """Start the thread once, or again if it died (a no-op without a tick)."""
+        if not self.tick_s or (self._thread is not None and self._thread.is_alive()):
+            return
+        with self._wake:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 2.0):
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return not self.tick_s or (self._thread is not None and self._thread.is_alive())
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def _run(self):
+        while not self._stopping.is_set():
+            with self._wake:
+                if not self._pending:
+                    self._wake.wait(0.5)
+                    continue
+            time.sleep(self.tick_s)  # let the other streams' frames of this tick join
+            with self._wake:
+                batch, self._pending = list(self._pending.values()), {}
+            self._judge(batch)
+
+    def _judge(self, batch: list[tuple]):
+        """One round: judge the streams together and deliver each one's windows."""
+        batch = [item for item in batch if not item[1].session.closed]
+        if not batch:
+            return
+        try:
+            windows = advance([stream.session for _, stream, _ in batch])
+            windows = [jobs + stream.session.flush() if stopping else jobs  # stopped: the resampler's
+                       for (_, stream, stopping), jobs in zip(batch, windows)]  # tail, a last window
+            failed = False
+        except Exception:  # noqa: BLE001 - a bug here must not end the service
+            self.stats["errors"] += 1
+            log.exception("judging %d streams failed", len(batch))
+            windows, failed = [[] for _ in batch], True
+        self.stats["rounds"] += 1
+        self.stats["streams"] += len(batch)
+        for (sid, stream, stopping), jobs in zip(batch, windows):
+            try:
+                self.deliver(sid, stream, jobs, stopping, failed)
+            except Exception:  # noqa: BLE001 - one stream's delivery must not cost the others theirs
+                log.exception("could not deliver the windows of %s", sid)
