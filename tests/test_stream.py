@@ -79,6 +79,33 @@ def test_bad_frames(stream_client, payload, code):
     assert errors[0]["code"] == code and errors[0]["message"]
 
 
+def test_audio_without_a_payload_or_with_extra_arguments(stream_client):
+    start(stream_client)
+    stream_client.emit("audio", namespace=NS)
+    assert named(collect(stream_client, has("error")), "error")[0]["code"] == "bad_audio"
+    stream_client.emit("audio", bytes(16000), "extra", namespace=NS)  # the frame (a hop) counts, the rest is ignored
+    assert len(named(collect(stream_client, has("emotion", 1)), "emotion")) == 1
+
+
+def test_a_bug_in_the_audio_path_answers_internal_and_the_stream_goes_on(stream_client, app, monkeypatch):
+    from ser_model.streaming import StreamSession
+
+    start(stream_client)
+    real, calls = StreamSession.receive, []
+
+    def broken_once(self, payload):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(self, payload)
+
+    monkeypatch.setattr(StreamSession, "receive", broken_once)
+    stream_client.emit("audio", bytes(8000), namespace=NS)
+    assert named(collect(stream_client, has("error")), "error")[0]["code"] == "internal"
+    send(stream_client, tone_pcm(1.0))
+    assert len(named(collect(stream_client, has("emotion", 2)), "emotion")) == 2
+
+
 def test_tone_gives_one_event_per_hop(stream_client):
     start(stream_client)
     send(stream_client, tone_pcm(3.0))

@@ -339,7 +339,21 @@ class StreamHub:
 
 
 def init_app(app, recognizer, metrics=None, predictors=None):
+    """The app's stream hub; call after ``socketio.init_app`` (``audio`` is bound to its server)."""
     hub = app.extensions["ser_stream"] = StreamHub(recognizer, app.config, metrics, predictors)
+
+    def on_audio(sid, *args):
+        """A PCM frame, four a second per stream: handled without Flask's request context, which
+        the other events get (building it was a tenth of the web process's work per stream)."""
+        try:
+            hub.audio(sid, args[0] if args else None)
+        except StreamError as exc:
+            _emit_to("error", {"code": exc.code, "message": str(exc)}, sid)
+        except Exception:  # noqa: BLE001 - a bug: tell that client, keep serving everyone
+            log.exception("audio handler failed")
+            _emit_to("error", {"code": "internal", "message": "internal server error"}, sid)
+
+    socketio.server.on("audio", on_audio, namespace=NAMESPACE)
     return hub
 
 
@@ -364,14 +378,6 @@ def on_start(data=None):
     except StreamError as exc:
         _error(exc)
         return {"ok": False, "error": str(exc), "code": exc.code}
-
-
-@socketio.on("audio", namespace=NAMESPACE)
-def on_audio(payload=None):
-    try:
-        _hub().audio(request.sid, payload)
-    except StreamError as exc:
-        _error(exc)
 
 
 @socketio.on("stop", namespace=NAMESPACE)
