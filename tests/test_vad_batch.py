@@ -91,6 +91,10 @@ def test_a_failing_round_is_reported_and_the_thread_goes_on(monkeypatch):
         batcher.add("good", good)
         assert delivered.wait(2)[1] == ("good", [(0.0, 0.5)], False, False)
         assert batcher.alive and batcher.stats["errors"] == 1
+        broken.session.receive(bytes(2 * 8000))
+        batcher.add("broken", broken)  # fails again at once: not told again (at most every 5 s)
+        time.sleep(0.3)
+        assert batcher.stats["errors"] == 2 and len(delivered.calls) == 2
     finally:
         batcher.stop()
 

@@ -9,7 +9,8 @@ waits at most one tick; a stream's windows, and its ``stop``, keep their order.
 
 With ``tick_ms`` 0 there is no thread: each stream is judged alone in the caller's thread.
 Failure: the thread survives any exception; the streams of a round that fails are told
-(``deliver`` with ``failed``), and their later audio is judged as usual.
+(``deliver`` with ``failed``, at most every ``NOTICE_EVERY_S`` per stream), and their later audio
+is judged as usual.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Callable
 from ser_model.streaming import advance
 
 log = logging.getLogger(__name__)
+NOTICE_EVERY_S = 5.0  # tell a stream about failed rounds at most this often
 
 # deliver(sid, stream, jobs, stopping, failed): the windows of a stream that became due, after its
 # stop (``stopping``: no more will come), or nothing and ``failed`` when its audio could not be judged.
@@ -37,6 +39,7 @@ class VadBatcher:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.stats = {"rounds": 0, "streams": 0, "errors": 0}
+        self._told: dict[str, float] = {}  # stream id -> when it was last told about a failed round
 
     def add(self, sid: str, stream, stopping: bool = False):
         """Judge this stream's new audio soon; ``stopping``: then flush it (its last windows)."""
@@ -99,8 +102,16 @@ class VadBatcher:
             windows, failed = [[] for _ in batch], True
         self.stats["rounds"] += 1
         self.stats["streams"] += len(batch)
+        now = time.monotonic()
+        if len(self._told) > 10_000:  # streams long gone
+            self._told.clear()
         for (sid, stream, stopping), jobs in zip(batch, windows):
+            tell = failed and now - self._told.get(stream.id, -NOTICE_EVERY_S) >= NOTICE_EVERY_S
+            if tell:
+                self._told[stream.id] = now
+            if failed and not tell and not stopping:
+                continue
             try:
-                self.deliver(sid, stream, jobs, stopping, failed)
+                self.deliver(sid, stream, jobs, stopping, tell)
             except Exception:  # noqa: BLE001 - one stream's delivery must not cost the others theirs
                 log.exception("could not deliver the windows of %s", sid)
