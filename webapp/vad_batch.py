@@ -33,7 +33,7 @@ class VadBatcher:
     """Streams with unjudged audio, by stream id, and the thread that judges them together."""
 
     def __init__(self, deliver: Deliver, tick_ms: float = 40, name: str = "ser-vad"):
-        self.deliver, self.tick_s, self.name = deliver, tick_ms / 1000, name
+        self.deliver, self.tick_s, self.name = deliver, max(0.0, float(tick_ms)) / 1000, name
         self._pending: dict[str, tuple] = {}  # stream id -> (sid, stream, stopping); one entry per stream
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
