@@ -1,6 +1,7 @@
 """HTTP routes: page, health, upload prediction (good and bad input), vendored files."""
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -179,13 +180,19 @@ def test_metrics_count_uploads_and_streams(app, client):
 
     sc = socketio.test_client(app, namespace="/stream")
     sc.emit("start", {"sample_rate": 16000}, callback=True, namespace="/stream")
+    sc.emit("audio", bytes(16000), namespace="/stream")  # one hop: the VAD batcher judges it
+    deadline = time.monotonic() + 10
+    while "ser_vad_streams_judged_total 1.0" not in client.get("/metrics").get_data(as_text=True) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     text = client.get("/metrics").get_data(as_text=True)
     assert client.get("/metrics").headers["Content-Type"].startswith("text/plain")
     for line in ('ser_uploads_total{status="200"} 1.0', 'ser_uploads_total{status="415"} 1.0',
                  "ser_streams_active 1.0", "ser_streams_started_total 1.0"):
         assert line in text, line
     for name in ("ser_decode_seconds_count 1.0", "ser_window_cost_seconds", "ser_stream_capacity",
-                 "ser_inference_lag_seconds_bucket", "ser_hops_skipped_total", "ser_windows_analysed_total"):
+                 "ser_inference_lag_seconds_bucket", "ser_hops_skipped_total", "ser_windows_analysed_total",
+                 "ser_vad_round_seconds_count 1.0", "ser_vad_streams_judged_total 1.0"):
         assert name in text, name
     sc.disconnect(namespace="/stream")
 

@@ -32,6 +32,10 @@ class Metrics:
                                          buckets=SECONDS_BUCKETS, registry=r)
         self.window_cost = Gauge("ser_window_cost_seconds",
                                  "Measured model time per window (batched), moving average", registry=r)
+        self.vad_round = Histogram("ser_vad_round_seconds", "Time of one VAD batcher round (all streams with new audio)",
+                                   buckets=SECONDS_BUCKETS, registry=r)
+        self.vad_streams = Counter("ser_vad_streams_judged", "Streams judged by the VAD batcher, summed over rounds",
+                                   registry=r)
         self.stream_capacity = Gauge("ser_stream_capacity", "Streams the inference can serve now", registry=r)
         self.uploads = Counter("ser_uploads", "Uploads answered, by HTTP status", ["status"], registry=r)
         self.decode = Histogram("ser_decode_seconds", "Time to decode one upload", buckets=SECONDS_BUCKETS,

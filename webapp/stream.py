@@ -88,7 +88,7 @@ class StreamHub:
             queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
             metrics=metrics, name=f"ser-inference-{i}") for i, p in enumerate(self.predictors)]
         self._lane_load = [0] * len(self.workers)
-        self.vad = VadBatcher(self._deliver, config["VAD_BATCH_MS"])
+        self.vad = VadBatcher(self._deliver, config["VAD_BATCH_MS"], metrics)
         self._calibration = None  # the windows lanes are measured with
         self._streams: dict[str, Stream] = {}
         self._clients = PerClient(config["STREAMS_PER_CLIENT"])

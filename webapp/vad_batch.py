@@ -32,8 +32,8 @@ Deliver = Callable[[str, object, list, bool, bool], None]
 class VadBatcher:
     """Streams with unjudged audio, by stream id, and the thread that judges them together."""
 
-    def __init__(self, deliver: Deliver, tick_ms: float = 40, name: str = "ser-vad"):
-        self.deliver, self.tick_s, self.name = deliver, max(0.0, float(tick_ms)) / 1000, name
+    def __init__(self, deliver: Deliver, tick_ms: float = 40, metrics=None, name: str = "ser-vad"):
+        self.deliver, self.tick_s, self.metrics, self.name = deliver, max(0.0, float(tick_ms)) / 1000, metrics, name
         self._pending: dict[str, tuple] = {}  # stream id -> (sid, stream, stopping); one entry per stream
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -91,6 +91,7 @@ class VadBatcher:
         batch = [item for item in batch if not item[1].session.closed]
         if not batch:
             return
+        start = time.perf_counter()
         try:
             windows = advance([stream.session for _, stream, _ in batch])
             windows = [jobs + stream.session.flush() if stopping else jobs  # stopped: the resampler's
@@ -102,6 +103,9 @@ class VadBatcher:
             windows, failed = [[] for _ in batch], True
         self.stats["rounds"] += 1
         self.stats["streams"] += len(batch)
+        if self.metrics:
+            self.metrics.vad_round.observe(time.perf_counter() - start)
+            self.metrics.vad_streams.inc(len(batch))
         now = time.monotonic()
         if len(self._told) > 10_000:  # streams long gone
             self._told.clear()
