@@ -2,10 +2,12 @@
 
     python bench/vad_bench.py [--seconds 20] [--batches 1,4,8,16,32,64]
 
-Times, on one thread: ``StreamingVAD.push`` as a live stream runs it (250 ms frames, one Silero
-ONNX call per 512-sample chunk), the bare ONNX call for one chunk, and one call for the next chunk
-of B streams at once (the recurrent state of each stream in its own row). Prints ms per chunk and
-ms of CPU per stream-second (31.25 chunks), and writes ``bench/results/vad_bench_<time>.json``.
+Times, on one thread: ``StreamingVAD.push`` as a stream alone runs it (250 ms frames, one Silero
+ONNX call per 512-sample chunk), ``advance`` over B streams' 250 ms frames as the server's VAD
+batcher runs it, the bare ONNX call for the next chunk of B streams at once (the recurrent state of
+each stream in its own row), and the same at 8 kHz (256-sample chunks, the same 32 ms; not used:
+measured as an option). Prints ms per chunk and ms of CPU per stream-second (31.25 chunks), and
+writes ``bench/results/vad_bench_<time>.json``.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from harness import ROOT, save_results  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from ser_model.audio import SAMPLE_RATE  # noqa: E402
-from ser_model.streaming import VAD_CHUNK, VAD_CONTEXT, StreamingVAD, _vad_session  # noqa: E402
+from ser_model.streaming import VAD_CHUNK, VAD_CONTEXT, StreamingVAD, StreamSession, _vad_session, advance  # noqa: E402
 
 FRAME = SAMPLE_RATE // 4  # the page's 250 ms frames
 CHUNKS_PER_S = SAMPLE_RATE / VAD_CHUNK
@@ -50,7 +52,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(args.seconds * SAMPLE_RATE))).astype(np.float32)
     chunks = len(audio) // VAD_CHUNK
-    session, sr = _vad_session(), np.array(SAMPLE_RATE, dtype=np.int64)
+    session = _vad_session()
 
     def stream():
         vad = StreamingVAD()
@@ -58,22 +60,37 @@ def main() -> None:
             vad.push(audio[i:i + FRAME])
 
     rows = {"stream (StreamingVAD.push, 250 ms frames)": per_chunk_ms(stream, chunks)}
+    pcm = (audio * 32767).astype("<i2").tobytes()
 
-    def batched(b: int):
+    def batcher(b: int):
+        def run():
+            sessions = [StreamSession(SAMPLE_RATE) for _ in range(b)]
+            for i in range(0, len(pcm), 2 * FRAME):
+                for s in sessions:
+                    s.receive(pcm[i:i + 2 * FRAME])
+                advance(sessions)
+        return run
+
+    for b in (int(v) for v in args.batches.split(",")):
+        rows[f"advance, {b} stream{'s' if b > 1 else ''}, 250 ms frames"] = per_chunk_ms(batcher(b), b * chunks, 3)
+
+    def batched(b: int, rate: int):
+        chunk, context = VAD_CHUNK * rate // SAMPLE_RATE, VAD_CONTEXT * rate // SAMPLE_RATE
         state = np.zeros((2, b, 128), dtype=np.float32)
-        x = np.zeros((b, VAD_CHUNK + VAD_CONTEXT), dtype=np.float32)
-        steps = max(1, chunks // b)
+        x = np.zeros((b, chunk + context), dtype=np.float32)
+        steps, rate_arg = max(1, chunks // b), np.array(rate, dtype=np.int64)
 
         def run():
             nonlocal state
             for k in range(steps):
-                x[:, VAD_CONTEXT:] = audio[k * VAD_CHUNK:(k + 1) * VAD_CHUNK]
-                _, state = session.run(None, {"input": x, "state": state, "sr": sr})
+                x[:, context:] = audio[k * chunk:(k + 1) * chunk]
+                _, state = session.run(None, {"input": x, "state": state, "sr": rate_arg})
         return run, steps * b
 
-    for b in (int(v) for v in args.batches.split(",")):
-        run, judged = batched(b)
-        rows[f"ONNX call, {b} stream{'s' if b > 1 else ''} per call"] = per_chunk_ms(run, judged)
+    for rate in (SAMPLE_RATE, 8000):
+        for b in (int(v) for v in args.batches.split(",")):
+            run, judged = batched(b, rate)
+            rows[f"ONNX call, {b} stream{'s' if b > 1 else ''} per call, {rate // 1000} kHz"] = per_chunk_ms(run, judged)
     print(f"{'':48s} {'ms per chunk':>12s} {'ms CPU per stream-s':>20s}")
     for name, ms in rows.items():
         print(f"{name:48s} {ms:12.4f} {ms * CHUNKS_PER_S:20.2f}")
