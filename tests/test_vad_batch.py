@@ -36,7 +36,7 @@ class Deliveries:
 
 def test_streams_of_one_tick_are_judged_in_one_round():
     delivered = Deliveries()
-    batcher = VadBatcher(delivered, tick_ms=200)
+    batcher = VadBatcher(delivered, tick_ms=1000)  # the four adds take well under a second
     streams = [FakeStream(StreamSession(16000)) for _ in range(4)]
     try:
         for i, s in enumerate(streams):
@@ -52,20 +52,25 @@ def test_streams_of_one_tick_are_judged_in_one_round():
 def test_a_stop_is_delivered_after_the_audio_before_it():
     delivered = Deliveries()
     batcher = VadBatcher(delivered, tick_ms=100)
-    stream = FakeStream(StreamSession(16000))
+    stream, other = FakeStream(StreamSession(16000)), FakeStream(StreamSession(16000))
     try:
         stream.session.receive(bytes(2 * 12000))
         batcher.add("a", stream)
         batcher.add("a", stream, stopping=True)
         batcher.add("a", stream)  # a stop is never taken back
-        stream2 = FakeStream(StreamSession(16000))
-        stream2.session.receive(bytes(2 * 4000))
-        batcher.add("b", stream2)
-        calls = sorted(delivered.wait(2))
+        other.session.receive(bytes(2 * 4000))
+        batcher.add("b", other)
+        deadline = time.monotonic() + 10
+        while not any(c[0] == "a" and c[2] for c in delivered.calls) or not any(c[0] == "b" for c in delivered.calls):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     finally:
         batcher.stop()
-    # a: the hop that was due, then (flushed) the last partial one; then stop. b: nothing due yet.
-    assert calls == [("a", [(0.0, 0.5), (0.0, 0.75)], True, False), ("b", [], False, False)]
+    a = [c for c in delivered.calls if c[0] == "a"]
+    # a: the hop that was due, then (flushed) the last partial one, in order; the stop comes last.
+    assert [w for c in a for w in c[1]] == [(0.0, 0.5), (0.0, 0.75)]
+    assert a[-1][2] and not any(c[2] for c in a[:-1]) and not any(c[3] for c in a)
+    assert [c[1:] for c in delivered.calls if c[0] == "b"] == [([], False, False)]  # b: nothing due yet
 
 
 def test_without_a_tick_each_stream_is_judged_at_once_in_the_callers_thread():
@@ -93,8 +98,11 @@ def test_a_failing_round_is_reported_and_the_thread_goes_on(monkeypatch):
         assert batcher.alive and batcher.stats["errors"] == 1
         broken.session.receive(bytes(2 * 8000))
         batcher.add("broken", broken)  # fails again at once: not told again (at most every 5 s)
-        time.sleep(0.3)
-        assert batcher.stats["errors"] == 2 and len(delivered.calls) == 2
+        deadline = time.monotonic() + 10
+        while batcher.stats["errors"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(delivered.calls) == 2
     finally:
         batcher.stop()
 
