@@ -80,7 +80,7 @@ def test_without_a_tick_each_stream_is_judged_at_once_in_the_callers_thread():
     stream.session.receive(bytes(2 * 16000))
     batcher.add("a", stream)
     assert delivered.calls == [("a", [(0.0, 0.5), (0.0, 1.0)], False, False)]
-    assert batcher.alive and batcher._thread is None
+    assert batcher.alive and batcher._service is None
 
 
 def test_a_failing_round_is_reported_and_the_thread_goes_on(monkeypatch):

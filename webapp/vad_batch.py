@@ -21,6 +21,8 @@ from typing import Callable
 
 from ser_model.streaming import advance
 
+from .service import ServiceThread
+
 log = logging.getLogger(__name__)
 NOTICE_EVERY_S = 5.0  # tell a stream about failed rounds at most this often
 
@@ -36,8 +38,7 @@ class VadBatcher:
         self.deliver, self.tick_s, self.metrics, self.name = deliver, max(0.0, float(tick_ms)) / 1000, metrics, name
         self._pending: dict[str, tuple] = {}  # stream id -> (sid, stream, stopping); one entry per stream
         self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._service = ServiceThread(self._run, name) if self.tick_s else None  # no tick: no thread
         self.stats = {"rounds": 0, "streams": 0, "errors": 0}
         self._told: dict[str, float] = {}  # stream id -> when it was last told about a failed round
 
@@ -55,28 +56,23 @@ class VadBatcher:
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self):
         """Start the thread once, or again if it died (a no-op without a tick)."""
-        if not self.tick_s or (self._thread is not None and self._thread.is_alive()):
-            return
-        with self._wake:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping.clear()
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+        if self._service is not None:
+            self._service.start()
 
     def stop(self, timeout: float = 2.0):
-        self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if self._service is not None:
+            self._service.stopping.set()
+            with self._wake:
+                self._wake.notify()
+            self._service.stop(timeout)
 
     @property
     def alive(self) -> bool:
-        return not self.tick_s or (self._thread is not None and self._thread.is_alive())
+        return self._service is None or self._service.alive
 
     # ---- the thread ---------------------------------------------------------------------------
     def _run(self):
-        while not self._stopping.is_set():
+        while not self._service.stopping.is_set():
             with self._wake:
                 if not self._pending:
                     self._wake.wait(0.5)

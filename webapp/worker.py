@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from typing import Callable
 
 import numpy as np
+
+from .service import ServiceThread
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ class InferenceWorker:
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_ms / 1000
         self.coalesce_s, self.stale_s = coalesce_s, stale_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        self._service = ServiceThread(self._run, name)
         self._warned: dict[str, float] = {}  # sid -> when it was last told about skipped hops
         self.stats = {"answered": 0, "windows": 0, "batches": 0, "dropped": 0, "errors": 0, "failed_windows": 0}
         self.window_cost_s: float | None = None  # model time per window, batched, moving average
@@ -63,20 +62,14 @@ class InferenceWorker:
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self):
         """Start the thread once, or again if it died (safe to call from any connection)."""
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping.clear()
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+        self._service.start()
 
     def stop(self, timeout: float = 2.0):
-        self._stopping.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._service.stop(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._service.alive
 
     @property
     def pending(self) -> int:
@@ -122,7 +115,7 @@ class InferenceWorker:
     def _run(self):
         landing = None  # the batch the model is working on: (items, speech windows, handle)
         backlog: list = []  # kept items beyond batch_max, launched next
-        while not self._stopping.is_set():
+        while not self._service.stopping.is_set():
             try:
                 if landing is None:
                     backlog = self._keep(backlog + self._collect(wait=not backlog))
