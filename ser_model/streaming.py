@@ -358,7 +358,7 @@ class StreamSession:
                 if flag and self._calibration is not None and self._n_vad - VAD_CHUNK >= first \
                         and len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
                     self._calibration.append(self._audio[self._n_vad - VAD_CHUNK - first:self._n_vad - first].copy())
-            while self._speech and self._speech[0][0] <= self._n_out - len(self._audio):
+            while self._speech and self._speech[0][0] <= first:  # chunks that ended before the kept audio
                 self._speech.popleft()
             jobs = []
             while self._next_hop <= n_in_out + 1e-6:
