@@ -1,6 +1,7 @@
 """Capacity: the most concurrent real-time streams served with p95 <= 0.5 s and every hop delivered.
 
-For each topology, streams real speech from N python-socketio clients in real time (admission
+For each topology, streams real speech from N clients in real time (one thread drives them all,
+``loadgen.ClientGroup``, so the load generator takes little CPU from the server; admission
 control off, so the server takes every stream) and searches N: upwards in steps until a round
 fails, then by halving between the last pass and the first failure. In the same run it measures
 the model's throughput cost per window (one thread, windows batched as a busy lane batches them,
@@ -34,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (HOP_S, ROOT, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
+from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
 P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
@@ -169,17 +171,17 @@ def start_delay(i: int, n: int, arrivals: str) -> float:
     return (i % 8) * 0.03 if arrivals == "aligned" else HOP_S * i / n
 
 
-def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], arrivals: str = "aligned") -> dict:
-    clients = [LiveClient(f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)],
-                          delay_s=start_delay(i, n, arrivals))
+def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], arrivals: str = "aligned",
+             kind: str = "lean") -> dict:
+    clients = [make_client(kind, f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)],
+                           delay_s=start_delay(i, n, arrivals))
                for i in range(n)]
     cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
     sampler = CpuSampler(stats)
     sampler.start()
-    for c in clients:
-        c.start()
-    for c in clients:
-        c.join(seconds + 60)
+    deadline = time.monotonic() + seconds + 60
+    for t in start_clients(clients):
+        t.join(max(0.0, deadline - time.monotonic()))
     wall = time.monotonic() - wall0
     sampler.stop()
     # the streaming period: every client connected and sending (the last starts within a hop plus
@@ -204,7 +206,7 @@ def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
     rounds, good, bad = [], 0, None
     n = args.start
     while bad is None and n <= args.max:
-        row = round_at(url, n, signals, args.seconds, stats, args.arrivals)
+        row = round_at(url, n, signals, args.seconds, stats, args.arrivals, args.clients)
         rounds.append(row)
         log(row)
         if row["ok"]:
@@ -215,7 +217,7 @@ def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
         return good, rounds
     while bad - good > max(1, args.resolution):
         n = (good + bad) // 2
-        row = round_at(url, n, signals, args.seconds, stats, args.arrivals)
+        row = round_at(url, n, signals, args.seconds, stats, args.arrivals, args.clients)
         rounds.append(row)
         log(row)
         good, bad = (n, bad) if row["ok"] else (good, n)
@@ -233,11 +235,14 @@ def main(argv=None):
     p.add_argument("--arrivals", choices=("aligned", "spread"), default="aligned",
                    help="aligned: every stream's windows complete in the same quarter second (worst case); "
                         "spread: stream starts spread evenly over one hop, as independent users")
+    p.add_argument("--clients", choices=CLIENT_KINDS, default="lean",
+                   help="lean: every stream driven from one thread (the load generator, on the same cores, "
+                        "steals less CPU from the server it measures); socketio: a python-socketio client per stream")
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "capacity_bench")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
-    results = {"cores": cores(), "arrivals": args.arrivals, "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
+    results = {"cores": cores(), "arrivals": args.arrivals, "clients": args.clients, "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
     for name in args.topologies.split(","):
         cost = window_cost_ms(args.weights)  # in the same run, just before this topology
         topo = Topology(name, args.weights, tmp)

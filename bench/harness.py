@@ -4,7 +4,8 @@
 - :func:`start_server`: ``run.py`` or gunicorn on a free loopback port, until ``/healthz`` answers;
 - :class:`ProcStats`: CPU seconds and RSS of a process tree, from /proc;
 - :class:`LiveClient`: one python-socketio client streaming in real time, recording when each frame
-  left and when each ``emotion`` came back, so latency and missing hops can be read for any period.
+  left and when each ``emotion`` came back (:class:`StreamRecord`), so latency and missing hops can
+  be read for any period; ``loadgen.ClientGroup`` drives many such streams from one thread.
 """
 from __future__ import annotations
 
@@ -173,19 +174,13 @@ class ProcStats:
         return rss
 
 
-class LiveClient(threading.Thread):
-    """Streams ``pcm`` in real time (looping it while ``loop``) until ``finish()`` or its end; then ``stop``.
+class StreamRecord:
+    """What a benchmark client records of its stream: ``ack`` (the start acknowledgement),
+    ``refused``, ``events`` [(received, event)], ``errors``, ``failure``, ``sent_at`` (when each
+    frame left) and ``summary_latency``; :meth:`latencies` and :meth:`missing` read any period."""
 
-    After ``join()``: ``ack`` (the start acknowledgement), ``refused`` (True if start was refused),
-    ``events`` [(received, event)], ``errors`` and ``summary_latency``; :meth:`latencies` and
-    :meth:`missing` read any period of the run.
-    """
-
-    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
-                 loop: bool = False, delay_s: float = 0.0, transports=("websocket",)):
-        super().__init__(daemon=True)
-        self.url, self.pcm, self.rate, self.frame_s, self.loop = url, pcm, rate, frame_s, loop
-        self.delay_s, self.transports = delay_s, list(transports)
+    def __init__(self, frame_s: float):
+        self.frame_s = frame_s
         self.sent_at: list[float] = []  # monotonic time each frame was sent
         self.events: list[tuple[float, dict]] = []
         self.errors: list[dict] = []
@@ -203,7 +198,42 @@ class LiveClient(threading.Thread):
         return len(self.sent_at) * self.frame_s
 
     def finish(self):
+        """Stop streaming after the current frame (then ``stop`` and wait for the summary)."""
         self._finish.set()
+
+    def latencies(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """From the frame that completed each window to its ``emotion``, for events received in [since, until)."""
+        out = []
+        for received, event in self.events:
+            k = int(np.ceil(event["t1"] / self.frame_s - 1e-9)) - 1
+            if since <= received < until and 0 <= k < len(self.sent_at):
+                out.append(received - self.sent_at[k])
+        return out
+
+    def missing(self, since: float = 0.0, until: float = float("inf")) -> int:
+        """Hops whose audio was complete in [since, until) (and at least 1 s before the end) without an event."""
+        last = self.sent_at[-1] - 1.0 if self.sent_at else 0.0
+        due = {round(HOP_S * j, 3) for j in range(1, int(self.seconds_sent / HOP_S) + 1)
+               if since <= self._sent_time(HOP_S * j) < min(until, last)}
+        got = {round(e["t1"], 3) for _, e in self.events}
+        return len(due - got)
+
+    def _sent_time(self, t1: float) -> float:
+        k = int(np.ceil(t1 / self.frame_s - 1e-9)) - 1
+        return self.sent_at[k] if 0 <= k < len(self.sent_at) else float("inf")
+
+
+class LiveClient(StreamRecord, threading.Thread):
+    """Streams ``pcm`` in real time (looping it while ``loop``) until ``finish()`` or its end; then
+    ``stop``. One python-socketio client and its threads: the page's protocol through the reference
+    client library; :class:`loadgen.ClientGroup` drives many streams more cheaply."""
+
+    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
+                 loop: bool = False, delay_s: float = 0.0, transports=("websocket",)):
+        threading.Thread.__init__(self, daemon=True)
+        StreamRecord.__init__(self, frame_s)
+        self.url, self.pcm, self.rate, self.loop = url, pcm, rate, loop
+        self.delay_s, self.transports = delay_s, list(transports)
 
     def run(self):
         import socketio
@@ -250,27 +280,6 @@ class LiveClient(threading.Thread):
                 pass
         if summary_at[0] and stop_at:
             self.summary_latency = summary_at[0] - stop_at
-
-    def latencies(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
-        """From the frame that completed each window to its ``emotion``, for events received in [since, until)."""
-        out = []
-        for received, event in self.events:
-            k = int(np.ceil(event["t1"] / self.frame_s - 1e-9)) - 1
-            if since <= received < until and 0 <= k < len(self.sent_at):
-                out.append(received - self.sent_at[k])
-        return out
-
-    def missing(self, since: float = 0.0, until: float = float("inf")) -> int:
-        """Hops whose audio was complete in [since, until) (and at least 1 s before the end) without an event."""
-        last = self.sent_at[-1] - 1.0 if self.sent_at else 0.0
-        due = {round(HOP_S * j, 3) for j in range(1, int(self.seconds_sent / HOP_S) + 1)
-               if since <= self._sent_time(HOP_S * j) < min(until, last)}
-        got = {round(e["t1"], 3) for _, e in self.events}
-        return len(due - got)
-
-    def _sent_time(self, t1: float) -> float:
-        k = int(np.ceil(t1 / self.frame_s - 1e-9)) - 1
-        return self.sent_at[k] if 0 <= k < len(self.sent_at) else float("inf")
 
 
 def percentile(values, q: float):

@@ -1,8 +1,9 @@
 """Live-stream benchmark: N concurrent real-time clients against the real server on 127.0.0.1.
 
 Starts the app as ``run.py`` does (or gunicorn with ``--gunicorn``), then for each N streams real
-speech (RAVDESS/TESS files, concatenated) from N python-socketio clients in 250 ms frames paced at
-real time, and reports per N:
+speech (RAVDESS/TESS files, concatenated) from N clients in 250 ms frames paced at real time (all
+driven from one thread, ``loadgen.ClientGroup``; ``--clients socketio``: a python-socketio client
+each), and reports per N:
 
 - latency p50/p95: from the moment a client had sent audio up to a window's end (t1) to that
   window's ``emotion`` event;
@@ -27,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+from harness import (ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
+from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
 
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
@@ -48,13 +50,12 @@ def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
 
 def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcStats) -> dict:
     rng = random.Random(n)
-    clients = [LiveClient(url, signals[i % len(signals)], args.rate, args.frame_ms / 1000,
-                          delay_s=rng.uniform(0, args.frame_ms / 1000)) for i in range(n)]
+    clients = [make_client(args.clients, url, signals[i % len(signals)], rate=args.rate, frame_s=args.frame_ms / 1000,
+                           delay_s=rng.uniform(0, args.frame_ms / 1000)) for i in range(n)]
     cpu0, web0, own0, wall0 = server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time(), time.monotonic()
-    for c in clients:
-        c.start()
+    threads = start_clients(clients)
     deadline = time.monotonic() + args.seconds + 60 + n
-    while any(c.is_alive() for c in clients) and time.monotonic() < deadline:
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         server.sample_rss()
         time.sleep(0.5)
     wall = time.monotonic() - wall0
@@ -96,6 +97,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=25.0, help="audio per stream per round")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate the clients send")
     parser.add_argument("--frame-ms", type=int, default=250)
+    parser.add_argument("--clients", choices=CLIENT_KINDS, default="lean",
+                        help="lean: every stream driven from one thread (the load generator steals less CPU "
+                             "from the server it measures); socketio: a python-socketio client per stream")
     parser.add_argument("--gunicorn", action="store_true", help="serve with the production gunicorn command")
     parser.add_argument("--no-admission", action="store_true",
                         help="admit every stream (to measure overload); by default the server refuses what it "

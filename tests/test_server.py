@@ -92,6 +92,24 @@ def check_stream(got: dict, seconds: float = 2.0):
     assert got["summary"] is not None and got["summary"]["duration"] == seconds
 
 
+def check_lean_clients(url: str, n: int = 3, seconds: float = 2.0):
+    """The benchmarks' one-thread load generator speaks the server's protocol: every stream is
+    acknowledged and gets one ``emotion`` per hop, then its summary."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from loadgen import ClientGroup, LeanClient
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    pcm = (8000 * np.sin(2 * np.pi * 300 * t)).astype("<i2")
+    clients = [LeanClient(url, pcm, delay_s=0.1 * i) for i in range(n)]
+    group = ClientGroup(clients)
+    group.start()
+    group.join(60)
+    for c in clients:
+        assert c.failure is None and not c.errors and c.ack["ok"] is True, (c.failure, c.errors, c.ack)
+        assert [e["t1"] for _, e in c.events] == [0.5 * k for k in range(1, int(seconds / 0.5) + 1)]
+        assert c.missing() == 0 and c.summary_latency is not None and len(c.latencies()) == len(c.events)
+
+
 def test_run_py_serves_page_upload_and_stream(random_weights, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -104,6 +122,7 @@ def test_run_py_serves_page_upload_and_stream(random_weights, tmp_path):
         assert res.status_code == 415 and res.json()["error"]
         check_stream(stream_once(url))  # default transports: polling, then upgrade to WebSocket
         check_stream(stream_once(url, rate=48000, transports=["websocket"]))
+        check_lean_clients(url)
         assert requests.get(url + "/healthz", timeout=10).json()["active_streams"] == 0
 
 

@@ -1,0 +1,212 @@
+"""A light load generator: many live-stream clients driven by one thread.
+
+The benchmarks' clients run on the machine they measure, so every CPU cycle a client spends is
+taken from the server. :class:`~harness.LiveClient` (python-socketio, about three threads per
+client) spends about 0.2 % of a core per stream here; :class:`ClientGroup` drives all of its
+:class:`LeanClient` s from one thread over plain WebSockets (websocket-client), speaking the same
+Socket.IO protocol as the page (Engine.IO 4: open, namespace connect, ``start`` with an
+acknowledgement, ``audio`` as a binary attachment, ``stop``; pings answered), and records the same
+things as ``LiveClient`` (:class:`~harness.StreamRecord`), so results read the same way.
+
+    group = ClientGroup([LeanClient(url, pcm, delay_s=0.1) for pcm in signals])
+    group.start(); group.join()
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import selectors
+import threading
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from harness import NS, SUMMARY_TIMEOUT_S, StreamRecord
+
+CONNECT_TIMEOUT_S = 30
+_EVENT = f"42{NS},"  # Engine.IO message (4) + Socket.IO event (2), this namespace
+_ACK = f"43{NS},"
+_CONNECTED = f"40{NS},"
+_AUDIO = "451-" + NS + ',["audio",{"_placeholder":true,"num":0}]'  # binary event, one attachment
+
+
+def websocket_url(url: str) -> str:
+    """``http://host:port/?c=x`` -> ``ws://host:port/socket.io/?c=x&EIO=4&transport=websocket``."""
+    parts = urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = (parts.query + "&" if parts.query else "") + "EIO=4&transport=websocket"
+    return f"{scheme}://{parts.netloc}/socket.io/?{query}"
+
+
+class LeanClient(StreamRecord):
+    """One stream's audio, timing and results; :class:`ClientGroup` does the talking."""
+
+    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
+                 loop: bool = False, delay_s: float = 0.0):
+        super().__init__(frame_s)
+        self.url, self.pcm, self.rate, self.loop, self.delay_s = url, pcm, rate, loop, delay_s
+        self.frame = int(rate * frame_s)
+        self.ws = self.sock = None
+        self.t0: float | None = None  # when streaming began (the start acknowledgement)
+        self.stop_at: float | None = None
+        self.closed = False
+
+    def next_frame(self) -> bytes | None:
+        """The next frame's bytes, or None at the end of the audio (or after ``finish``)."""
+        k, n = len(self.sent_at), len(self.pcm)
+        i = (k * self.frame) % n if self.loop else k * self.frame
+        if self._finish.is_set() or i >= n:
+            return None
+        return self.pcm[i:i + self.frame].tobytes()
+
+
+class ClientGroup(threading.Thread):
+    """Runs every client's session in one thread: connect at its delay, stream in real time, stop,
+    wait for the summary. Failures are recorded per client (``failure``), never raised."""
+
+    def __init__(self, clients: list[LeanClient]):
+        super().__init__(daemon=True)
+        self.clients = clients
+        self._timers: list = []  # (when, seq, action, client)
+        self._seq = itertools.count()
+        self._sel = selectors.DefaultSelector()
+
+    def finish(self):
+        for c in self.clients:
+            c.finish()
+
+    def _at(self, when: float, action, client: LeanClient):
+        heapq.heappush(self._timers, (when, next(self._seq), action, client))
+
+    def run(self):
+        origin = time.monotonic()
+        for c in self.clients:
+            self._at(origin + c.delay_s, self._connect, c)
+        while self._timers or self._sel.get_map():
+            timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else 1.0
+            for key, _ in self._sel.select(min(timeout, 1.0)):
+                self._read(key.data)
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, action, client = heapq.heappop(self._timers)
+                if not client.closed:
+                    action(client)
+
+    # ---- the protocol ------------------------------------------------------------------------------
+    def _connect(self, c: LeanClient):
+        import websocket
+
+        try:
+            c.ws = websocket.create_connection(websocket_url(c.url), timeout=CONNECT_TIMEOUT_S,
+                                               enable_multithread=False)
+        except Exception as exc:  # a refused connection is a result, not a crash
+            c.failure, c.closed = repr(exc), True
+            return
+        c.sock = c.ws.sock
+        self._sel.register(c.sock, selectors.EVENT_READ, c)
+        self._at(time.monotonic() + CONNECT_TIMEOUT_S, self._give_up, c)
+
+    def _give_up(self, c: LeanClient):
+        if c.t0 is None and c.ack is None:
+            c.failure = c.failure or "no start acknowledgement"
+            self._close(c)
+
+    def _read(self, c: LeanClient):
+        import websocket
+
+        try:
+            opcode, data = c.ws.recv_data()
+        except (websocket.WebSocketException, OSError) as exc:
+            if not c.stop_at:
+                c.failure = c.failure or repr(exc)
+            self._close(c)
+            return
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._close(c)
+            return
+        text = data.decode()
+        now = time.monotonic()
+        if text == "2":  # Engine.IO ping
+            c.ws.send("3")
+        elif text.startswith(_EVENT):
+            name, *args = json.loads(text[len(_EVENT):])
+            payload = args[0] if args else None
+            if name == "emotion":
+                c.events.append((now, payload))
+            elif name == "error":
+                c.errors.append(payload)
+            elif name == "summary":
+                if c.stop_at:
+                    c.summary_latency = now - c.stop_at
+                self._close(c)
+        elif text.startswith(_ACK):  # the start acknowledgement: ack id 1
+            c.ack = json.loads(text[len(_ACK) + 1:])[0]
+            if not c.ack.get("ok"):
+                self._close(c)
+                return
+            c.t0 = now
+            self._send_frame(c)
+        elif text.startswith("0{"):  # Engine.IO open: join the namespace
+            c.ws.send("40" + NS + ",")
+        elif text.startswith(_CONNECTED):
+            c.ws.send(_EVENT + "1" + json.dumps(["start", {"sample_rate": c.rate}]))  # ack id 1
+
+    def _send_frame(self, c: LeanClient):
+        frame = c.next_frame()
+        try:
+            if frame is None:
+                c.stop_at = time.monotonic()
+                c.ws.send(_EVENT + '["stop"]')
+                self._at(c.stop_at + SUMMARY_TIMEOUT_S, self._close, c)
+                return
+            c.ws.send(_AUDIO)
+            c.ws.send_binary(frame)
+        except Exception as exc:  # noqa: BLE001 - the server went away: recorded
+            c.failure = c.failure or repr(exc)
+            self._close(c)
+            return
+        c.sent_at.append(time.monotonic())
+        self._at(c.t0 + len(c.sent_at) * c.frame_s, self._send_frame, c)
+
+    def _close(self, c: LeanClient):
+        if c.closed:
+            return
+        c.closed = True
+        if c.sock is not None:
+            try:
+                self._sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+            try:  # say goodbye without waiting for the server's answer (clients close one by one)
+                c.ws.send_close()
+            except Exception:  # noqa: BLE001 - the socket is already dead
+                pass
+            c.ws.shutdown()
+
+
+CLIENT_KINDS = ("lean", "socketio")
+
+
+def make_client(kind: str, url: str, pcm: np.ndarray, **kwargs) -> StreamRecord:
+    """A ``lean`` client (:class:`LeanClient`, driven by a :class:`ClientGroup`) or a ``socketio``
+    one (:class:`~harness.LiveClient`, python-socketio in threads of its own)."""
+    from harness import LiveClient
+
+    if kind not in CLIENT_KINDS:
+        raise ValueError(f"client kind must be one of {CLIENT_KINDS}")
+    return LeanClient(url, pcm, **kwargs) if kind == "lean" else LiveClient(url, pcm, **kwargs)
+
+
+def start_clients(clients: list[StreamRecord]) -> list[threading.Thread]:
+    """Start ``clients`` (the lean ones together in one :class:`ClientGroup`); returns the threads
+    to join."""
+    lean = [c for c in clients if isinstance(c, LeanClient)]
+    threads = [c for c in clients if not isinstance(c, LeanClient)]
+    if lean:
+        threads.append(ClientGroup(lean))
+    for t in threads:
+        t.start()
+    return threads
