@@ -47,6 +47,7 @@ RESET_AFTER_SILENCE_S = 2.0  # forget the average after this much silence
 MAX_UNJUDGED_S = 5.0  # audio received but not yet judged by the VAD, per stream, at most (default)
 HOP = int(HOP_S * SAMPLE_RATE)  # 8000 samples
 WINDOW = int(WINDOW_S * SAMPLE_RATE)  # 48000 samples
+KEEP_AUDIO = WINDOW + 2 * SAMPLE_RATE  # a stream's latest audio kept for its windows and calibration
 _RATE = np.array(SAMPLE_RATE, dtype=np.int64)
 
 
@@ -147,17 +148,30 @@ def judge_streams(vads: list[StreamingVAD], samples: list[np.ndarray]) -> list[l
 def _probabilities(vads: list[StreamingVAD], chunks: list[np.ndarray]) -> list[np.ndarray]:
     """Silero's speech probability of each stream's chunks (n_i x 512), in order, one model call
     per chunk position for all streams that have a chunk there."""
-    probs = [np.empty(len(c), dtype=np.float32) for c in chunks]
-    for k in range(max((len(c) for c in chunks), default=0)):
-        rows = [i for i, c in enumerate(chunks) if len(c) > k]
-        x = np.concatenate([np.concatenate([vads[i]._context for i in rows]),
-                            np.stack([chunks[i][k] for i in rows])], axis=1)
-        state = np.concatenate([vads[i]._state for i in rows], axis=1)
-        out, state = _vad_session().run(None, {"input": x, "state": state, "sr": _RATE})
-        for j, i in enumerate(rows):
-            vads[i]._state, vads[i]._context = state[:, j:j + 1], x[j:j + 1, -VAD_CONTEXT:]
-            probs[i][k] = out[j, 0]
-    return probs
+    order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))  # rows at position k: a prefix
+    counts = [len(chunks[i]) for i in order]
+    depth = counts[0] if counts else 0
+    if not depth:
+        return [np.empty(0, dtype=np.float32) for _ in chunks]
+    audio = np.zeros((len(order), depth, VAD_CHUNK), dtype=np.float32)
+    for j, i in enumerate(order):
+        audio[j, :counts[j]] = chunks[i]
+    state = np.concatenate([vads[i]._state for i in order], axis=1)  # (2, streams, 128)
+    context = np.concatenate([vads[i]._context for i in order])  # (streams, VAD_CONTEXT)
+    probs = np.empty((len(order), depth), dtype=np.float32)
+    rows = len(order)
+    for k in range(depth):
+        while counts[rows - 1] <= k:
+            rows -= 1
+        x = np.concatenate([context[:rows], audio[:rows, k]], axis=1)
+        out, state[:, :rows] = _vad_session().run(None, {"input": x, "state": state[:, :rows], "sr": _RATE})
+        context[:rows] = x[:, -VAD_CONTEXT:]
+        probs[:rows, k] = out[:, 0]
+    result = [None] * len(chunks)
+    for j, i in enumerate(order):
+        vads[i]._state, vads[i]._context = state[:, j:j + 1].copy(), context[j:j + 1].copy()
+        result[i] = probs[j, :counts[j]]
+    return result
 
 
 class StreamResampler:
@@ -241,10 +255,13 @@ class StreamSession:
         self._resampler = StreamResampler(sample_rate)
         self._vad = StreamingVAD()
         self._input_lock = threading.Lock()  # receive (connection) against advance (the VAD's thread)
-        self._audio = np.zeros(0, dtype=np.float32)  # the latest 16 kHz audio (a bit over a window)
+        self._buffer = np.zeros(2 * KEEP_AUDIO, dtype=np.float32)  # the latest 16 kHz audio: _audio
+        self._buffered = 0  # samples at the buffer's start that hold audio
         self._n_out = 0  # 16 kHz samples released so far
         self._unjudged: list[np.ndarray] = []  # released audio the VAD has not seen yet
-        self._speech = deque()  # (end sample, flag) of each VAD chunk in the latest window
+        self._n_unjudged = 0  # its samples
+        self._speech = deque()  # (end sample, flag, speech chunks so far) of each VAD chunk kept
+        self._n_speech = 0  # speech chunks so far
         self._n_vad = 0  # 16 kHz samples the VAD has judged
         self._next_hop = HOP  # end sample of the next window
         self._last_end = 0  # end sample of the last window
@@ -290,7 +307,7 @@ class StreamSession:
             raise StreamError("stream_too_long", f"a stream may last at most {self.max_duration_s:g} s")
         x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
         with self._input_lock:
-            if sum(map(len, self._unjudged)) + n * SAMPLE_RATE / self.sample_rate > self.max_unjudged:
+            if self._n_unjudged + n * SAMPLE_RATE / self.sample_rate > self.max_unjudged:
                 raise StreamError("server_busy", "the server is overloaded; some audio was not analysed")
             self._store(self._resampler.push(x))
 
@@ -336,14 +353,29 @@ class StreamSession:
         """Keep released 16 kHz audio (call with the input lock held)."""
         if not len(y):
             return
-        self._audio = np.concatenate([self._audio, y])[-(WINDOW + 2 * SAMPLE_RATE):]
-        self._n_out += len(y)
+        n = len(y)
+        if self._buffered + n > len(self._buffer):  # keep the latest KEEP_AUDIO, once per KEEP_AUDIO
+            kept = min(self._buffered, KEEP_AUDIO)
+            if kept + n > len(self._buffer):
+                self._buffer = np.concatenate([self._buffer, np.zeros(kept + n, dtype=np.float32)])
+            self._buffer[:kept] = self._buffer[self._buffered - kept:self._buffered]
+            self._buffered = kept
+        self._buffer[self._buffered:self._buffered + n] = y
+        self._buffered += n
+        self._n_out += n
         self._unjudged.append(y)
+        self._n_unjudged += n
+
+    @property
+    def _audio(self) -> np.ndarray:
+        """The latest 16 kHz audio: ``KEEP_AUDIO`` samples or more once that much has come (a view
+        of the buffer: copy what must outlive the input lock)."""
+        return self._buffer[:self._buffered]
 
     def _take_unjudged(self) -> tuple[np.ndarray, float]:
         """The audio the VAD has not judged, and the input length so far in output samples."""
         with self._input_lock:
-            y, self._unjudged = self._unjudged, []
+            y, self._unjudged, self._n_unjudged = self._unjudged, [], 0
             return (np.concatenate(y) if y else np.zeros(0, dtype=np.float32),
                     self._resampler.n_in * SAMPLE_RATE / self.sample_rate)
 
@@ -354,7 +386,8 @@ class StreamSession:
             first = self._n_out - len(self._audio)  # stream index of self._audio[0]
             for flag in flags:
                 self._n_vad += VAD_CHUNK
-                self._speech.append((self._n_vad, flag))
+                self._n_speech += flag
+                self._speech.append((self._n_vad, flag, self._n_speech))
                 if flag and self._calibration is not None and self._n_vad - VAD_CHUNK >= first \
                         and len(self._calibration) * VAD_CHUNK < self.calibrate_s * SAMPLE_RATE:
                     self._calibration.append(self._audio[self._n_vad - VAD_CHUNK - first:self._n_vad - first].copy())
@@ -372,12 +405,22 @@ class StreamSession:
         audio = self._audio[start - first:min(end, self._n_out) - first]
         if end > self._n_out:  # the resampler still holds these samples back
             audio = np.concatenate([audio, self._resampler.provisional(self._n_out, end - self._n_out)])
-        speech_s = sum(VAD_CHUNK for stop, flag in self._speech
-                       if flag and stop - VAD_CHUNK >= start and stop <= end) / SAMPLE_RATE
+        speech_s = self._speech_chunks(start, end) * VAD_CHUNK / SAMPLE_RATE
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         self._last_end = end
         return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
-                         np.ascontiguousarray(audio, dtype=np.float32), self.profile, self.centre)
+                         np.array(audio, dtype=np.float32), self.profile, self.centre)
+
+    def _speech_chunks(self, start: int, end: int) -> int:
+        """How many VAD chunks judged speech lie within samples [start, end]."""
+        if not self._speech:
+            return 0
+        k_first, k_last = self._speech[0][0] // VAD_CHUNK, self._speech[-1][0] // VAD_CHUNK  # chunk k ends at k x 512
+        lo, hi = max(-(-start // VAD_CHUNK) + 1, k_first), min(end // VAD_CHUNK, k_last)
+        if hi < lo:
+            return 0
+        (_, flag, before), (_, _, upto) = self._speech[lo - k_first], self._speech[hi - k_first]
+        return upto - before + flag
 
     @property
     def centre(self) -> np.ndarray | None:

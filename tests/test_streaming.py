@@ -65,12 +65,13 @@ def test_stream_length_limit():
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
 def test_resampling_is_continuous_across_frames(rate):
     """Windows cut from the stream equal the whole signal resampled at once, up to their last
-    ~10 ms when soxr still held those back as the window fell due (they are approximated then)."""
-    pcm = noise_pcm(4.2, rate)
+    ~10 ms when soxr still held those back as the window fell due (they are approximated then).
+    12 s: the stream's audio buffer wraps twice, and no window changes after it was cut."""
+    pcm = noise_pcm(12.2, rate)
     jobs = feed_all(StreamSession(rate), pcm, [rate // 4, 333, rate // 10, 1])
     whole = soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000, quality="HQ") if rate != 16000 \
         else pcm.astype(np.float32) / 32768
-    assert len(jobs) == 9
+    assert len(jobs) == 25
     for job in jobs:
         ref = whole[round(job.t0 * 16000):round(job.t1 * 16000)]
         assert len(job.audio) == len(ref)
