@@ -316,6 +316,8 @@ class Recipe:
     hidden: int = 0  # > 0: a one-hidden-layer network (ReLU, dropout) instead of the linear head; cs are then
     #                  its AdamW weight decays, each fitted from scratch (``fit_mlp``)
     nap: int = 0  # remove the k directions along which the training speakers' mean features differ most
+    raw_weight: float = 1.0  # with keep_raw: the raw statistics' scale after standardisation (below 1: their
+    #                          weights pay 1 / raw_weight^2 times the L2 penalty of the centred ones' weights)
     ravdess_only: bool = False  # RAVDESS CV: train on the 16 other actors only
     layer_sets: tuple[str, ...] = SEARCHED_LAYER_SETS
     cs: tuple[float, ...] = CS
@@ -553,6 +555,8 @@ class Prober:
         allowed = torch.from_numpy(np.tile(corpus_labels(t, train_files)[t.win_file[win]],
                                            (len(recipe.train_variants), 1))) if recipe.label_sets else None
         mean, std = x.mean(0), x.std(0) + 1e-5
+        if recipe.keep_raw and recipe.raw_weight != 1.0:  # [raw, centred]: shrink the raw half's inputs
+            std[:x.shape[1] // 2] /= recipe.raw_weight
         x = torch.from_numpy((x - mean) / std)
         models, init = {}, None
         for c in sorted(cs):
@@ -818,6 +822,14 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+sizes": Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
                                    session_sizes=(4, 8, 16, 4, 8)),
+    # sizes with the raw statistics penalised harder than the centred ones (the raw part carries the
+    # per-corpus offset behind the collapse; the centred part judges a voice against its own average)
+    "sess4w+gainaug+sizes+raw50": Recipe("sess4w+gainaug+sizes+raw50", enrol=4, enrol_from="any", keep_raw=True,
+                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.5),
+    "sess4w+gainaug+sizes+raw25": Recipe("sess4w+gainaug+sizes+raw25", enrol=4, enrol_from="any", keep_raw=True,
+                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.25),
     # the same with sessions twice as long (8 to 32 clips), for a live session that runs for minutes
     "sess4w+gainaug+sizes32": Recipe("sess4w+gainaug+sizes32", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                      train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
