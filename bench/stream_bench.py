@@ -10,7 +10,8 @@ each), and reports per N:
 - events/s per stream (one per 0.5 s hop is expected: 2.0) and missing hops;
 - summary latency p50/p95: from ``stop`` to ``summary``;
 - server CPU % (100 = one core) and peak RSS, client-process CPU % (it shares the machine), and the
-  web process's own CPU % (its model lanes, child processes by default, excluded).
+  web process's own CPU % (its model lanes, child processes by default, excluded), over the whole
+  round and (``while_streaming``, the table's columns) over the part where every client streams.
 
     python bench/stream_bench.py --streams 1,10,20 --seconds 25
 """
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
+
+STARTUP_S = 3.0  # from launching the clients until all of them stream (connect + start)
 
 
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
@@ -55,10 +58,14 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
     cpu0, web0, own0, wall0 = server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time(), time.monotonic()
     threads = start_clients(clients)
     deadline = time.monotonic() + args.seconds + 60 + n
+    samples = []  # (time, server CPU s, web CPU s, this process's CPU s)
     while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         server.sample_rss()
+        samples.append((time.monotonic(), server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time()))
         time.sleep(0.5)
     wall = time.monotonic() - wall0
+    # CPU while every client streams: from a frame after the last start to a second before the first stop
+    steady = [r for r in samples if wall0 + args.frame_ms / 1000 + STARTUP_S <= r[0] <= wall0 + args.seconds - 1]
     served = [c for c in clients if c.ack and c.ack.get("ok")]
     lat = np.array([x for c in served for x in c.latencies()])
     summ = np.array([c.summary_latency for c in served if c.summary_latency is not None])
@@ -75,20 +82,24 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
         "web_cpu_pct": round(100 * (server.cpu_seconds(own=True) - web0) / wall, 1),  # without the model lanes
         "server_rss_mb": round(server.peak_rss / 2 ** 20, 1),
         "client_cpu_pct": round(100 * (time.process_time() - own0) / wall, 1),
+        "while_streaming": {key: round(100 * (steady[-1][i] - steady[0][i]) / (steady[-1][0] - steady[0][0]), 1)
+                            for i, key in enumerate(("server_cpu_pct", "web_cpu_pct", "client_cpu_pct"), 1)}
+        if len(steady) > 1 else {},
         "errors": sorted({e.get("code", "?") for c in clients for e in c.errors}
                          | {c.failure for c in clients if c.failure}),
     }
 
 
 def print_table(rows: list[dict]):
-    head = ["N", "refused", "p50 s", "p95 s", "max s", "ev/s/str", "missing", "sum p50", "sum p95", "srv CPU%",
-            "web CPU%", "srv RSS MB", "cli CPU%", "errors"]
+    head = ["N", "refused", "p50 s", "p95 s", "max s", "ev/s/str", "missing", "sum p50", "sum p95", "srv CPU%*",
+            "web CPU%*", "srv RSS MB", "cli CPU%*", "errors"]  # *: while every client streams
     keys = ["streams", "refused", "latency_p50_s", "latency_p95_s", "latency_max_s", "events_per_s_per_stream", "missing_hops",
             "summary_p50_s", "summary_p95_s", "server_cpu_pct", "web_cpu_pct", "server_rss_mb", "client_cpu_pct", "errors"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        print("| " + " | ".join(",".join(r[k]) or "-" if k == "errors" else str(r[k]) for k in keys) + " |")
+        cell = {**r, **r["while_streaming"]}
+        print("| " + " | ".join(",".join(r[k]) or "-" if k == "errors" else str(cell[k]) for k in keys) + " |")
 
 
 def main(argv=None):
