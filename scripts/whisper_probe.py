@@ -830,6 +830,9 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+sizes+raw25": Recipe("sess4w+gainaug+sizes+raw25", enrol=4, enrol_from="any", keep_raw=True,
                                          enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                                          session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.25),
+    "sess4w+gainaug+sizes+raw70": Recipe("sess4w+gainaug+sizes+raw70", enrol=4, enrol_from="any", keep_raw=True,
+                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.7),
     # the same with sessions twice as long (8 to 32 clips), for a live session that runs for minutes
     "sess4w+gainaug+sizes32": Recipe("sess4w+gainaug+sizes32", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                      train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
