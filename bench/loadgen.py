@@ -85,6 +85,8 @@ class ClientGroup(threading.Thread):
         for c in self.clients:
             self._at(origin + c.delay_s, self._connect, c)
         while self._timers or self._sel.get_map():
+            while self._timers and self._timers[0][3].closed:  # a finished client's timeouts
+                heapq.heappop(self._timers)
             timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else 1.0
             for key, _ in self._sel.select(min(timeout, 1.0)):
                 self._read(key.data)
