@@ -402,14 +402,16 @@ class StreamSession:
     def _window(self, end: int) -> WindowJob:
         start = max(0, end - WINDOW)
         first = self._n_out - len(self._audio)  # stream index of self._audio[0]
-        audio = self._audio[start - first:min(end, self._n_out) - first]
+        audio = self._audio[start - first:min(end, self._n_out) - first]  # a view of the buffer
         if end > self._n_out:  # the resampler still holds these samples back
             audio = np.concatenate([audio, self._resampler.provisional(self._n_out, end - self._n_out)])
+        else:
+            audio = audio.copy()  # the buffer is overwritten later
         speech_s = self._speech_chunks(start, end) * VAD_CHUNK / SAMPLE_RATE
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         self._last_end = end
         return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
-                         np.array(audio, dtype=np.float32), self.profile, self.centre)
+                         audio, self.profile, self.centre)
 
     def _speech_chunks(self, start: int, end: int) -> int:
         """How many VAD chunks judged speech lie within samples [start, end]."""
