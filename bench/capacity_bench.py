@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,19 +32,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (HOP_S, ROOT, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
-                     save_results, scratch_folder, start_server, stop_server)
+from harness import (HOP_S, ROOT, STARTUP_S, CpuSampler, LiveClient, ProcStats, add_server_args, cores, free_port,  # noqa: E402
+                     load_speech, percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
 P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
                 "SER_STREAMS_PER_CLIENT": "100000"}
 COST_BATCH = 8  # windows per model call when measuring the throughput cost
-STARTUP_S = 3.0  # from launching a round's clients until all of them stream (connect + start)
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def window_cost_ms(weights: Path, batch: int = COST_BATCH, repeats: int = 30) -> dict:
@@ -126,44 +120,6 @@ class Topology:
 
 
 # ---- one round ----------------------------------------------------------------------------------------
-class CpuSampler(threading.Thread):
-    """Every 0.5 s: the server's CPU seconds, this process's (the load generator) and the machine's
-    idle time, so that CPU can be read over the streaming period alone (a round's wall time also
-    holds connecting and waiting for summaries, when the machine is quiet)."""
-
-    def __init__(self, stats: list[ProcStats]):
-        super().__init__(daemon=True)
-        self.stats, self.samples, self._halt = stats, [], threading.Event()
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        tick = os.sysconf("SC_CLK_TCK")
-        return sum(fields[:8]) / tick, (fields[3] + fields[4]) / tick  # (all, idle + iowait) CPU seconds
-
-    def run(self):
-        while not self._halt.is_set():
-            own = os.times()
-            self.samples.append((time.monotonic(), sum(s.cpu_seconds() for s in self.stats),
-                                 own.user + own.system, *self._machine()))
-            self._halt.wait(0.5)
-
-    def stop(self):
-        self._halt.set()
-        self.join()
-
-    def percent(self, since: float, until: float) -> dict:
-        """CPU % of the server, the clients and idle over [since, until] (100 = one core)."""
-        rows = [r for r in self.samples if since <= r[0] <= until]
-        if len(rows) < 2:
-            return {}
-        (t0, s0, c0, a0, i0), (t1, s1, c1, a1, i1) = rows[0], rows[-1]
-        cores_busy = 100 * cores()
-        return {"server_cpu_pct": round(100 * (s1 - s0) / (t1 - t0), 1),
-                "client_cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
-                "machine_idle_pct": round(cores_busy * (i1 - i0) / (a1 - a0), 1) if a1 > a0 else None}
-
-
 def start_delay(i: int, n: int, arrivals: str) -> float:
     """When client ``i`` of ``n`` starts: ``aligned``, all within 0.24 s, so their windows complete
     together every hop (a burst the lanes must drain, the worst case); ``spread``, evenly over one

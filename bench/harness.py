@@ -28,6 +28,7 @@ NS = "/stream"
 HOP_S = 0.5
 START_TIMEOUT_S = 180
 SUMMARY_TIMEOUT_S = 15
+STARTUP_S = 3.0  # from launching a round's clients until all of them stream (connect + start)
 
 
 def load_speech(audio_dir: Path, seconds: float, count: int, rate: int, seed: int = 0) -> list[np.ndarray]:
@@ -62,6 +63,11 @@ def save_results(out_dir: Path, name: str, result: dict, indent: int = 1) -> Pat
     out.write_text(json.dumps(result, indent=indent) + "\n")
     print(f"wrote {out}")
     return out
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0))
 
 
 def free_port() -> int:
@@ -172,6 +178,47 @@ class ProcStats:
             rss += int(line.split()[1]) * 1024 if line else 0
         self.peak_rss = max(self.peak_rss, rss)
         return rss
+
+
+class CpuSampler(threading.Thread):
+    """Every 0.5 s: the server's CPU seconds (process trees, and the processes alone: the web
+    processes without their model lanes), this process's (the load generator) and the machine's
+    idle time, so that CPU can be read over the streaming period alone (a round's wall time also
+    holds connecting and waiting for summaries, when the machine is quiet)."""
+
+    def __init__(self, stats: list[ProcStats]):
+        super().__init__(daemon=True)
+        self.stats, self.samples, self._halt = stats, [], threading.Event()
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(fields[:8]) / tick, (fields[3] + fields[4]) / tick  # (all, idle + iowait) CPU seconds
+
+    def run(self):
+        while not self._halt.is_set():
+            own = os.times()
+            self.samples.append((time.monotonic(), sum(s.cpu_seconds() for s in self.stats),
+                                 sum(s.cpu_seconds(own=True) for s in self.stats),
+                                 own.user + own.system, *self._machine()))
+            self._halt.wait(0.5)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+    def percent(self, since: float, until: float) -> dict:
+        """CPU % of the server, its web processes, the clients and idle over [since, until] (100 = one core)."""
+        rows = [r for r in self.samples if since <= r[0] <= until]
+        if len(rows) < 2:
+            return {}
+        (t0, s0, w0, c0, a0, i0), (t1, s1, w1, c1, a1, i1) = rows[0], rows[-1]
+        cores_busy = 100 * cores()
+        return {"server_cpu_pct": round(100 * (s1 - s0) / (t1 - t0), 1),
+                "web_cpu_pct": round(100 * (w1 - w0) / (t1 - t0), 1),
+                "client_cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
+                "machine_idle_pct": round(cores_busy * (i1 - i0) / (a1 - a0), 1) if a1 > a0 else None}
 
 
 class StreamRecord:

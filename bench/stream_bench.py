@@ -29,11 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
-                     save_results, scratch_folder, start_server, stop_server)
+from harness import (STARTUP_S, CpuSampler, ProcStats, add_server_args, free_port, load_speech,  # noqa: E402
+                     percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
-
-STARTUP_S = 3.0  # from launching the clients until all of them stream (connect + start)
 
 
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
@@ -56,16 +54,15 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
     clients = [make_client(args.clients, url, signals[i % len(signals)], rate=args.rate, frame_s=args.frame_ms / 1000,
                            delay_s=rng.uniform(0, args.frame_ms / 1000)) for i in range(n)]
     cpu0, web0, own0, wall0 = server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time(), time.monotonic()
+    sampler = CpuSampler([server])
+    sampler.start()
     threads = start_clients(clients)
     deadline = time.monotonic() + args.seconds + 60 + n
-    samples = []  # (time, server CPU s, web CPU s, this process's CPU s)
     while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         server.sample_rss()
-        samples.append((time.monotonic(), server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time()))
         time.sleep(0.5)
     wall = time.monotonic() - wall0
-    # CPU while every client streams: from a frame after the last start to a second before the first stop
-    steady = [r for r in samples if wall0 + args.frame_ms / 1000 + STARTUP_S <= r[0] <= wall0 + args.seconds - 1]
+    sampler.stop()
     served = [c for c in clients if c.ack and c.ack.get("ok")]
     lat = np.array([x for c in served for x in c.latencies()])
     summ = np.array([c.summary_latency for c in served if c.summary_latency is not None])
@@ -82,9 +79,8 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
         "web_cpu_pct": round(100 * (server.cpu_seconds(own=True) - web0) / wall, 1),  # without the model lanes
         "server_rss_mb": round(server.peak_rss / 2 ** 20, 1),
         "client_cpu_pct": round(100 * (time.process_time() - own0) / wall, 1),
-        "while_streaming": {key: round(100 * (steady[-1][i] - steady[0][i]) / (steady[-1][0] - steady[0][0]), 1)
-                            for i, key in enumerate(("server_cpu_pct", "web_cpu_pct", "client_cpu_pct"), 1)}
-        if len(steady) > 1 else {},
+        # while every client streams: from a frame after the last start to a second before the first stop
+        "while_streaming": sampler.percent(wall0 + args.frame_ms / 1000 + STARTUP_S, wall0 + args.seconds - 1),
         "errors": sorted({e.get("code", "?") for c in clients for e in c.errors}
                          | {c.failure for c in clients if c.failure}),
     }
