@@ -111,7 +111,7 @@ class ClientGroup(threading.Thread):
         self._at(time.monotonic() + CONNECT_TIMEOUT_S, self._give_up, c)
 
     def _give_up(self, c: LeanClient):
-        if c.t0 is None and c.ack is None:
+        if c.ack is None:
             c.failure = c.failure or "no start acknowledgement"
             self._close(c)
 
