@@ -784,6 +784,11 @@ def summarise(splits: list[dict]) -> dict:
     return out
 
 
+# the shipped session head's recipe ("sess4w+gainaug+sizes" below), which its variants start from
+SIZES = Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
+               train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
+               session_sizes=(4, 8, 16, 4, 8))
+
 RECIPES = {  # stage 2, in the order they run: the layer set of each split is the one "base" picked there
     "norm": Recipe("norm", kind="norm"),
     "gainaug": Recipe("gainaug", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
@@ -819,20 +824,12 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+draws": Recipe("sess4w+gainaug+draws", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True),
     # the same, the copies' sessions of 4 to 16 clips, as a live session grows past its first 8 s
-    "sess4w+gainaug+sizes": Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
-                                   train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
-                                   session_sizes=(4, 8, 16, 4, 8)),
+    "sess4w+gainaug+sizes": SIZES,
     # sizes with the raw statistics penalised harder than the centred ones (the raw part carries the
     # per-corpus offset behind the collapse; the centred part judges a voice against its own average)
-    "sess4w+gainaug+sizes+raw50": Recipe("sess4w+gainaug+sizes+raw50", enrol=4, enrol_from="any", keep_raw=True,
-                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
-                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.5),
-    "sess4w+gainaug+sizes+raw25": Recipe("sess4w+gainaug+sizes+raw25", enrol=4, enrol_from="any", keep_raw=True,
-                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
-                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.25),
-    "sess4w+gainaug+sizes+raw70": Recipe("sess4w+gainaug+sizes+raw70", enrol=4, enrol_from="any", keep_raw=True,
-                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
-                                         session_draws=True, session_sizes=(4, 8, 16, 4, 8), raw_weight=0.7),
+    "sess4w+gainaug+sizes+raw50": replace(SIZES, name="sess4w+gainaug+sizes+raw50", raw_weight=0.5),
+    "sess4w+gainaug+sizes+raw25": replace(SIZES, name="sess4w+gainaug+sizes+raw25", raw_weight=0.25),
+    "sess4w+gainaug+sizes+raw70": replace(SIZES, name="sess4w+gainaug+sizes+raw70", raw_weight=0.7),
     # the same with sessions twice as long (8 to 32 clips), for a live session that runs for minutes
     "sess4w+gainaug+sizes32": Recipe("sess4w+gainaug+sizes32", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                      train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
