@@ -938,12 +938,13 @@ def load_runs(protocol: str) -> dict[str, dict]:
     return runs
 
 
-def nested_recipe_choice(runs: dict[str, dict]) -> dict:
+def nested_recipe_choice(runs: dict[str, dict], names: list[str] | None = None) -> dict:
     """Per outer split, the recipe whose best inner score is highest (never the test side), and
-    that recipe's outer scores: the figure to quote for "the recipe the probe would ship"."""
-    names = [n for n in SELECTABLE if n in runs]
+    that recipe's outer scores: the figure to quote for "the recipe the probe would ship".
+    ``names``: the candidates (default: the SELECTABLE ones that ran)."""
+    names = names or [n for n in SELECTABLE if n in runs]
     splits = []
-    for i, s in enumerate(runs["base"]["splits"]):
+    for i, s in enumerate(runs[names[0]]["splits"]):
         best = max(names, key=lambda n: max(runs[n]["splits"][i]["inner"].values()))
         chosen = runs[best]["splits"][i]
         splits.append({**chosen, "recipe": best})
@@ -994,6 +995,24 @@ def cmd_report(args) -> None:
     target = REPORTS / "whisper_probe.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(f"report: {target}")
+
+
+def cmd_choose(args) -> None:
+    """The nested choice among saved runs (e.g. one recipe at several raw weights): per outer split
+    the candidate with the best inner score, scored on that split's test side."""
+    runs = load_runs(args.protocol)
+    names = [f"{n}_{args.layer}" if args.layer else n for n in args.among]
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise SystemExit(f"no saved {args.protocol} run for: {', '.join(missing)}")
+    nested = nested_recipe_choice(runs, names)
+    for s in nested["splits"]:
+        c = s["conditions"]["clean"]
+        print(f"{s['test']}: {s['recipe']} ({s['picked']}) UA {100 * c['ua']:.1f}, collapse {c['collapse']:.2f}")
+    r = row_of("nested choice", nested)
+    print(f"mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, "
+          f"-15/0/+15 dB {100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, "
+          f"degraded drop {100 * r['degraded_drop']:+.1f}")
 
 
 SHIPPED_LOCO = ROOT / "reports" / "loco_shipped_attn_cnn_encoder.json"
@@ -1195,6 +1214,11 @@ def main() -> None:
     rd.set_defaults(fn=cmd_redraw)
     rp = sub.add_parser("report", help="tables, nested recipe choice and plots from the probe runs")
     rp.set_defaults(fn=cmd_report)
+    ch = sub.add_parser("choose", help="the nested choice among saved runs, per outer split by inner score")
+    ch.add_argument("--protocol", choices=("loco", "cv"), required=True)
+    ch.add_argument("--layer", choices=list(LAYER_SETS), help="the runs' fixed layer set (their file suffix)")
+    ch.add_argument("--among", nargs="+", required=True, help="recipes with a saved nested run")
+    ch.set_defaults(fn=cmd_choose)
     c = sub.add_parser("cost", help="per-window cost on one thread")
     c.add_argument("--weights", default=str(ROOT / "weights"))
     c.add_argument("--repeats", type=int, default=30)
