@@ -102,24 +102,27 @@ def normalise_level(window: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """Whisper's six layers and Resemblyzer's layer 2, pooled over time, for lists of windows."""
+    """Whisper's six layers and Resemblyzer's layer 2, pooled over time, for lists of windows.
+    ``upto`` < 5: only layers 0..upto are computed (the encoder stops there, less than half the
+    cost for 2); the others' columns are NaN, which ``Table.features`` refuses."""
 
-    def __init__(self):
+    def __init__(self, upto: int = LAYERS[-1]):
         from ser_model.encoder import load_pretrained
         from ser_model.model import EncoderHead, ModelConfig
 
-        self.whisper = W.load_pretrained(W.WhisperEncoder(LAYERS))
+        self.upto = upto
+        self.whisper = W.load_pretrained(W.WhisperEncoder(LAYERS[:upto + 1]))
         self.resemblyzer = load_pretrained(EncoderHead(ModelConfig(arch="encoder_head"))).eval()
 
     @torch.inference_mode()
     def whisper_stats(self, windows: list[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(windows), len(LAYERS) * STATS), np.float32)
+        out = np.full((len(windows), len(LAYERS) * STATS), np.nan, np.float32)
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
             by_len.setdefault(len(w), []).append(i)
         for idx in by_len.values():
             batch = torch.from_numpy(np.stack([windows[i] for i in idx]))
-            out[idx] = W.pool(self.whisper(batch)).numpy()
+            out[idx, :(self.upto + 1) * STATS] = W.pool(self.whisper(batch)).numpy()
         return out
 
     @torch.inference_mode()
@@ -147,12 +150,15 @@ def cache_path(path: Path) -> Path:
     return CACHE / "files" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
 
 
-def embed_file(embedder: Embedder, path: Path, lite: bool = False) -> dict[str, np.ndarray]:
-    """Every variant's statistics; ``lite`` keeps the raw Whisper ones only (no Resemblyzer, no
+def embed_file(embedder: Embedder, path: Path, lite: bool = False,
+               variants: tuple[str, ...] = RAW_VARIANTS) -> dict[str, np.ndarray]:
+    """The statistics of ``variants``; ``lite`` keeps the raw Whisper ones only (no Resemblyzer, no
     level-normalised copies: half the cost)."""
     wave = load_audio(path)
-    out = {}
+    out = {"meta/upto": np.array(embedder.upto), "meta/variants": np.array(len(variants))}
     for variant, vw in variant_waves(wave, path.name).items():
+        if variant not in variants:
+            continue
         windows, spans = windows_of(vw)
         out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
         out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
@@ -187,6 +193,17 @@ def records_of(data: Path) -> list:
     return [r for c in CORPORA for r in by[c]]
 
 
+def complete(target: Path, upto: int, n_variants: int) -> bool:
+    """Whether a cached file has at least these layers and this many variants (older files,
+    without the meta keys, have them all)."""
+    if not target.exists():
+        return False
+    with np.load(target) as z:
+        if "meta/upto" not in z.files:
+            return True
+        return int(z["meta/upto"]) >= upto and int(z["meta/variants"]) >= n_variants
+
+
 def cmd_embed(args) -> None:
     torch.set_num_threads(1)
     limit_blas_threads()
@@ -198,18 +215,18 @@ def cmd_embed(args) -> None:
         for r in tqdm(todo, desc=f"norm {k}/{n}", unit="file", mininterval=30):
             add_norm(embedder, r.path, cache_path(r.path))
         return
-    todo = [r for r in records if not cache_path(r.path).exists()]
+    todo = [r for r in records if not complete(cache_path(r.path), args.upto, len(args.variants))]
     if args.every > 1:  # a subsample of what is left, spread over each corpus's speakers and classes
         todo = [r for c in CORPORA for r in [r for r in todo if r.corpus == c][::args.every]]
     print(f"part {k}/{n}: {len(records)} files, {len(todo)} to embed", flush=True)
     if not todo:
         return
-    embedder = Embedder()
+    embedder = Embedder(args.upto)
     (CACHE / "files").mkdir(parents=True, exist_ok=True)
     for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
         target = cache_path(r.path)
         tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite))
+        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite, variants=tuple(args.variants)))
         tmp.replace(target)
 
 
@@ -258,7 +275,8 @@ class Table:
         for i, r in enumerate(tqdm(self.records, desc="loading embeddings", unit="file", mininterval=10)):
             with np.load(cache_path(r.path)) as z:
                 for k in z.files:
-                    parts.setdefault(k, []).append(z[k])
+                    if not k.startswith("meta/"):
+                        parts.setdefault(k, []).append(z[k])
                 win_file += [i] * len(z["raw/clean"])
         np.save(folder / "win_file.npy", np.array(win_file))
         for k, v in parts.items():
@@ -275,6 +293,8 @@ class Table:
             whisper = self.arrays[f"{kind}/{'clean' if (kind, variant) == ('norm', 'g-15') else variant}"]
             cols = np.concatenate([np.arange(k * STATS, (k + 1) * STATS) for k in layers])
             parts = [np.asarray(whisper[:, cols], dtype=np.float32)]
+            if np.isnan(parts[0][:1]).any():
+                raise ValueError(f"layers {layers} are not in the cache (embedded with --upto below them)")
             if res:
                 parts.append(np.asarray(self.arrays[f"res/{variant}"], dtype=np.float32))
             self._cache[key] = np.concatenate(parts, axis=1)
@@ -1196,6 +1216,10 @@ def main() -> None:
     e.add_argument("--every", type=int, default=1, help="embed every n-th of the files left, per corpus")
     e.add_argument("--lite", action="store_true", help="raw Whisper statistics only (no Resemblyzer, no norm)")
     e.add_argument("--add-norm", action="store_true", help="add the level-normalised statistics to --lite files")
+    e.add_argument("--upto", type=int, default=LAYERS[-1], choices=LAYERS,
+                   help="compute Whisper layers 0..UPTO only (2: the shipped heads' blocks, under half the cost)")
+    e.add_argument("--variants", nargs="+", default=list(RAW_VARIANTS), choices=RAW_VARIANTS,
+                   help="the variants to embed (the chan ones only serve the chan recipes)")
     e.set_defaults(fn=cmd_embed)
     pr = sub.add_parser("probe", help="nested LOCO or RAVDESS CV of linear heads on the cached embeddings")
     pr.add_argument("--data", type=Path, default=DATA)

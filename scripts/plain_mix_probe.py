@@ -1,0 +1,88 @@
+"""The plain head as a mix, measured: what a single clip gets (under 8 s of speech, so no session)
+is today the linear head on block 1 (LOCO 36.7, RAVDESS CV 66.0); the 256-unit network on blocks
+1+2 (``gainaug+mlp``) has the CV (75.9) but not the LOCO (35.9). This averages their probabilities
+per window, half each, fitted on each split's training side.
+
+    python scripts/plain_mix_probe.py --protocol loco   # or cv (RAVDESS 5-fold by actor)
+
+The linear head's C is the one its nested run picked on that split's training side
+(``gainaug_L1_<protocol>.json``); the network is ``gainaug+mlp``'s one configuration. Writes
+reports/experiments/whisper_probe/plain-mix_<protocol>.json in the probe's format (``report``,
+``choose``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import whisper_probe as P  # noqa: E402
+
+from ser_model.data import limit_blas_threads  # noqa: E402
+
+LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
+NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
+MIX = 0.5  # the network's share of the probabilities
+
+
+def window_probs(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarray, variant: str, layers):
+    logits, owner = prober.window_logits(model, recipe, files, variant, layers)
+    return torch.softmax(torch.from_numpy(logits), 1).numpy(), owner
+
+
+def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarray, picked: str) -> dict:
+    """Both heads fitted on ``train``, their mix scored on ``test`` under every test condition."""
+    t = prober.t
+    c = float(picked.split("C=")[1])
+    lin_recipe, lin_layers = P.RECIPES[LINEAR[0]], P.LAYER_SETS[LINEAR[1]]
+    net_recipe, net_layers = P.RECIPES[NETWORK[0]], P.LAYER_SETS[NETWORK[1]]
+    linear = prober.fit(lin_recipe, train, lin_layers, [c])[c]
+    network = prober.fit(net_recipe, train, net_layers, [NETWORK[2]])[NETWORK[2]]
+    conds = {}
+    for cond in P.TEST_CONDITIONS:
+        p_lin, owner = window_probs(prober, linear, lin_recipe, test, cond, lin_layers)
+        p_net, owner_net = window_probs(prober, network, net_recipe, test, cond, net_layers)
+        assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
+        conds[cond] = P.score(t.label[test], P.file_mean((1 - MIX) * p_lin + MIX * p_net, owner, test))
+    return {"test": name, "picked": f"linear {picked} + network {NETWORK[1]} decay={NETWORK[2]:g}", "inner": {},
+            "n_test_files": int(len(test)), "conditions": conds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    saved = json.loads((P.PROBE_DIR / f"{LINEAR[0]}_{LINEAR[1]}_{args.protocol}.json").read_text())
+    picks = {s["test"]: s["picked"] for s in saved["splits"]}
+    prober = P.Prober(P.Table())
+    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX}, "protocol": args.protocol,
+              "splits": []}
+    for name, train, test, _ in P.Splits(prober.t).outer(args.protocol):
+        s = split_result(prober, name, train, test, picks[name])
+        result["splits"].append(s)
+        c = s["conditions"]
+        print(f"{name}: UA clean {100 * c['clean']['ua']:.1f} (collapse {c['clean']['collapse']:.2f}), "
+              f"-15 dB {100 * c['g-15']['ua']:.1f}, +15 dB {100 * c['g+15']['ua']:.1f}, "
+              f"degraded {100 * c['degraded']['ua']:.1f}", flush=True)
+    result["summary"] = P.summarise(result["splits"])
+    r = P.row_of("plain-mix", result)
+    print(f"mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, -15/0/+15 dB "
+          f"{100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, "
+          f"degraded drop {100 * r['degraded_drop']:+.1f}")
+    result["command"] = f"python scripts/plain_mix_probe.py --protocol {args.protocol}"
+    out = P.PROBE_DIR / f"plain-mix_{args.protocol}.json"
+    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
