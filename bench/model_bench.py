@@ -7,7 +7,9 @@
 
 Times the features (trim + log-mel) and the network separately (eager, and the TorchScript copy
 that ``Recognizer`` runs) and together, as ``Recognizer.predict_proba`` runs them, and prints
-medians and 90th percentiles.
+medians and 90th percentiles, and the network's floating-point operations per window (PyTorch's
+``FlopCounterMode``: matrix products and convolutions) with the rate this CPU achieved on them,
+the basis of the GPU projection in docs/benchmarks.md where no GPU was measured.
 """
 from __future__ import annotations
 
@@ -80,7 +82,19 @@ def bench(weights: str, repeats: int) -> tuple[float, float]:
     print(f"| {'step':<32} | median ms | p90 ms |\n|{'-' * 34}|-----------|--------|")
     for name, ms in rows:
         print(f"| {name:<32} | {statistics.median(ms):9.2f} | {np.percentile(ms, 90):6.2f} |")
+    gflop = network_flops(rec.model, feats) / 1e9
+    print(f"network: {gflop:.3f} GFLOP per window (matrix products and convolutions), "
+          f"{gflop / statistics.median(rows[2][1]) * 1000:.1f} GFLOP/s achieved here on one thread")
     return statistics.median(rows[3][1]), statistics.median(rows[4][1])
+
+
+def network_flops(model: torch.nn.Module, feats: torch.Tensor) -> int:
+    """Floating-point operations of one forward pass (PyTorch's count: matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(feats)
+    return counter.get_total_flops()
 
 
 if __name__ == "__main__":
