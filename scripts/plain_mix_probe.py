@@ -7,7 +7,7 @@ per window, half each, fitted on each split's training side.
 
 The linear head's C is the one its nested run picked on that split's training side
 (``gainaug_L1_<protocol>.json``); the network is ``gainaug+mlp``'s one configuration. Writes
-reports/experiments/whisper_probe/plain-mix_<protocol>.json in the probe's format (``report``,
+reports/experiments/whisper_probe/plain-mix_L1_<protocol>.json in the probe's format (``report``,
 ``choose``).
 """
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
           f"{100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, "
           f"degraded drop {100 * r['degraded_drop']:+.1f}")
     result["command"] = f"python scripts/plain_mix_probe.py --protocol {args.protocol}"
-    out = P.PROBE_DIR / f"plain-mix_{args.protocol}.json"
+    out = P.PROBE_DIR / f"plain-mix_{LINEAR[1]}_{args.protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 
