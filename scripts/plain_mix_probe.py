@@ -51,8 +51,11 @@ def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarra
         p_net, owner_net = window_probs(prober, network, net_recipe, test, cond, net_layers)
         assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
         conds[cond] = P.score(t.label[test], P.file_mean((1 - MIX) * p_lin + MIX * p_net, owner, test))
+        if cond == "clean":  # each head alone: the saved runs' figures again, if the cache is the same
+            alone = {k: P.score(t.label[test], P.file_mean(p, owner, test)) for k, p in (("linear", p_lin),
+                                                                                       ("network", p_net))}
     return {"test": name, "picked": f"linear {picked} + network {NETWORK[1]} decay={NETWORK[2]:g}", "inner": {},
-            "n_test_files": int(len(test)), "conditions": conds}
+            "n_test_files": int(len(test)), "conditions": conds, "alone_clean": alone}
 
 
 def main() -> None:
@@ -72,7 +75,8 @@ def main() -> None:
         c = s["conditions"]
         print(f"{name}: UA clean {100 * c['clean']['ua']:.1f} (collapse {c['clean']['collapse']:.2f}), "
               f"-15 dB {100 * c['g-15']['ua']:.1f}, +15 dB {100 * c['g+15']['ua']:.1f}, "
-              f"degraded {100 * c['degraded']['ua']:.1f}", flush=True)
+              f"degraded {100 * c['degraded']['ua']:.1f}; alone: " + ", ".join(
+                  f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
     r = P.row_of("plain-mix", result)
     print(f"mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, -15/0/+15 dB "
