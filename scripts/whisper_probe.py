@@ -329,6 +329,9 @@ class Recipe:
     swap_copies: tuple[int, ...] = ()  # these training copies' raw statistics carry another training speaker's
     #                                    session centre (one of another corpus) in place of their own, so the
     #                                    raw part cannot tie a corpus's voices to its labels (``swap_centres``)
+    corpus_shift_copies: tuple[int, ...] = ()  # these training copies' rows move, speaker by speaker, from their
+    #                                            corpus's mean to another training corpus's (``shift_corpora``):
+    #                                            a corpus's average sound stops telling the head a label
     label_sets: bool = False  # each row's softmax over its corpus's labels only, so a corpus without
     #                           disgust does not teach that voices like its own are never disgusted
     prior_shift: bool = False  # add to the head's logits the per-label shift that the inner held-out
@@ -567,8 +570,12 @@ class Prober:
         parts = []
         for i, (v, r) in enumerate(zip(recipe.train_variants, copies)):
             draw = i if recipe.session_draws else 0
-            parts.append(self.swap_centres(r, v, layers, draw, win, seed=i) if i in recipe.swap_copies
-                         else self.rows(r, v, layers, draw)[win])
+            if i in recipe.swap_copies:
+                parts.append(self.swap_centres(r, v, layers, draw, win, seed=i))
+            elif i in recipe.corpus_shift_copies:
+                parts.append(self.shift_corpora(self.rows(r, v, layers, draw)[win], win, seed=i))
+            else:
+                parts.append(self.rows(r, v, layers, draw)[win])
         x = np.concatenate(parts)
         w = np.tile(window_weights(t, train_files, t.win_file[win]), len(recipe.train_variants))
         y = np.tile(t.label[t.win_file[win]], len(recipe.train_variants))
@@ -589,6 +596,24 @@ class Prober:
             models[c] = (linear, mean, std, evals)
             init = linear
         return models
+
+    def shift_corpora(self, x: np.ndarray, win: np.ndarray, seed: int) -> np.ndarray:
+        """Rows ``x`` of windows ``win`` (a training side), each speaker's moved by the mean of another
+        training corpus (drawn per speaker) minus the mean of its own."""
+        t = self.t
+        spk, corpus = t.speaker[t.win_file[win]], t.corpus[t.win_file[win]]
+        names = np.unique(corpus)
+        if len(names) < 2:
+            return x
+        means = {c: x[corpus == c].mean(0) for c in names}
+        rng = np.random.default_rng([seed, 7])
+        out = x.copy()
+        for s in np.unique(spk):
+            own = spk == s
+            mine = corpus[np.flatnonzero(own)[0]]
+            other = rng.choice([c for c in names if c != mine])
+            out[own] += (means[other] - means[mine]).astype(x.dtype)
+        return out
 
     def swap_centres(self, recipe: Recipe, variant: str, layers, draw: int, win: np.ndarray, seed: int) -> np.ndarray:
         """``rows`` of windows ``win`` (a training side) with the raw statistics moved from their speaker's
@@ -870,6 +895,10 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "sess4w+gainaug+draws+sets": Recipe("sess4w+gainaug+draws+sets", enrol=4, enrol_from="any", keep_raw=True,
                                         enrol_weight=0.4, train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                                         session_draws=True, label_sets=True),
+    # the plain head with two of its five training copies moved, speaker by speaker, from their corpus's mean to
+    # another training corpus's: the TESS collapse (disgust) comes through a corpus's average sound
+    "gainaug+cshift": Recipe("gainaug+cshift", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                             corpus_shift_copies=(2, 4)),
     "gainaug+sets": Recipe("gainaug+sets", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), label_sets=True),
     # the plain head as a one-hidden-layer network (256 ReLU units, dropout 0.2, AdamW weight decay 0.01, 8
     # epochs): whether a non-linear head on the same statistics lifts the plain head's RAVDESS CV
