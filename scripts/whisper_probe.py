@@ -223,6 +223,7 @@ def cmd_embed(args) -> None:
         return
     embedder = Embedder(args.upto)
     (CACHE / "files").mkdir(parents=True, exist_ok=True)
+    (CACHE / "table" / "done").unlink(missing_ok=True)  # the consolidated table is rebuilt from the new files
     for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
         target = cache_path(r.path)
         tmp = target.with_suffix(".tmp.npz")
