@@ -271,6 +271,8 @@ class Table:
 
     def _consolidate(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.npy"):  # a key the files no longer all have must not outlive them
+            old.unlink()
         parts: dict[str, list] = {}
         win_file = []
         for i, r in enumerate(tqdm(self.records, desc="loading embeddings", unit="file", mininterval=10)):
