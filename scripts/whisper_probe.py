@@ -3,6 +3,11 @@
     python scripts/whisper_probe.py cost  [--repeats 30]            # per-window cost table
     python scripts/whisper_probe.py embed [--part 0/2]               # cache embeddings (.cache/whisper/)
     python scripts/whisper_probe.py probe [--only NAME ...]          # LOCO + RAVDESS CV + gains
+    python scripts/whisper_probe.py report                           # tables and plots of every run
+    python scripts/whisper_probe.py choose --protocol loco --among A B  # nested choice among saved runs
+
+``embed --lite --upto 2 --variants clean g-15 g+15 degraded rgain aug1 aug2 rgain2`` caches only
+what the shipped heads' recipes read (blocks 1-2, no channel copies): about 40 min on two cores.
 
 ``embed``: every file of the four corpora is cut into the app's windows (3 s every 0.5 s over the
 whole file, a shorter file is one window; ``ser_model.inference.window_starts``), each window
