@@ -1062,6 +1062,9 @@ def cmd_choose(args) -> None:
     missing = [n for n in names if n not in runs]
     if missing:
         raise SystemExit(f"no saved {args.protocol} run for: {', '.join(missing)}")
+    unscored = [n for n in names if not all(s["inner"] for s in runs[n]["splits"])]
+    if unscored:
+        raise SystemExit(f"no inner scores to choose by in: {', '.join(unscored)}")
     nested = nested_recipe_choice(runs, names)
     for s in nested["splits"]:
         c = s["conditions"]["clean"]
