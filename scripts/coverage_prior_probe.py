@@ -12,7 +12,6 @@ reports/experiments/whisper_probe/<recipe>+cover_<layers>_<protocol>.json in the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import replace
@@ -25,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import whisper_probe as P  # noqa: E402
-
-from ser_model.data import limit_blas_threads  # noqa: E402
 from ser_model.labels import NUM_CLASSES  # noqa: E402
 
 HEADS = (("gainaug", "L1"), ("sess4w+gainaug+sizes", "L1+L2"))  # (recipe, layer set) as shipped
@@ -49,8 +46,7 @@ def scored_with_shift(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarr
 
 def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
     recipe, layers = P.RECIPES[name], P.LAYER_SETS[layer_set]
-    saved = json.loads((P.PROBE_DIR / f"{name}_{layer_set}_{protocol}.json").read_text())
-    picks = {s["test"]: s["picked"] for s in saved["splits"]}
+    picks = P.saved_picks(f"{name}_{layer_set}", protocol)
     result = {"recipe": {"head": name, "layers": layer_set, "prior": "log(k / K), k of K training corpora"},
               "protocol": protocol, "splits": []}
     for split, train, test, _ in P.Splits(prober.t).outer(protocol):
@@ -75,10 +71,7 @@ def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
     if recipe.enrol_from == "any":
         uas = [s["conditions"]["one-emotion"]["ua"] for s in result["splits"]]
         result["summary"]["one-emotion"] = {"ua_mean": float(np.mean(uas))}
-    r = P.row_of(name, result)
-    print(f"{name} {protocol}: mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, -15/0/+15 dB "
-          f"{100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, degraded drop "
-          f"{100 * r['degraded_drop']:+.1f}" + (f", one mood {100 * result['summary']['one-emotion']['ua_mean']:.1f}"
+    print(f"{name} {protocol}: " + P.summary_line(P.row_of(name, result)) + (f", one mood {100 * result['summary']['one-emotion']['ua_mean']:.1f}"
                                               if "one-emotion" in result["summary"] else ""), flush=True)
     result["command"] = f"python scripts/coverage_prior_probe.py --protocol {protocol}"
     out = P.PROBE_DIR / f"{name}+cover_{layer_set}_{protocol}.json"
@@ -87,14 +80,9 @@ def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    limit_blas_threads()
-    prober = P.Prober(P.Table())
+    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
     for name, layer_set in HEADS:
-        run(prober, name, layer_set, args.protocol)
+        run(prober, name, layer_set, protocol)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ reports/experiments/whisper_probe/plain-mix_L1_<protocol>.json in the probe's fo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import whisper_probe as P  # noqa: E402
-
-from ser_model.data import limit_blas_threads  # noqa: E402
 
 LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
 NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
@@ -59,17 +56,11 @@ def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarra
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    limit_blas_threads()
-    saved = json.loads((P.PROBE_DIR / f"{LINEAR[0]}_{LINEAR[1]}_{args.protocol}.json").read_text())
-    picks = {s["test"]: s["picked"] for s in saved["splits"]}
-    prober = P.Prober(P.Table())
-    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX}, "protocol": args.protocol,
+    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    picks = P.saved_picks(f"{LINEAR[0]}_{LINEAR[1]}", protocol)
+    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX}, "protocol": protocol,
               "splits": []}
-    for name, train, test, _ in P.Splits(prober.t).outer(args.protocol):
+    for name, train, test, _ in P.Splits(prober.t).outer(protocol):
         s = split_result(prober, name, train, test, picks[name])
         result["splits"].append(s)
         c = s["conditions"]
@@ -78,12 +69,9 @@ def main() -> None:
               f"degraded {100 * c['degraded']['ua']:.1f}; alone: " + ", ".join(
                   f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
-    r = P.row_of("plain-mix", result)
-    print(f"mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, -15/0/+15 dB "
-          f"{100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, "
-          f"degraded drop {100 * r['degraded_drop']:+.1f}")
-    result["command"] = f"python scripts/plain_mix_probe.py --protocol {args.protocol}"
-    out = P.PROBE_DIR / f"plain-mix_{LINEAR[1]}_{args.protocol}.json"  # named as modelcard.probe_cv looks
+    print(P.summary_line(P.row_of("plain-mix", result)))
+    result["command"] = f"python scripts/plain_mix_probe.py --protocol {protocol}"
+    out = P.PROBE_DIR / f"plain-mix_{LINEAR[1]}_{protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 

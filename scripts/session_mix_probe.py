@@ -11,7 +11,6 @@ emotion, not scored. Writes reports/experiments/whisper_probe/session_mix_<proto
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import whisper_probe as P  # noqa: E402
 
-from ser_model.data import limit_blas_threads  # noqa: E402
 from ser_model.labels import LABEL_TO_INDEX  # noqa: E402
 
 NEUTRAL = LABEL_TO_INDEX["neutral"]
@@ -94,17 +92,10 @@ def split_scores(prober: P.Prober, train: np.ndarray, test: np.ndarray, chosen: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    limit_blas_threads()
-    prober = P.Prober(P.Table())
+    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
     _, chosen = P.enrolment(prober.t, 4, source="any")  # the sess4 recipes' session clips
-    splits = P.Splits(prober.t)
-    outer = splits.loco() if args.protocol == "loco" else splits.ravdess_cv(False)
-    result = {"protocol": args.protocol, "heads": HEADS, "splits": {}}
-    for name, train, test, _ in outer:
+    result = {"protocol": protocol, "heads": HEADS, "splits": {}}
+    for name, train, test, _ in P.Splits(prober.t).outer(protocol):
         scores = split_scores(prober, train, test, chosen)
         result["splits"][name] = scores
         print(name, {k: f"{100 * v['ua']:.1f} ({v['collapse']:.2f})" for k, v in scores["clean"].items()},
@@ -112,8 +103,8 @@ def main() -> None:
     result["mean"] = {variant: {k: float(np.mean([s[variant][k]["ua"] for s in result["splits"].values()]))
                                 for k in result["splits"][name][variant]} for variant in VARIANTS}
     print("mean UA", {v: {k: round(100 * x, 1) for k, x in m.items()} for v, m in result["mean"].items()})
-    out = P.PROBE_DIR / f"session_mix_{args.protocol}.json"
-    result["command"] = f"python scripts/session_mix_probe.py --protocol {args.protocol}"
+    out = P.PROBE_DIR / f"session_mix_{protocol}.json"
+    result["command"] = f"python scripts/session_mix_probe.py --protocol {protocol}"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 

@@ -1019,6 +1019,30 @@ def row_of(name: str, run: dict) -> dict:
             "picked": [s.get("recipe", "") + (" " if s.get("recipe") else "") + s["picked"] for s in run["splits"]]}
 
 
+def summary_line(row: dict) -> str:
+    """A ``row_of`` row in one line: mean UA, worst collapse, the three levels, the degraded drop."""
+    return (f"mean UA {100 * row['ua']:.1f}, collapse max {row['collapse_max']:.2f}, -15/0/+15 dB "
+            f"{100 * row['ua_-15dB']:.1f} / {100 * row['ua']:.1f} / {100 * row['ua_+15dB']:.1f}, "
+            f"degraded drop {100 * row['degraded_drop']:+.1f}")
+
+
+def saved_picks(run: str, protocol: str) -> dict[str, str]:
+    """Per outer split, the "layers C=c" a saved nested run (file stem ``run``) picked on its training side."""
+    saved = json.loads((PROBE_DIR / f"{run}_{protocol}.json").read_text())
+    return {s["test"]: s["picked"] for s in saved["splits"]}
+
+
+def protocol_prober(description: str) -> tuple[str, "Prober"]:
+    """What the side probes (``scripts/*_probe.py``) start with: ``--protocol loco|cv`` from the
+    command line, one thread, and a prober on the cached table."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    limit_blas_threads()
+    return args.protocol, Prober(Table())
+
+
 def cmd_report(args) -> None:
     out = {"note": "linear probes on frozen Whisper tiny.en states; every layer, C (and, in the nested row, "
                    "recipe) chosen on the training side only. UA over each test set's own classes, 7-way "
@@ -1069,10 +1093,7 @@ def cmd_choose(args) -> None:
     for s in nested["splits"]:
         c = s["conditions"]["clean"]
         print(f"{s['test']}: {s['recipe']} ({s['picked']}) UA {100 * c['ua']:.1f}, collapse {c['collapse']:.2f}")
-    r = row_of("nested choice", nested)
-    print(f"mean UA {100 * r['ua']:.1f}, collapse max {r['collapse_max']:.2f}, "
-          f"-15/0/+15 dB {100 * r['ua_-15dB']:.1f} / {100 * r['ua']:.1f} / {100 * r['ua_+15dB']:.1f}, "
-          f"degraded drop {100 * r['degraded_drop']:+.1f}")
+    print(summary_line(row_of("nested choice", nested)))
 
 
 SHIPPED_LOCO = ROOT / "reports" / "loco_shipped_attn_cnn_encoder.json"
