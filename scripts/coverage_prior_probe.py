@@ -80,7 +80,8 @@ def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
 
 
 def main() -> None:
-    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    args, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    protocol = args.protocol
     for name, layer_set in HEADS:
         run(prober, name, layer_set, protocol)
 

@@ -1,13 +1,15 @@
 """The plain head as a mix, measured: what a single clip gets (under 8 s of speech, so no session)
 is today the linear head on block 1 (LOCO 36.7, RAVDESS CV 66.0); the 256-unit network on blocks
 1+2 (``gainaug+mlp``) has the CV (75.9) but not the LOCO (35.9). This averages their probabilities
-per window, half each, fitted on each split's training side.
+per window, half each, fitted on each split's training side. With ``--cover`` the mixed
+probabilities are then weighted by each label's coverage, k / K (k of the K training corpora carry
+it; ``coverage_prior_probe.py``), and renormalised.
 
-    python scripts/plain_mix_probe.py --protocol loco   # or cv (RAVDESS 5-fold by actor)
+    python scripts/plain_mix_probe.py --protocol loco   # or cv (RAVDESS 5-fold by actor); --cover
 
 The linear head's C is the one its nested run picked on that split's training side
 (``gainaug_L1_<protocol>.json``); the network is ``gainaug+mlp``'s one configuration. Writes
-reports/experiments/whisper_probe/plain-mix_L1_<protocol>.json in the probe's format (``report``,
+reports/experiments/whisper_probe/plain-mix[+cover]_L1_<protocol>.json in the probe's format (``report``,
 ``choose``).
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import whisper_probe as P  # noqa: E402
+from coverage_prior_probe import coverage_shift  # noqa: E402
 
 LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
 NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
@@ -34,34 +37,49 @@ def window_probs(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarray, v
     return torch.softmax(torch.from_numpy(logits), 1).numpy(), owner
 
 
-def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarray, picked: str) -> dict:
-    """Both heads fitted on ``train``, their mix scored on ``test`` under every test condition."""
+def weighted(probs: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """``probs`` (windows x classes) times ``prior`` per label, renormalised; unchanged without one."""
+    if prior is None:
+        return probs
+    p = probs * prior
+    return p / p.sum(1, keepdims=True)
+
+
+def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarray, picked: str,
+                 cover: bool = False) -> dict:
+    """Both heads fitted on ``train``, their mix scored on ``test`` under every test condition
+    (``cover``: weighted by the labels' coverage in ``train``)."""
     t = prober.t
     c = float(picked.split("C=")[1])
     lin_recipe, lin_layers = P.RECIPES[LINEAR[0]], P.LAYER_SETS[LINEAR[1]]
     net_recipe, net_layers = P.RECIPES[NETWORK[0]], P.LAYER_SETS[NETWORK[1]]
     linear = prober.fit(lin_recipe, train, lin_layers, [c])[c]
     network = prober.fit(net_recipe, train, net_layers, [NETWORK[2]])[NETWORK[2]]
+    prior = np.exp(coverage_shift(t, train)) if cover else None
     conds = {}
     for cond in P.TEST_CONDITIONS:
         p_lin, owner = window_probs(prober, linear, lin_recipe, test, cond, lin_layers)
         p_net, owner_net = window_probs(prober, network, net_recipe, test, cond, net_layers)
         assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
-        conds[cond] = P.score(t.label[test], P.file_mean((1 - MIX) * p_lin + MIX * p_net, owner, test))
-        if cond == "clean":  # each head alone: the saved runs' figures again, if the cache is the same
-            alone = {k: P.score(t.label[test], P.file_mean(p, owner, test)) for k, p in (("linear", p_lin),
-                                                                                       ("network", p_net))}
+        mix = (1 - MIX) * p_lin + MIX * p_net
+        conds[cond] = P.score(t.label[test], P.file_mean(weighted(mix, prior), owner, test))
+        if cond == "clean":  # each head alone (the saved runs' figures again, if the cache is the same),
+            alone = {k: P.score(t.label[test], P.file_mean(p, owner, test))  # and the mix without the prior
+                     for k, p in (("linear", p_lin), ("network", p_net), ("mix", mix))}
     return {"test": name, "picked": f"linear {picked} + network {NETWORK[1]} decay={NETWORK[2]:g}", "inner": {},
             "n_test_files": int(len(test)), "conditions": conds, "alone_clean": alone}
 
 
 def main() -> None:
-    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    args, prober = P.protocol_prober(__doc__.split("\n\n")[0],
+                                     {"--cover": "weight the mix by each label's coverage, k / K training corpora"})
+    protocol, name_of_run = args.protocol, "plain-mix+cover" if args.cover else "plain-mix"
     picks = P.saved_picks(f"{LINEAR[0]}_{LINEAR[1]}", protocol)
-    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX}, "protocol": protocol,
-              "splits": []}
+    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX,
+                         "prior": "k / K, k of K training corpora" if args.cover else None},
+              "protocol": protocol, "splits": []}
     for name, train, test, _ in P.Splits(prober.t).outer(protocol):
-        s = split_result(prober, name, train, test, picks[name])
+        s = split_result(prober, name, train, test, picks[name], args.cover)
         result["splits"].append(s)
         c = s["conditions"]
         print(f"{name}: UA clean {100 * c['clean']['ua']:.1f} (collapse {c['clean']['collapse']:.2f}), "
@@ -69,9 +87,9 @@ def main() -> None:
               f"degraded {100 * c['degraded']['ua']:.1f}; alone: " + ", ".join(
                   f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
-    print(P.summary_line(P.row_of("plain-mix", result)))
-    result["command"] = f"python scripts/plain_mix_probe.py --protocol {protocol}"
-    out = P.PROBE_DIR / f"plain-mix_{LINEAR[1]}_{protocol}.json"  # named as modelcard.probe_cv looks
+    print(P.summary_line(P.row_of(name_of_run, result)))
+    result["command"] = f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --cover" if args.cover else "")
+    out = P.PROBE_DIR / f"{name_of_run}_{LINEAR[1]}_{protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 

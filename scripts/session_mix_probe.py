@@ -92,7 +92,8 @@ def split_scores(prober: P.Prober, train: np.ndarray, test: np.ndarray, chosen: 
 
 
 def main() -> None:
-    protocol, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    args, prober = P.protocol_prober(__doc__.split("\n\n")[0])
+    protocol = args.protocol
     _, chosen = P.enrolment(prober.t, 4, source="any")  # the sess4 recipes' session clips
     result = {"protocol": protocol, "heads": HEADS, "splits": {}}
     for name, train, test, _ in P.Splits(prober.t).outer(protocol):

@@ -1032,15 +1032,17 @@ def saved_picks(run: str, protocol: str) -> dict[str, str]:
     return {s["test"]: s["picked"] for s in saved["splits"]}
 
 
-def protocol_prober(description: str) -> tuple[str, "Prober"]:
-    """What the side probes (``scripts/*_probe.py``) start with: ``--protocol loco|cv`` from the
-    command line, one thread, and a prober on the cached table."""
+def protocol_prober(description: str, flags: dict[str, str] | None = None) -> tuple[argparse.Namespace, "Prober"]:
+    """What the side probes (``scripts/*_probe.py``) start with: ``--protocol loco|cv`` (and the
+    on/off ``flags``, option -> help) from the command line, one thread, and a prober on the cached table."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
+    for flag, help_text in (flags or {}).items():
+        ap.add_argument(flag, action="store_true", help=help_text)
     args = ap.parse_args()
     torch.set_num_threads(1)
     limit_blas_threads()
-    return args.protocol, Prober(Table())
+    return args, Prober(Table())
 
 
 def cmd_report(args) -> None:
