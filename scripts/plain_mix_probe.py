@@ -6,16 +6,23 @@ probabilities are then weighted by each label's coverage, k / K (k of the K trai
 it; ``coverage_prior_probe.py``), and renormalised.
 
     python scripts/plain_mix_probe.py --protocol loco   # or cv (RAVDESS 5-fold by actor); --cover
+    python scripts/plain_mix_probe.py --protocol loco --session --cover   # the session head's pair
+
+``--session`` mixes the session head instead (``sess4w+gainaug+sizes`` on blocks 1+2, a speaker's
+four other clips as the session so far, not scored) with the same network on the same rows
+(``sess4w+gainaug+sizes+mlp``), and also scores sessions spoken in one mood.
 
 The linear head's C is the one its nested run picked on that split's training side
 (``gainaug_L1_<protocol>.json``); the network is ``gainaug+mlp``'s one configuration. Writes
-reports/experiments/whisper_probe/plain-mix[+cover]_L1_<protocol>.json in the probe's format (``report``,
+reports/experiments/whisper_probe/plain-mix[+cover]_L1_<protocol>.json (``--session``:
+sess4w+gainaug+sizes+netmix[+cover]_L1+L2_<protocol>.json) in the probe's format (``report``,
 ``choose``).
 """
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import whisper_probe as P  # noqa: E402
-from coverage_prior_probe import coverage_shift  # noqa: E402
 
 LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
 NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
+SESSION_LINEAR = ("sess4w+gainaug+sizes", "L1+L2")  # --session: the same pair for the session head
+SESSION_NETWORK = ("sess4w+gainaug+sizes+mlp", "L1+L2", 0.01)
 MIX = 0.5  # the network's share of the probabilities
 
 
@@ -46,40 +54,49 @@ def weighted(probs: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
 
 
 def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarray, picked: str,
-                 cover: bool = False) -> dict:
-    """Both heads fitted on ``train``, their mix scored on ``test`` under every test condition
-    (``cover``: weighted by the labels' coverage in ``train``)."""
+                 cover: bool = False, heads: tuple = (LINEAR, NETWORK)) -> dict:
+    """Both ``heads`` fitted on ``train``, their mix scored on ``test`` under every test condition
+    (``cover``: weighted by the labels' coverage in ``train``); a session pair also in one mood."""
     t = prober.t
     c = float(picked.split("C=")[1])
-    lin_recipe, lin_layers = P.RECIPES[LINEAR[0]], P.LAYER_SETS[LINEAR[1]]
-    net_recipe, net_layers = P.RECIPES[NETWORK[0]], P.LAYER_SETS[NETWORK[1]]
+    (lin_name, lin_set), (net_name, net_set, decay) = heads
+    lin_recipe, lin_layers = P.RECIPES[lin_name], P.LAYER_SETS[lin_set]
+    net_recipe, net_layers = P.RECIPES[net_name], P.LAYER_SETS[net_set]
     linear = prober.fit(lin_recipe, train, lin_layers, [c])[c]
-    network = prober.fit(net_recipe, train, net_layers, [NETWORK[2]])[NETWORK[2]]
-    prior = np.exp(coverage_shift(t, train)) if cover else None
+    network = prober.fit(net_recipe, train, net_layers, [decay])[decay]
+    prior = np.exp(P.coverage_shift(t, train)) if cover else None
+    runs = [(cond, lin_recipe, net_recipe) for cond in P.TEST_CONDITIONS]
+    if lin_recipe.enrol_from == "any":  # the same heads when the session so far was spoken in one mood
+        runs.append(("one-emotion", replace(lin_recipe, enrol_from="one-emotion"),
+                     replace(net_recipe, enrol_from="one-emotion")))
     conds = {}
-    for cond in P.TEST_CONDITIONS:
-        p_lin, owner = window_probs(prober, linear, lin_recipe, test, cond, lin_layers)
-        p_net, owner_net = window_probs(prober, network, net_recipe, test, cond, net_layers)
+    for cond, lin_r, net_r in runs:
+        files, variant = prober.scored(lin_r, test), "clean" if cond == "one-emotion" else cond
+        p_lin, owner = window_probs(prober, linear, lin_r, files, variant, lin_layers)
+        p_net, owner_net = window_probs(prober, network, net_r, files, variant, net_layers)
         assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
         mix = (1 - MIX) * p_lin + MIX * p_net
-        conds[cond] = P.score(t.label[test], P.file_mean(weighted(mix, prior), owner, test))
+        conds[cond] = P.score(t.label[files], P.file_mean(weighted(mix, prior), owner, files))
         if cond == "clean":  # each head alone (the saved runs' figures again, if the cache is the same),
-            alone = {k: P.score(t.label[test], P.file_mean(p, owner, test))  # and the mix without the prior
+            alone = {k: P.score(t.label[files], P.file_mean(p, owner, files))  # and the mix without the prior
                      for k, p in (("linear", p_lin), ("network", p_net), ("mix", mix))}
-    return {"test": name, "picked": f"linear {picked} + network {NETWORK[1]} decay={NETWORK[2]:g}", "inner": {},
-            "n_test_files": int(len(test)), "conditions": conds, "alone_clean": alone}
+    return {"test": name, "picked": f"linear {picked} + network {net_set} decay={decay:g}", "inner": {},
+            "n_test_files": int(len(prober.scored(lin_recipe, test))), "conditions": conds, "alone_clean": alone}
 
 
 def main() -> None:
     args, prober = P.protocol_prober(__doc__.split("\n\n")[0],
-                                     {"--cover": "weight the mix by each label's coverage, k / K training corpora"})
-    protocol, name_of_run = args.protocol, "plain-mix+cover" if args.cover else "plain-mix"
-    picks = P.saved_picks(f"{LINEAR[0]}_{LINEAR[1]}", protocol)
-    result = {"recipe": {"linear": LINEAR, "network": NETWORK, "network_share": MIX,
+                                     {"--cover": "weight the mix by each label's coverage, k / K training corpora",
+                                      "--session": "the session head's pair instead of the plain head's"})
+    heads = (SESSION_LINEAR, SESSION_NETWORK) if args.session else (LINEAR, NETWORK)
+    protocol = args.protocol
+    name_of_run = (f"{SESSION_LINEAR[0]}+netmix" if args.session else "plain-mix") + ("+cover" if args.cover else "")
+    picks = P.saved_picks(f"{heads[0][0]}_{heads[0][1]}", protocol)
+    result = {"recipe": {"linear": heads[0], "network": heads[1], "network_share": MIX,
                          "prior": "k / K, k of K training corpora" if args.cover else None},
               "protocol": protocol, "splits": []}
     for name, train, test, _ in P.Splits(prober.t).outer(protocol):
-        s = split_result(prober, name, train, test, picks[name], args.cover)
+        s = split_result(prober, name, train, test, picks[name], args.cover, heads)
         result["splits"].append(s)
         c = s["conditions"]
         print(f"{name}: UA clean {100 * c['clean']['ua']:.1f} (collapse {c['clean']['collapse']:.2f}), "
@@ -87,9 +104,15 @@ def main() -> None:
               f"degraded {100 * c['degraded']['ua']:.1f}; alone: " + ", ".join(
                   f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
-    print(P.summary_line(P.row_of(name_of_run, result)))
-    result["command"] = f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --cover" if args.cover else "")
-    out = P.PROBE_DIR / f"{name_of_run}_{LINEAR[1]}_{protocol}.json"  # named as modelcard.probe_cv looks
+    mood = ""
+    if args.session:
+        result["summary"]["one-emotion"] = {"ua_mean": float(np.mean([s["conditions"]["one-emotion"]["ua"]
+                                                                      for s in result["splits"]]))}
+        mood = f", one mood {100 * result['summary']['one-emotion']['ua_mean']:.1f}"
+    print(P.summary_line(P.row_of(name_of_run, result)) + mood)
+    result["command"] = (f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --session" if args.session else "")
+                         + (" --cover" if args.cover else ""))
+    out = P.PROBE_DIR / f"{name_of_run}_{heads[0][1]}_{protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 

@@ -912,6 +912,9 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     # epochs): whether a non-linear head on the same statistics lifts the plain head's RAVDESS CV
     "gainaug+mlp": Recipe("gainaug+mlp", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                           hidden=256, cs=(0.01,)),
+    # the session head's rows read by the same network (256 ReLU units, ...): the session half of the
+    # plain mix (scripts/plain_mix_probe.py --session)
+    "sess4w+gainaug+sizes+mlp": replace(SIZES, name="sess4w+gainaug+sizes+mlp", hidden=256, cs=(0.01,)),
     # the session head with the prior shift learnt on the inner held-out sides (fit_prior_shift)
     "sess4w+gainaug+shift": Recipe("sess4w+gainaug+shift", enrol=4, enrol_from="any", keep_raw=True, enrol_weight=0.4,
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), prior_shift=True),
@@ -1024,6 +1027,16 @@ def summary_line(row: dict) -> str:
     return (f"mean UA {100 * row['ua']:.1f}, collapse max {row['collapse_max']:.2f}, -15/0/+15 dB "
             f"{100 * row['ua_-15dB']:.1f} / {100 * row['ua']:.1f} / {100 * row['ua_+15dB']:.1f}, "
             f"degraded drop {100 * row['degraded_drop']:+.1f}")
+
+
+def coverage_shift(table: "Table", train: np.ndarray) -> np.ndarray:
+    """log(k / K) per label: k of the K corpora of ``train`` have files of it (the coverage prior)."""
+    from ser_model.labels import NUM_CLASSES
+
+    corpora = np.unique(table.corpus[train])
+    has = np.array([np.bincount(table.label[train[table.corpus[train] == c]], minlength=NUM_CLASSES) > 0
+                    for c in corpora])
+    return np.log(has.sum(0) / len(corpora))
 
 
 def saved_picks(run: str, protocol: str) -> dict[str, str]:
