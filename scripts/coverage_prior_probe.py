@@ -29,14 +29,6 @@ from ser_model.labels import NUM_CLASSES  # noqa: E402
 HEADS = (("gainaug", "L1"), ("sess4w+gainaug+sizes", "L1+L2"))  # (recipe, layer set) as shipped
 
 
-def coverage_shift(table: P.Table, train: np.ndarray) -> np.ndarray:
-    """log(k / K) per label: k of the K corpora of ``train`` have files of it."""
-    corpora = np.unique(table.corpus[train])
-    has = np.array([np.bincount(table.label[train[table.corpus[train] == c]], minlength=NUM_CLASSES) > 0
-                    for c in corpora])
-    return np.log(has.sum(0) / len(corpora))
-
-
 def scored_with_shift(prober: P.Prober, model, recipe: P.Recipe, files: np.ndarray, cond: str, layers,
                       shift: np.ndarray) -> dict:
     logits, owner = prober.window_logits(model, recipe, files, cond, layers)
@@ -52,7 +44,7 @@ def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
     for split, train, test, _ in P.Splits(prober.t).outer(protocol):
         c = float(picks[split].split("C=")[1])
         model = prober.fit(recipe, train, layers, [c])[c]
-        shift = coverage_shift(prober.t, train)
+        shift = P.coverage_shift(prober.t, train)
         files = prober.scored(recipe, test)
         conds = {cond: scored_with_shift(prober, model, recipe, files, cond, layers, shift)
                  for cond in P.TEST_CONDITIONS}

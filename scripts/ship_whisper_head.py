@@ -13,7 +13,8 @@ choice is made inside the training side, are the unbiased ones). The temperature
 log-likelihood of the app's file-level probabilities (the mean of the speech windows'
 softmax(logits / T)); the threshold is the lowest calibrated confidence at which the labels kept
 are right at least ``--sure-accuracy`` of the time (mean over the held-out corpora). The final
-head is then fitted on all four corpora, the temperature folded into its linear layer.
+head is then fitted on all four corpora, the temperature folded into its linear layer (with
+``--plain-network`` or ``--plain-prior``, the model divides their result by it instead).
 """
 from __future__ import annotations
 
@@ -43,11 +44,24 @@ REPORT = ROOT / "reports" / "whisper_head_calibration.json"
 PLOT = ROOT / "reports" / "whisper_head_reliability.png"
 
 
-def file_probs(logits: np.ndarray, owner: np.ndarray, files: np.ndarray, temperature: float) -> np.ndarray:
-    """The app's file probabilities at this temperature: the mean of the windows' softmax(logits / T)."""
-    z = logits / temperature
-    p = np.exp(z - z.max(1, keepdims=True))
-    return P.file_mean(p / p.sum(1, keepdims=True), owner, files)
+def file_probs(logits: np.ndarray, owner: np.ndarray, files: np.ndarray, temperature: float,
+               prior: np.ndarray | None = None) -> np.ndarray:
+    """The app's file probabilities at this temperature: the mean of the windows' calibrated
+    probabilities. A window's logits of (heads, classes) are a mix (``ModelConfig.plain_network``):
+    the mean of each head's softmax; then times ``prior`` per label (``plain_prior``); the
+    temperature divides the log of the result, as ``WhisperHead.plain`` does (for one head without
+    a prior that is softmax(logits / T), the temperature folded into the linear layer)."""
+    logp = torch.log_softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), -1)
+    if logp.ndim == 3:
+        logp = torch.logsumexp(logp, 1) - np.log(logp.shape[1])
+    if prior is not None:
+        logp = logp + torch.log(torch.from_numpy(np.asarray(prior, dtype=np.float64)))
+    return P.file_mean(torch.softmax(logp / temperature, -1).numpy(), owner, files)
+
+
+def fold_probs(fold: dict, variant: str, temperature: float) -> np.ndarray:
+    """``file_probs`` of a held-out fold (``held_out``) under one test variant, with its prior if any."""
+    return file_probs(*fold[variant], fold["files"], temperature, fold.get("prior"))
 
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, list]:
@@ -84,14 +98,24 @@ def held_out(prober: P.Prober, recipe: P.Recipe, layers, c: float, variant: str 
     return out
 
 
+def with_network(folds: dict, network_folds: dict) -> dict:
+    """Held-out folds whose logits are (windows, 2, classes): the linear head's beside the network's."""
+    out = {}
+    for corpus, f in folds.items():
+        g = network_folds[corpus]
+        out[corpus] = {**f, **{v: (np.stack([f[v][0], g[v][0]], 1), f[v][1]) for v in ("clean", "degraded")}}
+        assert all(np.array_equal(f[v][1], g[v][1]) for v in ("clean", "degraded"))
+    return out
+
+
 def choose_temperature(folds: dict) -> float:
-    scores = [np.mean([nll(file_probs(*f["clean"], f["files"], T), f["y"]) for f in folds.values()])
+    scores = [np.mean([nll(fold_probs(f, "clean", T), f["y"]) for f in folds.values()])
               for T in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(scores))])
 
 
 def choose_threshold(folds: dict, temperature: float, sure_accuracy: float) -> tuple[float, dict]:
-    return pick_threshold([(file_probs(*f["clean"], f["files"], temperature), f["y"]) for f in folds.values()],
+    return pick_threshold([(fold_probs(f, "clean", temperature), f["y"]) for f in folds.values()],
                           sure_accuracy)
 
 
@@ -151,7 +175,7 @@ def choose(prober, recipe, layer_names, cs) -> tuple[str, dict, dict]:
         for c in cs:
             folds = held_out(prober, recipe, P.LAYER_SETS[name], c)
             key = f"{name} C={c:g}"
-            grid[key] = float(np.mean([P.score(f["y"], file_probs(*f["clean"], f["files"], 1.0))["ua"]
+            grid[key] = float(np.mean([P.score(f["y"], fold_probs(f, "clean", 1.0))["ua"]
                                        for f in folds.values()]))
             print(f"  {recipe.name} {key}: mean held-out UA {grid[key]:.3f}", flush=True)
             if best is None or grid[key] > grid[best]:  # the first of equals, as max() picks
@@ -165,8 +189,8 @@ def calibrate(recipe, folds: dict, sure_accuracy) -> dict:
     threshold, rows = choose_threshold(folds, temperature, sure_accuracy)
     before, after, per_corpus = {}, {}, {}
     for corpus, f in folds.items():
-        raw, cal = file_probs(*f["clean"], f["files"], 1.0), file_probs(*f["clean"], f["files"], temperature)
-        deg = file_probs(*f["degraded"], f["files"], temperature)
+        raw, cal = fold_probs(f, "clean", 1.0), fold_probs(f, "clean", temperature)
+        deg = fold_probs(f, "degraded", temperature)
         before[corpus], after[corpus] = ece(raw, f["y"]), ece(cal, f["y"])
         row = per_corpus[corpus] = {**corpus_row(cal, deg, f["y"], threshold),
                                     "ece_raw": before[corpus][0], "nll_raw": nll(raw, f["y"])}
@@ -221,7 +245,8 @@ def write_headline(weights_dir: Path, name: str, meta: dict, layer_set: str, ses
     if "loco_adapted_mean_ua" in meta:
         rows.append({"what": "the same, adapted to the speaker's calm voice",
                      "ua": round(meta["loco_adapted_mean_ua"], 3), "chance": round(chance, 3)})
-    for recipe, layers, what in ((meta["recipe"], layer_set, "new actors of RAVDESS, the corpus it knows best (5-fold CV)"),
+    for recipe, layers, what in ((meta.get("plain_cv_recipe", meta["recipe"]), layer_set,
+                                  "new actors of RAVDESS, the corpus it knows best (5-fold CV)"),
                                  (meta.get("session_recipe"), session_layer_set, "the same, session head")):
         cv = probe_cv(recipe, layers) if recipe else None
         if cv:
@@ -245,6 +270,12 @@ def main() -> None:
                     help="the voice-adapted head's recipe (an enrolling one), or none")
     ap.add_argument("--session-recipe", default="sess4+gainaug", choices=["none", *P.RECIPES],
                     help="the session head's recipe (one centring on clips of any emotion), or none")
+    ap.add_argument("--plain-network", default="none", choices=["none", *[k for k, r in P.RECIPES.items() if r.hidden]],
+                    help="average the plain head's probabilities with this network recipe's (ModelConfig.plain_network)")
+    ap.add_argument("--plain-network-layers", default="L1+L2", choices=list(P.LAYER_SETS))
+    ap.add_argument("--plain-prior", default="none", choices=["none", "coverage"],
+                    help="weigh the plain head's probabilities by each label's coverage, k of K training "
+                         "corpora (ModelConfig.plain_prior; scripts/plain_mix_probe.py --cover)")
     ap.add_argument("--session-mix", action="store_true",
                     help="a session's answer averages the session head with the calm-voice head on a calm "
                          "reference found in the session (ModelConfig.session_mix; needs both heads)")
@@ -268,6 +299,14 @@ def main() -> None:
     best, grid, folds = choose(prober, recipe, args.layers, args.c)
     layer_name = best.split(" C=")[0]
     layers, c = P.LAYER_SETS[layer_name], float(best.split(" C=")[1])
+    network = None if args.plain_network == "none" else P.RECIPES[args.plain_network]
+    network_layers = P.LAYER_SETS[args.plain_network_layers]
+    if network:  # the plain answer is the mean of both heads' probabilities: calibrated as one
+        decay = network.cs[0]
+        folds = with_network(folds, held_out(prober, network, network_layers, decay))
+    if args.plain_prior == "coverage":  # each held-out corpus: the coverage among the other corpora
+        for corpus, f in folds.items():
+            f["prior"] = np.exp(P.coverage_shift(t, np.flatnonzero(t.corpus != corpus)))
     plain = calibrate(recipe, folds, args.sure_accuracy)
     if adapted:  # the same Whisper layer (one encoder pass serves both heads); its own C
         best_a, grid_a, folds_a = choose(prober, adapted, [layer_name], args.c)
@@ -289,15 +328,21 @@ def main() -> None:
         plot_reliability(plain["reliability"]["raw"], plain["reliability"]["calibrated"], plain["temperature"])
 
     train = np.flatnonzero(~np.isin(t.corpus, args.exclude))
+    prior = tuple(np.exp(P.coverage_shift(t, train)).round(6).tolist()) if args.plain_prior == "coverage" else ()
+    folded = not (network or prior)  # the temperature folds into the linear layer; else WhisperHead.plain applies it
     cfg = ModelConfig(arch="whisper_head", whisper_layers=layers, temperature=plain["temperature"],
                       adaptation=adapted is not None, session=session is not None,
                       session_layers=session_layers if session and session_layers != layers else (),
-                      session_mix=mixing, session_spread=session.enrol_weight if session else 0.0)
+                      session_mix=mixing, session_spread=session.enrol_weight if session else 0.0,
+                      plain_network=network.hidden if network else 0,
+                      plain_network_layers=network_layers if network and network_layers != layers else (),
+                      plain_prior=prior)
     model = build_model(cfg)
     W.load_pretrained(model.encoder)
     with torch.no_grad():
         for (norm, head), (mean, std, weight, bias) in [((model.norm, model.head),
-                                                         fitted(prober, recipe, train, layers, c, plain["temperature"]))] + (
+                                                         fitted(prober, recipe, train, layers, c,
+                                                                plain["temperature"] if folded else 1.0))] + (
                 [((model.adapted_norm, model.adapted_head),
                   fitted(prober, adapted, train, layers, c_a, adapt["temperature"]))] if adapted else []) + (
                 [((model.session_norm, model.session_head),
@@ -306,6 +351,13 @@ def main() -> None:
             norm.std.copy_(std)
             head.weight.copy_(weight)
             head.bias.copy_(bias)
+        if network:  # untempered: the temperature divides the mix (WhisperHead.plain)
+            net, mean, std, _ = fit_head(prober, network, train, network_layers, decay)
+            model.network_norm.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            model.network_norm.std.copy_(torch.from_numpy(std.astype(np.float32)))
+            first, last = net[1], net[4]  # (dropout, linear, ReLU, dropout, linear): the linear layers
+            model.network[0].load_state_dict(first.state_dict())
+            model.network[2].load_state_dict(last.state_dict())
         if cfg.session_spread:  # the session's variance is shrunk toward the training speakers' pooled one
             model.session_pool.copy_(torch.from_numpy(prober.fit_pool(session, train, session_layers)))
     counts = {k: int(np.sum(t.corpus[train] == k)) for k in P.CORPORA if k not in args.exclude}
@@ -314,6 +366,13 @@ def main() -> None:
             "whisper_layers": list(layers), "c": c, "grid_mean_loco_ua": grid, "temperature": plain["temperature"],
             "uncertain_below": plain["uncertain_below"], "sure_accuracy_target": args.sure_accuracy,
             "loco": plain["per_corpus"], "loco_mean_ua": plain["mean_ua"], "command": command}
+    if network:
+        meta.update(plain_network=args.plain_network, plain_network_layers=list(network_layers),
+                    plain_network_decay=decay, plain_cv_recipe="plain-mix")  # scripts/plain_mix_probe.py's CV
+    if prior:
+        meta.update(plain_prior="coverage", plain_prior_weights=dict(zip(EMOTIONS, prior)))
+        if network:
+            meta["plain_cv_recipe"] = "plain-mix+cover"
     if adapted:
         meta.update(adapted_recipe=args.adapted_recipe, adapted_c=c_a, adapted_grid_mean_loco_ua=grid_a,
                     temperature_adapted=adapt["temperature"], uncertain_below_adapted=adapt["uncertain_below"],
@@ -334,7 +393,7 @@ def main() -> None:
                     uncertain_below_session=mix["uncertain_below"], session_mix=True)
     from ser_model.modelcard import probe_cv
 
-    for key, name, layer_set in (("ravdess_cv", args.recipe, layer_name),
+    for key, name, layer_set in (("ravdess_cv", meta.get("plain_cv_recipe", args.recipe), layer_name),
                                  ("ravdess_cv_adapted", args.adapted_recipe, layer_name),
                                  ("ravdess_cv_session", args.session_recipe, session_layer_name)):
         cv = probe_cv(name, layer_set) if name != "none" else None  # the probe's RAVDESS CV, these layers

@@ -431,12 +431,13 @@ def fit_mlp(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, hidden: int, deca
     steps = epochs * (len(y) // batch)
     order = torch.multinomial(w / w.sum(), steps * batch, replacement=True, generator=gen)
     net.train()
-    for i in range(steps):
-        idx = order[i * batch:(i + 1) * batch]
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with torch.enable_grad():  # also when called under no_grad (ship_whisper_head.py)
+        for i in range(steps):
+            idx = order[i * batch:(i + 1) * batch]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return net.eval(), steps
 
 

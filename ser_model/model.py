@@ -36,12 +36,18 @@ class ModelConfig:
     members: int = 1  # >1: an ensemble of this many networks of this config, probabilities averaged
     encoder: bool = False  # attn_cnn: an EncoderHead joins the ensemble as one more member
     whisper_layers: tuple = (2,)  # whisper_head: the Whisper tiny.en layers pooled (ids of ser_model.whisper)
-    temperature: float = 1.0  # whisper_head: the calibration already folded into its linear layer (a record)
+    temperature: float = 1.0  # whisper_head: the plain head's calibration: folded into its linear layer (a record),
+    #                           or, with plain_network or plain_prior, dividing their result (the mix's log-probabilities)
     adaptation: bool = False  # whisper_head: a second head for statistics centred on the speaker's calm voice
     session: bool = False  # whisper_head: a head for statistics beside themselves centred on the session's mean
     session_layers: tuple = ()  # whisper_head: the layers the session head reads (empty: whisper_layers)
     session_mix: bool = False  # whisper_head: a session's answer also averages in the calm-voice head, its
     #                            calm reference found in the session (speech weighted by the plain P(neutral))
+    plain_network: int = 0  # whisper_head: > 0, the plain head's probabilities are the mean of its linear
+    #                         layer's and those of a network with this many hidden units (ReLU)
+    plain_network_layers: tuple = ()  # whisper_head: the layers that network reads (empty: whisper_layers)
+    plain_prior: tuple = ()  # whisper_head: per label, a weight on the plain head's probabilities (then
+    #                          renormalised); the shipped one is each label's coverage, k of K training corpora
     session_spread: float = 0.0  # whisper_head: > 0, the session head's centred statistics are divided by
     #                              the session's spread (this weight on its own variance, the rest on the
     #                              training speakers' pooled variance, ``WhisperHead.session_pool``)
@@ -245,7 +251,11 @@ class WhisperHead(nn.Module):
 
         plain = tuple(cfg.whisper_layers)
         session = cfg.session_head_layers
-        pooled = tuple(sorted(set(plain) | (set(session) if cfg.session else set())))
+        network = tuple(cfg.plain_network_layers) or plain
+        if (cfg.plain_network or cfg.plain_prior) and cfg.session_mix:
+            raise ValueError("session_mix weighs by the linear plain head alone: not with plain_network or plain_prior")
+        pooled = tuple(sorted(set(plain) | (set(session) if cfg.session else set())
+                              | (set(network) if cfg.plain_network else set())))
         self.encoder = WhisperEncoder(pooled)
         stats = 2 * D_MODEL
         self.stats_size = stats * len(pooled)  # the width of ``embed``'s statistics
@@ -260,6 +270,18 @@ class WhisperHead(nn.Module):
         size = stats * len(plain)
         self.norm = Standardize(size, [], [])
         self.head = nn.Linear(size, cfg.n_classes)
+        self.plain_network = int(cfg.plain_network)
+        if self.plain_network:  # a second plain head, a network, its probabilities averaged with the linear one's
+            self.register_buffer("network_columns", columns(network), persistent=False)
+            self.network_norm = Standardize(stats * len(network), [], [])
+            self.network = nn.Sequential(nn.Linear(stats * len(network), cfg.plain_network), nn.ReLU(),
+                                         nn.Linear(cfg.plain_network, cfg.n_classes))
+        if cfg.plain_prior and len(cfg.plain_prior) != cfg.n_classes:
+            raise ValueError(f"plain_prior needs one weight per label ({cfg.n_classes})")
+        self.register_buffer("plain_log_prior", torch.log(torch.tensor(cfg.plain_prior or [1.0] * cfg.n_classes,
+                                                                        dtype=torch.float32)), persistent=False)
+        # the calibration of a mix or a prior comes after them: their weights are not tempered
+        self.plain_scale = 1.0 / cfg.temperature if (cfg.plain_network or cfg.plain_prior) else 1.0
         if cfg.adaptation:  # voice adaptation: statistics minus the speaker's calm reference
             self.adapted_norm = Standardize(size, [], [])
             self.adapted_head = nn.Linear(size, cfg.n_classes)
@@ -281,8 +303,14 @@ class WhisperHead(nn.Module):
         return self.plain(self.embed(wave))
 
     def plain(self, stats: torch.Tensor) -> torch.Tensor:
-        """Logits of the plain head for (B, D) statistics of ``embed``."""
-        return self.head(self.norm(stats[:, self.plain_columns]))
+        """Logits of the plain head for (B, D) statistics of ``embed``; with ``plain_network``, the
+        log of the mean of the linear layer's and the network's probabilities; plus ``plain_prior``'s
+        log; with either, divided by the calibration temperature (``plain_scale``)."""
+        logits = self.head(self.norm(stats[:, self.plain_columns]))
+        if self.plain_network:
+            net = self.network(self.network_norm(stats[:, self.network_columns]))
+            logits = torch.log((0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(net, dim=1)).clamp(min=1e-12))
+        return (logits + self.plain_log_prior) * self.plain_scale
 
     def adapted(self, stats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Logits of the adapted head for (B, D) statistics and (B, D) references (the mean

@@ -249,6 +249,15 @@ def probe_layer_set(layers) -> str:
     return "+".join("out" if k == 5 else f"L{k}" for k in layers)
 
 
+def network_training(mcfg, meta: dict) -> str:
+    """The model card's sentence on how the plain head's network was fitted (empty without one)."""
+    if not getattr(mcfg, "plain_network", 0):
+        return ""
+    return (f"\nNetwork: {mcfg.plain_network} ReLU units, dropout 0.2, AdamW (learning rate 1e-3, weight decay "
+            f"{meta.get('plain_network_decay', 0.01):g}), 8 epochs of batches of 256 drawn by the same weights, "
+            f"seed 0, on the same windows (`scripts/whisper_probe.py` `fit_mlp`).")
+
+
 def probe_cv(recipe: str, layer_set: str) -> dict | None:
     """RAVDESS CV of a Whisper-head recipe with this layer (``scripts/whisper_probe.py``'s reports:
     the run with the layer fixed, else the nested run if it picked this layer in every fold)."""
@@ -289,7 +298,8 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
     layers = ", ".join(LAYER_NAMES[k] for k in mcfg.whisper_layers)
     session_layers = mcfg.session_head_layers
     cv_lines = ""
-    for what, recipe, layer_set in (("plain head", meta["recipe"], probe_layer_set(mcfg.whisper_layers)),
+    for what, recipe, layer_set in (("plain head", meta.get("plain_cv_recipe", meta["recipe"]),
+                                     probe_layer_set(mcfg.whisper_layers)),
                                     ("session head", meta.get("session_recipe"), probe_layer_set(session_layers)),
                                     ("adapted to the voice", meta.get("adapted_recipe"),
                                      probe_layer_set(mcfg.whisper_layers))):
@@ -315,13 +325,22 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
   training speaker's statistics centred on {session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
+    network_note = (f", whose probabilities are averaged with those of a network with one hidden layer of "
+                    f"{mcfg.plain_network} units reading "
+                    f"{' and '.join(LAYER_NAMES[k] for k in mcfg.plain_network_layers or mcfg.whisper_layers)}"
+                    if getattr(mcfg, "plain_network", 0) else "")
+    weights = meta.get("plain_prior_weights")
+    if weights:
+        network_note += ("; those probabilities are then weighted by each label's coverage, the share of the "
+                         "training corpora that have it (" + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()
+                                                                      if v < 1) + "; the others 1), and renormalised")
     return f"""# Model card: `{name}`
 
 {CARD_INTERFACE}
 - Architecture: OpenAI Whisper tiny.en's audio encoder, frozen, run up to
   {LAYER_NAMES[max(mcfg.whisper_layers + session_layers)]}; the mean and standard deviation over
   time of the states of {layers} (768 numbers per layer), standardised with training statistics,
-  and one linear layer ({count_parameters(model):,} parameters in all, see
+  and one linear layer{network_note} ({count_parameters(model):,} parameters in all, see
   `ser_model/model.py` `WhisperHead`).
 - Confidence is calibrated: the logits are divided by a temperature of {mcfg.temperature:.2f} chosen on
   held-out corpora; a label whose confidence is below {meta["uncertain_below"]:.2f} is reported with
@@ -337,7 +356,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
 Linear layer: multinomial logistic regression (L-BFGS, L2 with C = {meta["c"]:g}), files weighted so
 that every corpus and every class within it weigh the same, on every analysis window of each file
 as recorded and of these seeded copies: {", ".join(v for v in meta["train_variants"] if v != "clean")}
-(`aug`: pitch, tempo, room, band-limiting, noise, Opus; `rgain`: a random gain of +-20 dB).
+(`aug`: pitch, tempo, room, band-limiting, noise, Opus; `rgain`: a random gain of +-20 dB).{network_training(mcfg, meta)}
 Reproduce: `{meta["command"]}` after `python scripts/whisper_probe.py embed`.
 
 ## Evaluation (speaker-independent)

@@ -4,6 +4,7 @@ streams (the speech before each window) and the model lanes in between."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,96 @@ def test_each_head_reads_its_own_layers_from_one_encoder_pass(tmp_path):
     assert rec.config.session_layers == (1, 2)
     probs, got = rec.analyse([wave[0].numpy()])
     np.testing.assert_allclose(got, stats[:1].numpy(), atol=2e-3)  # the checkpoint keeps the encoder in float16
+
+
+def test_a_plain_network_averages_its_probabilities_with_the_linear_plain_head(tmp_path):
+    """With ``plain_network`` the plain answer is the mean of the linear head's probabilities (block 1)
+    and a network's (blocks 1+2, from the same encoder pass); the session head is untouched, and
+    the network survives a checkpoint."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), session=True, session_layers=(1, 2),
+                      plain_network=16, plain_network_layers=(1, 2))
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(50)
+        model.network[2].weight.mul_(50)
+        stats = model.embed(0.1 * torch.randn(2, 48000))
+        linear = torch.softmax(model.head(model.norm(stats[:, :768])), dim=1)
+        network = torch.softmax(model.network(model.network_norm(stats)), dim=1)
+        torch.testing.assert_close(torch.softmax(model.plain(stats), dim=1), 0.5 * linear + 0.5 * network)
+        assert (linear - network).abs().max() > 1e-2  # two heads, two answers: the mean is not either
+        block2 = stats.clone()
+        block2[:, 768:] += 1.0  # the network reads block 2, the linear head does not
+        assert not torch.allclose(model.plain(block2), model.plain(stats))
+        torch.testing.assert_close(model.head(model.norm(block2[:, :768])), model.head(model.norm(stats[:, :768])))
+    register(tmp_path, "net", save_checkpoint(tmp_path / "net.pt", model, cfg))
+    rec = Recognizer.load(tmp_path)
+    assert rec.config.plain_network == 16
+    wave = (0.1 * torch.randn(48000)).numpy()
+    with torch.no_grad():
+        expected = torch.softmax(model.plain(model.embed(torch.from_numpy(wave)[None])), dim=1).numpy()
+    np.testing.assert_allclose(rec.predict_proba([wave]), expected, atol=2e-3)  # float16 encoder in the checkpoint
+    with pytest.raises(ValueError, match="session_mix"):
+        build_model(ModelConfig(arch="whisper_head", adaptation=True, session=True, session_mix=True, plain_network=8))
+
+
+def test_the_plain_prior_weighs_the_plain_probabilities_and_survives_a_checkpoint(tmp_path):
+    """``plain_prior`` multiplies the plain head's probabilities (the network mix's too) by a weight
+    per label and renormalises, and the calibration temperature then divides the log of that (the
+    heads' weights are not tempered); the session head ignores both; a wrong length is refused."""
+    torch.manual_seed(4)
+    prior = (1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.5)
+    cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), session=True, plain_network=8, plain_prior=prior,
+                      temperature=2.0)
+    model = build_model(cfg).eval()
+    bare = build_model(replace(cfg, plain_prior=(), temperature=1.0))
+    bare.load_state_dict(model.state_dict())
+    bare.eval()
+    with torch.no_grad():
+        model.head.weight.mul_(50)
+        bare.head.weight.mul_(50)
+        stats = model.embed(0.1 * torch.randn(3, 48000))
+        mix = torch.softmax(bare.plain(stats), dim=1)
+        weighted = (mix * torch.tensor(prior)) ** 0.5  # temperature 2
+        torch.testing.assert_close(torch.softmax(model.plain(stats), dim=1), weighted / weighted.sum(1, keepdim=True))
+        assert (torch.softmax(model.plain(stats), dim=1) - mix).abs().max() > 1e-3  # the prior moved them
+        centre = stats.mean(0, keepdim=True).expand_as(stats)
+        torch.testing.assert_close(model.in_session(stats, centre), bare.in_session(stats, centre))
+    rec = Recognizer.load(Path(save_checkpoint(tmp_path / "prior.pt", model, cfg)))
+    assert rec.config.plain_prior == prior
+    wave = (0.1 * torch.randn(48000)).numpy()
+    with torch.no_grad():
+        expected = torch.softmax(model.plain(model.embed(torch.from_numpy(wave)[None])), dim=1).numpy()
+    np.testing.assert_allclose(rec.predict_proba([wave]), expected, atol=2e-3)
+    with pytest.raises(ValueError, match="one weight per label"):
+        build_model(ModelConfig(arch="whisper_head", plain_prior=(1.0, 0.5)))
+
+
+def test_the_ship_scripts_calibration_computes_what_the_model_does():
+    """``scripts/ship_whisper_head.py`` chooses the temperature and the ``uncertain`` threshold on
+    held-out probabilities it computes itself from the heads' logits: they must be the model's."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import ship_whisper_head as ship
+
+    torch.manual_seed(5)
+    prior = (1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.5)
+    for extra in ({"plain_network": 8, "plain_prior": prior}, {"plain_network": 8}, {"plain_prior": prior}, {}):
+        cfg = ModelConfig(arch="whisper_head", whisper_layers=(1,), temperature=2.5, **extra)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            model.head.weight.mul_(30)
+            stats = model.embed(0.1 * torch.randn(4, 48000))
+            logits = model.head(model.norm(stats[:, model.plain_columns]))
+            if extra.get("plain_network"):
+                logits = torch.stack([logits, model.network(model.network_norm(stats[:, model.network_columns]))], 1)
+            expected = torch.softmax(model.plain(stats), dim=1).numpy()
+        # a linear head alone has the temperature folded into its weights by the script: T = 1 here
+        temperature = cfg.temperature if extra else 1.0
+        files = np.arange(4)
+        got = ship.file_probs(logits.numpy(), files, files, temperature, np.array(prior) if "plain_prior" in extra else None)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=str(extra))
 
 
 def test_the_session_mix_averages_the_session_head_and_the_calm_head_on_a_found_reference(tmp_path, espeak_wav):
