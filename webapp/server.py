@@ -4,7 +4,10 @@
   client cannot pin a thread; live streams are pinged every few seconds, so they never idle);
 - at most ``MAX_CONNECTIONS`` connections (one thread each) are open; more are closed at once;
 - the ``Server`` header names no software version;
-- request lines are not logged here (they would carry addresses): the app logs each request.
+- request lines are not logged here (they would carry addresses): the app logs each request;
+- a connection that became a WebSocket is closed when the WebSocket ends: what the client still
+  sends then is WebSocket frames, which Werkzeug's keep-alive loop would read as the next HTTP
+  request (a 400 answered into the socket and an error logged for every disconnect).
 """
 from __future__ import annotations
 
@@ -25,6 +28,13 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code="-", size="-"):
         pass
+
+    def run_wsgi(self):
+        try:
+            super().run_wsgi()
+        finally:
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self.close_connection = True  # the WebSocket had the socket: nothing after it is HTTP
 
 
 class BoundedServer(ThreadedWSGIServer):
