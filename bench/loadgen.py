@@ -44,9 +44,10 @@ class LeanClient(StreamRecord):
     """One stream's audio, timing and results; :class:`ClientGroup` does the talking."""
 
     def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
-                 loop: bool = False, delay_s: float = 0.0):
+                 loop: bool = False, delay_s: float = 0.0, ca_file: str | None = None):
         super().__init__(frame_s)
         self.url, self.pcm, self.rate, self.loop, self.delay_s = url, pcm, rate, loop, delay_s
+        self.ca_file = ca_file  # an https url: the certificate to trust (None: the system's)
         self.frame = int(rate * frame_s)
         self.ws = self.sock = None
         self.t0: float | None = None  # when streaming began (the start acknowledgement)
@@ -102,7 +103,8 @@ class ClientGroup(threading.Thread):
 
         try:
             c.ws = websocket.create_connection(websocket_url(c.url), timeout=CONNECT_TIMEOUT_S,
-                                               enable_multithread=False)
+                                               enable_multithread=False,
+                                               sslopt={"ca_certs": c.ca_file} if c.ca_file else None)
         except Exception as exc:  # a refused connection is a result, not a crash
             c.failure, c.closed = repr(exc), True
             return
