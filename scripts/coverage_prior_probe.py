@@ -60,11 +60,8 @@ def run(prober: P.Prober, name: str, layer_set: str, protocol: str) -> dict:
         print(f"{name} {protocol} {split}: UA {100 * cl['ua']:.1f} (collapse {cl['collapse']:.2f}); without the "
               f"prior {100 * plain_clean['ua']:.1f} ({plain_clean['collapse']:.2f})", flush=True)
     result["summary"] = P.summarise(result["splits"])
-    if recipe.enrol_from == "any":
-        uas = [s["conditions"]["one-emotion"]["ua"] for s in result["splits"]]
-        result["summary"]["one-emotion"] = {"ua_mean": float(np.mean(uas))}
-    print(f"{name} {protocol}: " + P.summary_line(P.row_of(name, result)) + (f", one mood {100 * result['summary']['one-emotion']['ua_mean']:.1f}"
-                                              if "one-emotion" in result["summary"] else ""), flush=True)
+    mood = P.add_one_mood(result)
+    print(f"{name} {protocol}: " + P.summary_line(P.row_of(name, result)) + mood, flush=True)
     result["command"] = f"python scripts/coverage_prior_probe.py --protocol {protocol}"
     out = P.PROBE_DIR / f"{name}+cover_{layer_set}_{protocol}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")

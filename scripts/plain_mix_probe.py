@@ -104,12 +104,7 @@ def main() -> None:
               f"degraded {100 * c['degraded']['ua']:.1f}; alone: " + ", ".join(
                   f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
-    mood = ""
-    if args.session:
-        result["summary"]["one-emotion"] = {"ua_mean": float(np.mean([s["conditions"]["one-emotion"]["ua"]
-                                                                      for s in result["splits"]]))}
-        mood = f", one mood {100 * result['summary']['one-emotion']['ua_mean']:.1f}"
-    print(P.summary_line(P.row_of(name_of_run, result)) + mood)
+    print(P.summary_line(P.row_of(name_of_run, result)) + P.add_one_mood(result))
     result["command"] = (f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --session" if args.session else "")
                          + (" --cover" if args.cover else ""))
     out = P.PROBE_DIR / f"{name_of_run}_{heads[0][1]}_{protocol}.json"  # named as modelcard.probe_cv looks

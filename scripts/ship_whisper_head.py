@@ -366,13 +366,11 @@ def main() -> None:
             "whisper_layers": list(layers), "c": c, "grid_mean_loco_ua": grid, "temperature": plain["temperature"],
             "uncertain_below": plain["uncertain_below"], "sure_accuracy_target": args.sure_accuracy,
             "loco": plain["per_corpus"], "loco_mean_ua": plain["mean_ua"], "command": command}
-    if network:
+    if network:  # its RAVDESS CV is scripts/plain_mix_probe.py's run of the same mix
         meta.update(plain_network=args.plain_network, plain_network_layers=list(network_layers),
-                    plain_network_decay=decay, plain_cv_recipe="plain-mix")  # scripts/plain_mix_probe.py's CV
+                    plain_network_decay=decay, plain_cv_recipe="plain-mix" + ("+cover" if prior else ""))
     if prior:
         meta.update(plain_prior="coverage", plain_prior_weights=dict(zip(EMOTIONS, prior)))
-        if network:
-            meta["plain_cv_recipe"] = "plain-mix+cover"
     if adapted:
         meta.update(adapted_recipe=args.adapted_recipe, adapted_c=c_a, adapted_grid_mean_loco_ua=grid_a,
                     temperature_adapted=adapt["temperature"], uncertain_below_adapted=adapt["uncertain_below"],

@@ -1030,6 +1030,16 @@ def summary_line(row: dict) -> str:
             f"degraded drop {100 * row['degraded_drop']:+.1f}")
 
 
+def add_one_mood(result: dict) -> str:
+    """Put the mean UA of the splits' one-mood sessions (condition ``one-emotion``) in ``result``'s
+    summary and return it as the end of a ``summary_line`` ("" when the run scored none)."""
+    uas = [s["conditions"]["one-emotion"]["ua"] for s in result["splits"] if "one-emotion" in s["conditions"]]
+    if not uas:
+        return ""
+    result["summary"]["one-emotion"] = {"ua_mean": float(np.mean(uas))}
+    return f", one mood {100 * np.mean(uas):.1f}"
+
+
 def coverage_shift(table: "Table", train: np.ndarray) -> np.ndarray:
     """log(k / K) per label: k of the K corpora of ``train`` have files of it (the coverage prior)."""
     from ser_model.labels import NUM_CLASSES

@@ -309,7 +309,7 @@ class WhisperHead(nn.Module):
         logits = self.head(self.norm(stats[:, self.plain_columns]))
         if self.plain_network:
             net = self.network(self.network_norm(stats[:, self.network_columns]))
-            logits = torch.log((0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(net, dim=1)).clamp(min=1e-12))
+            logits = log_mean_softmax(logits, net)
         return (logits + self.plain_log_prior) * self.plain_scale
 
     def adapted(self, stats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -353,8 +353,7 @@ class WhisperHead(nn.Module):
         plain_mean = centre[:, :d][:, self.plain_columns]  # if nothing sounded neutral at all
         calm = torch.where(weight > 0, parts[:, :-1] / torch.where(weight > 0, weight, 1.0), plain_mean)
         calm_logits = self.adapted_head(self.adapted_norm(stats[:, self.plain_columns] - calm))
-        mix = 0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(calm_logits, dim=1)
-        return torch.log(mix.clamp(min=1e-12))
+        return log_mean_softmax(logits, calm_logits)
 
 
 class Ensemble(nn.Module):
@@ -366,8 +365,14 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.softmax(m(x), dim=-1) for m in self.members]).mean(0)
-        return torch.log(probs.clamp(min=1e-12))
+        return log_mean_softmax(*(m(x) for m in self.members))
+
+
+def log_mean_softmax(*logits: torch.Tensor) -> torch.Tensor:
+    """The log of the mean of the logits' softmaxes: a caller's softmax of it gives the mean
+    probability, its argmax the vote of the heads or networks averaged."""
+    probs = torch.stack([torch.softmax(z, dim=-1) for z in logits]).mean(0)
+    return torch.log(probs.clamp(min=1e-12))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -251,7 +251,7 @@ def probe_layer_set(layers) -> str:
 
 def network_training(mcfg, meta: dict) -> str:
     """The model card's sentence on how the plain head's network was fitted (empty without one)."""
-    if not getattr(mcfg, "plain_network", 0):
+    if not mcfg.plain_network:
         return ""
     return (f"\nNetwork: {mcfg.plain_network} ReLU units, dropout 0.2, AdamW (learning rate 1e-3, weight decay "
             f"{meta.get('plain_network_decay', 0.01):g}), 8 epochs of batches of 256 drawn by the same weights, "
@@ -328,7 +328,7 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
     network_note = (f", whose probabilities are averaged with those of a network with one hidden layer of "
                     f"{mcfg.plain_network} units reading "
                     f"{' and '.join(LAYER_NAMES[k] for k in mcfg.plain_network_layers or mcfg.whisper_layers)}"
-                    if getattr(mcfg, "plain_network", 0) else "")
+                    if mcfg.plain_network else "")
     weights = meta.get("plain_prior_weights")
     if weights:
         network_note += ("; those probabilities are then weighted by each label's coverage, the share of the "
