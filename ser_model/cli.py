@@ -17,7 +17,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .inference import DEFAULT_WEIGHTS  # noqa: E402
+from .inference import DEFAULT_WEIGHTS, PRECISIONS  # noqa: E402
 from .model import ARCHITECTURES  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def _predict(args) -> int:
     from .audio import AudioError, load_audio
     from .inference import ProfileError, Recognizer
 
-    recognizer = Recognizer.load(args.weights)
+    recognizer = Recognizer.load(args.weights, precision=args.precision)
     profile = None
     if args.reference:
         try:
@@ -135,7 +135,7 @@ def _evaluate(args) -> int:
     if not scanned.records:
         print(f"no labelled audio found under {args.data}", file=sys.stderr)
         return 2
-    metrics = evaluate_records(Recognizer.load(args.weights), scanned.records, skipped=scanned.n_skipped,
+    metrics = evaluate_records(Recognizer.load(args.weights, precision=args.precision), scanned.records, skipped=scanned.n_skipped,
                                degrade=args.degrade, progress=not args.quiet)
     if args.report_dir:
         out = Path(args.report_dir)
@@ -205,6 +205,12 @@ def training_config(args: argparse.Namespace):
     return cfg
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="CPU arithmetic: bfloat16 is about 1.8x faster where the CPU has it, within 0.011 of "
+                             "float32's probabilities; auto (default) times both here and keeps the faster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="at least 2 s of the same voice speaking calmly (one or more files): adapt the answers to it")
     pr.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: a busy machine's cores are no faster shared; default 1)")
+    add_precision_option(pr)
     pr.set_defaults(func=_predict)
 
     tr = sub.add_parser("train", help="train a model on corpus folders")
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report-dir", help="also write metrics.json, report.txt and confusion.png here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_precision_option(ev)
     ev.set_defaults(func=_evaluate)
     return p
 

@@ -93,7 +93,7 @@ def test_a_cnn_with_the_encoder_is_an_ensemble_with_the_head_as_one_more_member(
     loaded, lcfg, _ = load_checkpoint(path)
     with torch.inference_mode():
         assert lcfg.encoder and torch.allclose(loaded(x), model(x), atol=1e-6)
-    fast, eager = Recognizer.load(path), Recognizer.load(path, optimize=False)
+    fast, eager = Recognizer.load(path, precision="float32"), Recognizer.load(path, optimize=False)
     assert isinstance(fast.runner, torch.jit.ScriptModule)  # the LSTM traces too
     windows = [noise(s, 0.1, seed=i) for i, s in enumerate((0.7, 3.0, 3.0, 1.3))]
     assert np.allclose(fast.predict_proba(windows), eager.predict_proba(windows), atol=1e-5)

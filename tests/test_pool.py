@@ -23,20 +23,20 @@ def windows(n=3, seconds=3.0):
 
 @pytest.fixture(scope="module")
 def predictor(random_weights):
-    p = ProcessPredictor(str(random_weights / "m.pt"), name="test")
+    p = ProcessPredictor(str(random_weights / "m.pt"), name="test", precision="float32")
     yield p
     p.close()
 
 
 def test_a_process_lane_gives_the_in_process_probabilities(predictor, random_weights):
-    local = Recognizer.load(random_weights / "m.pt")
+    local = Recognizer.load(random_weights / "m.pt", precision="float32")
     batch = windows(3) + [windows(1, 1.2)[0]]  # mixed lengths, as the first windows of a stream are
     np.testing.assert_allclose(predictor.predict_proba(batch), local.predict_proba(batch), atol=1e-5)
-    assert predictor.meta["pid"] != os.getpid()
+    assert predictor.meta["pid"] != os.getpid() and predictor.precision == "float32"
 
 
 def test_batches_sent_before_earlier_answers_are_answered_in_order(predictor, random_weights):
-    local = Recognizer.load(random_weights / "m.pt")
+    local = Recognizer.load(random_weights / "m.pt", precision="float32")
     batches = [windows(1), windows(2), windows(3)]
     handles = [predictor.submit(b) for b in batches]  # all three in the pipe before any answer is read
     for batch, handle in zip(reversed(batches), reversed(handles)):  # read out of order: each gets its own

@@ -83,7 +83,7 @@ def test_each_head_reads_its_own_layers_from_one_encoder_pass(tmp_path):
         assert torch.equal(split.plain(block2), split.plain(stats))
         assert not torch.allclose(split.in_session(block2, centre), split.in_session(stats, centre))
     register(tmp_path, "split", save_checkpoint(tmp_path / "split.pt", split, cfg))
-    rec = Recognizer.load(tmp_path)
+    rec = Recognizer.load(tmp_path, precision="float32")
     assert rec.config.session_layers == (1, 2)
     probs, got = rec.analyse([wave[0].numpy()])
     np.testing.assert_allclose(got, stats[:1].numpy(), atol=2e-3)  # the checkpoint keeps the encoder in float16
@@ -110,7 +110,7 @@ def test_a_plain_network_averages_its_probabilities_with_the_linear_plain_head(t
         assert not torch.allclose(model.plain(block2), model.plain(stats))
         torch.testing.assert_close(model.head(model.norm(block2[:, :768])), model.head(model.norm(stats[:, :768])))
     register(tmp_path, "net", save_checkpoint(tmp_path / "net.pt", model, cfg))
-    rec = Recognizer.load(tmp_path)
+    rec = Recognizer.load(tmp_path, precision="float32")
     assert rec.config.plain_network == 16
     wave = (0.1 * torch.randn(48000)).numpy()
     with torch.no_grad():
@@ -142,7 +142,7 @@ def test_the_plain_prior_weighs_the_plain_probabilities_and_survives_a_checkpoin
         assert (torch.softmax(model.plain(stats), dim=1) - mix).abs().max() > 1e-3  # the prior moved them
         centre = stats.mean(0, keepdim=True).expand_as(stats)
         torch.testing.assert_close(model.in_session(stats, centre), bare.in_session(stats, centre))
-    rec = Recognizer.load(Path(save_checkpoint(tmp_path / "prior.pt", model, cfg)))
+    rec = Recognizer.load(Path(save_checkpoint(tmp_path / "prior.pt", model, cfg)), precision="float32")
     assert rec.config.plain_prior == prior
     wave = (0.1 * torch.randn(48000)).numpy()
     with torch.no_grad():

@@ -162,6 +162,8 @@ def test_readyz_reports_model_thread_and_lag(app, client):
     body = res.json
     assert body["ready"] and body["model_loaded"] and body["inference_alive"] and body["lag_ok"]
     assert body["window_cost_ms"] > 0 and body["stream_capacity"] >= 1 and body["lag_s"] >= 0
+    assert body["inference_precision"] == [app.extensions["ser_model"]["recognizer"].precision]
+    assert body["inference_precision"][0] in ("float32", "bfloat16")
     app.extensions["ser_stream"].stop_background()  # the inference thread is gone
     res = client.get("/readyz")
     assert res.status_code == 503 and res.json["inference_alive"] is False

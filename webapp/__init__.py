@@ -41,7 +41,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # and the inference lanes' feeder threads wait behind them.
     sys.setswitchinterval(float(app.config["GIL_SWITCH_INTERVAL_S"]))
 
-    recognizer, model_info = load_recognizer(app.config["WEIGHTS"])
+    recognizer, model_info = load_recognizer(app.config["WEIGHTS"], app.config["INFERENCE_PRECISION"])
     if recognizer is not None:
         warm_up(recognizer, int(app.config["INFERENCE_THREADS"]))
     app.extensions["ser_model"] = {"recognizer": recognizer, **model_info}
@@ -81,7 +81,8 @@ def inference_lanes(recognizer, config) -> list | None:
 
     def start(i: int):
         lanes[i] = pool.ProcessPredictor(recognizer.meta["file"], device=config["INFERENCE_DEVICE"],
-                                         threads=int(config["INFERENCE_THREADS"]), name=f"lane{i}")
+                                         threads=int(config["INFERENCE_THREADS"]), name=f"lane{i}",
+                                         precision=config["INFERENCE_PRECISION"])
 
     threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
     for t in threads:
@@ -106,14 +107,14 @@ def _calibration_window():
             + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def load_recognizer(weights: str | Path):
+def load_recognizer(weights: str | Path, precision: str = "auto"):
     """(Recognizer or None, {"name", "file", "error"}): a missing model is reported, not fatal."""
     from ser_model.checkpoint import REGISTRY_FILE
     from ser_model.inference import Recognizer
 
     weights = Path(weights)
     try:
-        recognizer = Recognizer.load(weights)
+        recognizer = Recognizer.load(weights, precision=precision)
     except Exception as exc:  # no weights yet, or a broken file: serve the page, report it
         log.error("no model loaded from %s: %s", weights, exc)
         return None, {"name": None, "file": None, "error": f"no model loaded from {weights}: {exc}"}

@@ -44,8 +44,10 @@ def cores() -> int:
 class ProcessPredictor:
     """``predict_proba`` in a child process that loads the model from ``weights``."""
 
-    def __init__(self, weights: str, device: str = "cpu", threads: int = 1, name: str = "lane"):
+    def __init__(self, weights: str, device: str = "cpu", threads: int = 1, name: str = "lane",
+                 precision: str = "auto"):
         self.weights, self.device, self.threads, self.name = str(weights), device, threads, name
+        self.precision_asked = precision
         self._ctx = mp.get_context("spawn")  # never fork a process that holds torch's thread pools
         self._lock = threading.Lock()
         self._proc = self._conn = None
@@ -57,7 +59,8 @@ class ProcessPredictor:
 
     def _start(self):
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child, self.weights, self.device, self.threads),
+        proc = self._ctx.Process(target=_serve, args=(child, self.weights, self.device, self.threads,
+                                                      self.precision_asked),
                                  name=f"ser-{self.name}", daemon=True)
         proc.start()
         child.close()
@@ -73,6 +76,11 @@ class ProcessPredictor:
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def precision(self) -> str | None:
+        """What the child's model computes in (``Recognizer.precision``)."""
+        return self.meta.get("precision")
 
     @property
     def pid(self) -> int | None:
@@ -139,7 +147,7 @@ class ProcessPredictor:
             self._stop()
 
 
-def _serve(conn, weights: str, device: str, threads: int):
+def _serve(conn, weights: str, device: str, threads: int, precision: str = "auto"):
     """The child: load the model, then answer ``predict`` messages until the pipe closes."""
     try:
         import torch
@@ -149,9 +157,10 @@ def _serve(conn, weights: str, device: str, threads: int):
 
         torch.set_num_threads(threads)
         threadpool_limits(threads)
-        rec = Recognizer.load(weights, device=device)
+        rec = Recognizer.load(weights, device=device, precision=precision)
         rec.warm_up()  # lazy imports, TorchScript's first calls on every live window length
-        conn.send(("ready", {"file": rec.meta.get("file"), "device": device, "pid": os.getpid()}))
+        conn.send(("ready", {"file": rec.meta.get("file"), "device": device, "pid": os.getpid(),
+                             "precision": rec.precision}))
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("error", repr(exc)))
         return

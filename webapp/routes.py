@@ -51,7 +51,8 @@ def readyz():
               "lag_ok": lag <= float(current_app.config["STALE_S"])}
     body = {"ready": all(checks.values()), **checks, "lag_s": round(lag, 3), "active_streams": hub.active,
             "stream_capacity": hub.capacity(), "pending_windows": hub.pending, "inference_lanes": len(hub.workers),
-            "window_cost_ms": round((hub.window_cost_s or 0) * 1000, 2)}
+            "window_cost_ms": round((hub.window_cost_s or 0) * 1000, 2),
+            "inference_precision": [getattr(w.recognizer, "precision", None) for w in hub.workers]}
     return jsonify(body), 200 if body["ready"] else 503
 
 

@@ -227,6 +227,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU worker")
     p.add_argument("--batch", type=int, default=8, help="requests (each a lane's batch of windows) read at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--precision", default=os.environ.get("SER_INFERENCE_PRECISION", DEFAULTS["INFERENCE_PRECISION"]),
+                   choices=("auto", "float32", "bfloat16"), help="CPU: as INFERENCE_PRECISION")
     args = p.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
@@ -236,11 +238,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    rec = Recognizer.load(args.weights, device=args.device)
+    rec = Recognizer.load(args.weights, device=args.device, precision=args.precision)
     rec.warm_up()  # every live window length, as a lane warms (webapp/pool.py)
     worker = TierWorker(rec, args.redis, batch=args.batch)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    log.info("tier worker %s serving %s on %s", worker.name, rec.meta.get("file"), args.device)
+    log.info("tier worker %s serving %s on %s (%s)", worker.name, rec.meta.get("file"), args.device, rec.precision)
     try:
         worker.run()
     except KeyboardInterrupt:
