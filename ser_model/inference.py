@@ -109,7 +109,7 @@ def choose_precision(float32_ms: float, bfloat16_ms: float | None) -> str:
     return "float32"
 
 
-def _median_ms(fn, x: torch.Tensor, repeats: int = 5) -> float:
+def _median_ms(fn, x: torch.Tensor, repeats: int = 3) -> float:
     import time
 
     fn(x)
@@ -127,9 +127,9 @@ def optimize_for_cpu(model: torch.nn.Module, config, precision: str = "auto") ->
     model runs a 3 s window 2.5 times faster than eager PyTorch.
 
     ``precision``: ``float32``; ``bfloat16`` (matrix products in bfloat16, where this CPU has
-    bfloat16 kernels: about 1.8 times faster on an AVX-512 BF16 core, probabilities within 0.011 of
-    float32's, docs/benchmarks.md); ``auto`` times both copies on a batch of 3 s windows here and
-    keeps bfloat16 only if it is at least ``BF16_MIN_SPEEDUP`` times faster. A copy that fails to
+    bfloat16 kernels: 1.4-1.8 times faster on an AVX-512 BF16 core, probabilities within 0.011 of
+    float32's, docs/benchmarks.md); ``auto`` times both copies on two 3 s windows here and keeps
+    bfloat16 only if it is at least ``BF16_MIN_SPEEDUP`` times faster (about a second more to load). A copy that fails to
     trace or disagrees with the eager model is not used (the eager model is, at worst)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -162,7 +162,7 @@ def optimize_for_cpu(model: torch.nn.Module, config, precision: str = "auto") ->
     fp32 = traced(model, 1e-4) if precision != "bfloat16" else None
     bf16 = traced(_Autocast(model), BF16_TOLERANCE) if precision != "float32" and bfloat16_kernels() else None
     if precision == "auto" and fp32 is not None and bf16 is not None:
-        batch = example(4, 301)  # a lane's usual batch of 3 s windows
+        batch = example(2, 301)  # two 3 s windows: enough to tell 1.8x from emulation, a third of a second
         with torch.no_grad():
             precision = choose_precision(_median_ms(fp32, batch), _median_ms(bf16, batch))
     if precision == "bfloat16" and bf16 is not None:

@@ -41,7 +41,7 @@ from .inference import Recognizer
 from .labels import EMOTIONS
 from .metrics import (compute_metrics, format_report, plot_confusion, plot_curves, plot_ensemble_sizes,
                       plot_shares, prediction_shares, summarize_corpora, summarize_folds)
-from .cli import add_training_options, training_config
+from .cli import add_precision_option, add_training_options, training_config
 from .train import TrainConfig, config_dict, train
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -268,14 +268,16 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
             "clean": evaluate_records(Recognizer(model, mcfg), test), "history": history}
 
 
-def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, weights: Path | None = None) -> dict:
+def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, weights: Path | None = None,
+                 precision: str = "auto") -> dict:
     """Train on all of ``source`` and test on all of ``target``; or, with ``weights``, score a
-    checkpoint that was trained on exactly the files of ``source`` (e.g. the shipped model)."""
+    checkpoint that was trained on exactly the files of ``source`` (e.g. the shipped model), run in
+    ``precision`` (``Recognizer.load``)."""
     by = _records(data)
     if weights is None:
         bank = FeatureBank(by[source] + by[target], n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
         return run_split(bank, by[source], by[target], cfg, robust=False, gain=False)
-    recognizer = Recognizer.load(weights)
+    recognizer = Recognizer.load(weights, precision=precision)
     if _trained_on(recognizer, weights, by) != [source]:
         raise ValueError(f"{weights} was trained on {recognizer.meta.get('data')}, not on {source} alone")
     speakers = sorted({r.speaker for r in by[source]})
@@ -344,11 +346,12 @@ def loco(data: list[Path], cfg: TrainConfig, holdouts=None, name=None, reports: 
 
 
 def loco_weights(data: list[Path], weights: Path, holdouts=None, name=None, reports: Path = REPORTS,
-                 command: str = "", gain: bool = True, fixed_gains=()) -> dict:
-    """The loco scoring of a trained checkpoint (e.g. the shipped model) on every LOCO corpus it was
-    not trained on (or ``holdouts``); the corpora it was trained on must be here, file for file."""
+                 command: str = "", gain: bool = True, fixed_gains=(), precision: str = "auto") -> dict:
+    """The loco scoring of a trained checkpoint (e.g. the shipped model, run in ``precision``) on every
+    LOCO corpus it was not trained on (or ``holdouts``); the corpora it was trained on must be here,
+    file for file."""
     by = loco_records(data)
-    recognizer = Recognizer.load(weights)
+    recognizer = Recognizer.load(weights, precision=precision)
     trained = _trained_on(recognizer, weights, by)
     holdouts = _check_holdouts(by, holdouts or [c for c in by if c not in trained])
     if set(holdouts) & set(trained):
@@ -386,9 +389,9 @@ PROTOCOLS = ("ravdess-cv", "tess-loso", "tess-random", "ravdess-to-tess", "tess-
 
 def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...] = ("tess",), folds=None,
         name=None, reports: Path = REPORTS, command: str = "", weights: Path | None = None, holdouts=None,
-        gain: bool = True, fixed_gains=(), workers: int = 2) -> dict:
+        gain: bool = True, fixed_gains=(), workers: int = 2, precision: str = "auto") -> dict:
     if protocol == "loco" and weights:
-        return loco_weights(data, weights, holdouts, name, reports, command, gain, fixed_gains)
+        return loco_weights(data, weights, holdouts, name, reports, command, gain, fixed_gains, precision)
     if protocol == "loco":
         return loco(data, cfg, holdouts, name, reports, command, gain, fixed_gains, workers)
     if protocol == "ravdess-cv":
@@ -398,7 +401,7 @@ def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...
     if protocol == "tess-random":
         return tess_random(data, cfg)
     source, target = protocol.split("-to-")
-    return cross_corpus(data, cfg, source, target, weights)
+    return cross_corpus(data, cfg, source, target, weights, precision)
 
 
 def pooled_metrics(confusion: np.ndarray, labels: list[str]) -> dict:
@@ -538,6 +541,7 @@ def main(argv=None) -> None:
     p.add_argument("--reports", type=Path, default=REPORTS, help="where reports go (default reports/)")
     p.add_argument("--weights", type=Path, help="cross-corpus, loco: score this checkpoint (trained on exactly "
                                                 "the source corpora here) instead of training one")
+    add_precision_option(p)
     args = p.parse_args(argv)
     command = "python -m ser_model.protocols " + " ".join(argv if argv is not None else sys.argv[1:])
     limit_blas_threads()
@@ -583,7 +587,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(cfg.threads)
     result = run(args.protocol, args.data, cfg, tuple(args.extra), folds, name, args.reports, command,
-                 args.weights, args.holdout, args.gain, fixed_gains, args.workers)
+                 args.weights, args.holdout, args.gain, fixed_gains, args.workers, args.precision)
     result["train_config"] = result.get("train_config") or config_dict(cfg)
     result["command"] = command
     path = save_report(name, result, args.reports)
