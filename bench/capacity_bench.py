@@ -43,7 +43,7 @@ NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", 
 COST_BATCH = 8  # windows per model call when measuring the throughput cost
 
 
-def window_cost_ms(weights: Path, batch: int = COST_BATCH, repeats: int = 30) -> tuple[dict, str]:
+def window_cost_ms(weights: Path, batch: int = COST_BATCH, repeats: int = 30, precision: str = "auto") -> tuple[dict, str]:
     """Median ms per window of predict_proba on batches of 1, 4, ``batch`` and 16 3 s windows, one
     thread, in a fresh process that loads the model as a lane does; and the precision it ran in."""
     code = f"""
@@ -53,7 +53,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from threadpoolctl import threadpool_limits
 from ser_model import Recognizer
 torch.set_num_threads(1); threadpool_limits(1)
-rec = Recognizer.load({str(weights)!r})
+rec = Recognizer.load({str(weights)!r}, precision={precision!r})
 rng = np.random.default_rng(0)
 t = np.arange(48000) / 16000
 w = (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(48000)).astype(np.float32)
@@ -76,13 +76,13 @@ print(json.dumps({{"ms": out, "precision": rec.precision}}))
 class Topology:
     """Start with ``up()`` -> base URL; ``down()``; ``pids`` of the serving processes."""
 
-    def __init__(self, name: str, weights: Path, tmp: Path):
-        self.name, self.weights, self.tmp = name, weights, tmp
+    def __init__(self, name: str, weights: Path, tmp: Path, precision: str = "auto"):
+        self.name, self.weights, self.tmp, self.precision = name, weights, tmp, precision
         self.procs: list[subprocess.Popen] = []
         self.stack = None
 
     def up(self) -> str:
-        env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights)}
+        env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights), "SER_INFERENCE_PRECISION": self.precision}
         if self.name in ("one-process", "per-core"):
             port = free_port()
             url = f"http://127.0.0.1:{port}"
@@ -102,7 +102,7 @@ class Topology:
         if tier:
             for i in range(cores()):
                 proc = subprocess.Popen([sys.executable, "-m", "webapp.tier", "--redis", self.stack.redis_url,
-                                         "--weights", str(self.weights)], cwd=ROOT,
+                                         "--weights", str(self.weights), "--precision", self.precision], cwd=ROOT,
                                         stdout=open(self.tmp / f"tier{i}.log", "wb"), stderr=subprocess.STDOUT)
                 self.procs.append(proc)
             self.stack.wait_ready()
@@ -204,14 +204,16 @@ def main(argv=None):
     p.add_argument("--clients", choices=CLIENT_KINDS, default="lean",
                    help="lean: every stream driven from one thread (the load generator, on the same cores, "
                         "steals less CPU from the server it measures); socketio: a python-socketio client per stream")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="the model's CPU arithmetic, in the servers and in the cost measurement (default: auto)")
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "capacity_bench")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
     results = {"cores": cores(), "arrivals": args.arrivals, "clients": args.clients, "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
     for name in args.topologies.split(","):
-        before, precision = window_cost_ms(args.weights)  # in the same run, before and after this topology
-        topo = Topology(name, args.weights, tmp)
+        before, precision = window_cost_ms(args.weights, precision=args.precision)  # before and after this topology
+        topo = Topology(name, args.weights, tmp, args.precision)
         url = topo.up()
         try:
             stats = [ProcStats(pid) for pid in topo.pids()]
@@ -220,7 +222,7 @@ def main(argv=None):
                                       lambda row: print(f"[{name}] {json.dumps(row)}", flush=True))
         finally:
             topo.down()
-        after, _ = window_cost_ms(args.weights)
+        after, _ = window_cost_ms(args.weights, precision=args.precision)
         # one measurement swung from 20 to 32 ms within minutes on a shared VM: the mean of two
         cost = {b: round((before[b] + after[b]) / 2, 2) for b in before}
         limit = cores() * 1000 / (2 * cost[COST_BATCH])
