@@ -129,8 +129,9 @@ def optimize_for_cpu(model: torch.nn.Module, config, precision: str = "auto") ->
     ``precision``: ``float32``; ``bfloat16`` (matrix products in bfloat16, where this CPU has
     bfloat16 kernels: 1.4-1.8 times faster on an AVX-512 BF16 core, probabilities within 0.011 of
     float32's, docs/benchmarks.md); ``auto`` times both copies on two 3 s windows here and keeps
-    bfloat16 only if it is at least ``BF16_MIN_SPEEDUP`` times faster (about a second more to load). A copy that fails to
-    trace or disagrees with the eager model is not used (the eager model is, at worst)."""
+    bfloat16 only if it is at least ``BF16_MIN_SPEEDUP`` times faster (0.7 s more to load). A copy
+    that fails to trace or disagrees with the eager model is not used: float32 then, and at worst
+    the eager model."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model = runner_of(model, config)
@@ -159,20 +160,22 @@ def optimize_for_cpu(model: torch.nn.Module, config, precision: str = "auto") ->
         return None
 
     model.eval()
-    fp32 = traced(model, 1e-4) if precision != "bfloat16" else None
     bf16 = traced(_Autocast(model), BF16_TOLERANCE) if precision != "float32" and bfloat16_kernels() else None
-    if precision == "auto" and fp32 is not None and bf16 is not None:
-        batch = example(2, 301)  # two 3 s windows: enough to tell 1.8x from emulation, a third of a second
-        with torch.no_grad():
-            precision = choose_precision(_median_ms(fp32, batch), _median_ms(bf16, batch))
     if precision == "bfloat16" and bf16 is not None:
         return bf16, "bfloat16"
+    fp32 = traced(model, 1e-4)
+    if bf16 is not None and fp32 is not None:  # auto
+        batch = example(2, 301)  # two 3 s windows: enough to tell 1.8x from emulation, a third of a second
+        with torch.no_grad():
+            if choose_precision(_median_ms(fp32, batch), _median_ms(bf16, batch)) == "bfloat16":
+                return bf16, "bfloat16"
     return (fp32 if fp32 is not None else model), "float32"
 
 
 def bfloat16_kernels() -> bool:
-    """Whether this CPU has native bfloat16 matrix kernels (oneDNN: AVX-512 BF16 or AMX); elsewhere
-    bfloat16 is emulated and slower than float32."""
+    """Whether oneDNN runs bfloat16 on this CPU at all (AVX-512 and newer). Only AVX-512 BF16 and AMX
+    do it natively; on other AVX-512 CPUs it is emulated and slower than float32, which ``auto``'s
+    timing finds."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # noqa: BLE001 - a build without that query: time it instead

@@ -71,3 +71,14 @@ def test_the_shipped_model_in_bfloat16_answers_as_in_float32_within_a_hundredth(
     if fp32.sessions:  # the session head's statistics too
         (_, sa), (_, sb) = fp32.analyse(windows), bf16.analyse(windows)
         assert np.abs(sa - sb).max() < 0.05 * np.abs(sa).max()
+
+
+def test_bfloat16_asked_of_a_cpu_without_it_runs_the_traced_float32_copy(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(inference, "bfloat16_kernels", lambda: False)
+    cfg = ModelConfig(channels=(8, 16, 32, 64), members=1)
+    path = save_checkpoint(tmp_path / "m", build_model(cfg).eval(), cfg)
+    for asked in ("bfloat16", "auto"):
+        rec = Recognizer.load(path, precision=asked)
+        assert rec.precision == "float32" and isinstance(rec.runner, torch.jit.ScriptModule), asked
