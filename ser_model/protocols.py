@@ -69,9 +69,9 @@ def validation_speakers(records: list[Record]) -> set[str]:
 
 
 def run_split(bank: FeatureBank, train_recs: list[Record], test_recs: list[Record], cfg: TrainConfig,
-              robust: bool = True, gain: bool = True, fixed_gains=()) -> dict:
+              robust: bool = True, gain: bool = True, fixed_gains=(), precision: str = "auto") -> dict:
     """Train on ``train_recs``, score ``test_recs`` clean (and degraded with ``robust``, at a random
-    gain with ``gain``, at ``fixed_gains`` dB); return the split's results."""
+    gain with ``gain``, at ``fixed_gains`` dB) with the model run in ``precision``; return the split's results."""
     val_recs = []
     if cfg.arch == "cnn1d":  # its recipe needs validation data: take it from the training speakers
         held = validation_speakers(train_recs)
@@ -80,7 +80,7 @@ def run_split(bank: FeatureBank, train_recs: list[Record], test_recs: list[Recor
     assert not {r.speaker for r in train_recs} & {r.speaker for r in test_recs}, "speaker leak"
     start = time.time()
     model, mcfg, history = train(bank, bank.subset(train_recs), bank.subset(val_recs) or None, cfg)
-    recognizer = Recognizer(model, mcfg)
+    recognizer = Recognizer(model, mcfg, precision=precision)
     result = {"train_speakers": sorted({r.speaker for r in train_recs}),
               "test_speakers": sorted({r.speaker for r in test_recs}),
               "n_train": len(train_recs), "train_seconds": round(time.time() - start, 1),
@@ -93,7 +93,8 @@ def _records(data: list[Path]) -> dict[str, list[Record]]:
 
 
 def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds=None, name=None,
-               reports: Path = REPORTS, command: str = "", gain: bool = True, fixed_gains=(), workers: int = 2) -> dict:
+               reports: Path = REPORTS, command: str = "", gain: bool = True, fixed_gains=(), workers: int = 2,
+               precision: str = "auto") -> dict:
     by = _records(data)
     extra_recs = [r for c in extra for r in by.get(c, [])]
     bank = FeatureBank(by["ravdess"] + extra_recs, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder,
@@ -105,7 +106,8 @@ def ravdess_cv(data: list[Path], cfg: TrainConfig, extra: tuple[str, ...], folds
         print(f"--- fold {k + 1}/{len(RAVDESS_FOLDS)}: test actors {test_actors}", flush=True)
         test = [r for r in by["ravdess"] if actor(r) in test_actors]
         train_recs = [r for r in by["ravdess"] if actor(r) not in test_actors] + extra_recs
-        results.append({"fold": k + 1, **run_split(bank, train_recs, test, cfg, gain=gain, fixed_gains=fixed_gains)})
+        results.append({"fold": k + 1, **run_split(bank, train_recs, test, cfg, gain=gain, fixed_gains=fixed_gains,
+                                                   precision=precision)})
         if name:  # each fold also on its own, so folds can run in parallel processes and be merged
             fold_dir = reports / "folds" / name
             fold_dir.mkdir(parents=True, exist_ok=True)
@@ -242,18 +244,18 @@ def ensemble_sizes(members: list[str], reports: Path = REPORTS) -> dict:
     return {"runs": members, "sizes": sizes}
 
 
-def tess_loso(data: list[Path], cfg: TrainConfig) -> dict:
+def tess_loso(data: list[Path], cfg: TrainConfig, precision: str = "auto") -> dict:
     tess = _records(data)["tess"]
     bank = FeatureBank(tess, n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
     results = []
     for speaker in sorted({r.speaker for r in tess}):
         test = [r for r in tess if r.speaker == speaker]
         results.append(run_split(bank, [r for r in tess if r.speaker != speaker], test, cfg, robust=False,
-                                 gain=False))
+                                 gain=False, precision=precision))
     return {"folds": results, "clean": summarize_folds([r["clean"] for r in results])}
 
 
-def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) -> dict:
+def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2, precision: str = "auto") -> dict:
     """Sanity check only: the same two speakers (and words) on both sides."""
     tess = _records(data)["tess"]
     rng = np.random.default_rng(cfg.seed)
@@ -265,7 +267,7 @@ def tess_random(data: list[Path], cfg: TrainConfig, test_fraction: float = 0.2) 
     # speakers are shared by design here, so bypass run_split's leak check
     model, mcfg, history = train(bank, bank.subset(train_recs), None, cfg)
     return {"train_speakers": sorted({r.speaker for r in train_recs}), "n_train": len(train_recs),
-            "clean": evaluate_records(Recognizer(model, mcfg), test), "history": history}
+            "clean": evaluate_records(Recognizer(model, mcfg, precision=precision), test), "history": history}
 
 
 def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, weights: Path | None = None,
@@ -276,7 +278,7 @@ def cross_corpus(data: list[Path], cfg: TrainConfig, source: str, target: str, w
     by = _records(data)
     if weights is None:
         bank = FeatureBank(by[source] + by[target], n_variants=cfg.bank_variants, with_encoder=cfg.uses_encoder)
-        return run_split(bank, by[source], by[target], cfg, robust=False, gain=False)
+        return run_split(bank, by[source], by[target], cfg, robust=False, gain=False, precision=precision)
     recognizer = Recognizer.load(weights, precision=precision)
     if _trained_on(recognizer, weights, by) != [source]:
         raise ValueError(f"{weights} was trained on {recognizer.meta.get('data')}, not on {source} alone")
@@ -324,7 +326,7 @@ def _save_holdout(result: dict, name: str | None, reports: Path, extra: dict) ->
 
 
 def loco(data: list[Path], cfg: TrainConfig, holdouts=None, name=None, reports: Path = REPORTS, command: str = "",
-         gain: bool = True, fixed_gains=(), workers: int = 2) -> dict:
+         gain: bool = True, fixed_gains=(), workers: int = 2, precision: str = "auto") -> dict:
     """Leave one corpus out: for each of ``holdouts`` (default: every LOCO corpus found), train on
     all the other corpora and score every file of it. Training never sees the held-out corpus (the
     recipes train a fixed number of steps; cnn1d's validation speakers come from the training side)."""
@@ -339,7 +341,8 @@ def loco(data: list[Path], cfg: TrainConfig, holdouts=None, name=None, reports: 
     for h in holdouts:
         others = [c for c in by if c != h]
         print(f"--- held out: {h} ({len(by[h])} files); training on {' + '.join(others)}", flush=True)
-        split = run_split(bank, [r for c in others for r in by[c]], by[h], cfg, gain=gain, fixed_gains=fixed_gains)
+        split = run_split(bank, [r for c in others for r in by[c]], by[h], cfg, gain=gain, fixed_gains=fixed_gains,
+                          precision=precision)
         results.append({"holdout": h, "train_corpora": others, **split})
         _save_holdout(results[-1], name, reports, {"train_config": config_dict(cfg), "command": command})
     return summarize_loco(results)
@@ -393,13 +396,13 @@ def run(protocol: str, data: list[Path], cfg: TrainConfig, extra: tuple[str, ...
     if protocol == "loco" and weights:
         return loco_weights(data, weights, holdouts, name, reports, command, gain, fixed_gains, precision)
     if protocol == "loco":
-        return loco(data, cfg, holdouts, name, reports, command, gain, fixed_gains, workers)
+        return loco(data, cfg, holdouts, name, reports, command, gain, fixed_gains, workers, precision)
     if protocol == "ravdess-cv":
-        return ravdess_cv(data, cfg, extra, folds, name, reports, command, gain, fixed_gains, workers)
+        return ravdess_cv(data, cfg, extra, folds, name, reports, command, gain, fixed_gains, workers, precision)
     if protocol == "tess-loso":
-        return tess_loso(data, cfg)
+        return tess_loso(data, cfg, precision)
     if protocol == "tess-random":
-        return tess_random(data, cfg)
+        return tess_random(data, cfg, precision=precision)
     source, target = protocol.split("-to-")
     return cross_corpus(data, cfg, source, target, weights, precision)
 

@@ -49,8 +49,8 @@ def tree(tmp_path):
 
 def fake_split(calls: list):
     """A run_split that records what it was given and 'predicts' every file as fearful."""
-    def run_split(bank, train_recs, test_recs, cfg, robust=True, gain=True, fixed_gains=()):
-        calls.append((train_recs, test_recs))
+    def run_split(bank, train_recs, test_recs, cfg, robust=True, gain=True, fixed_gains=(), precision="auto"):
+        calls.append((train_recs, test_recs, precision))
         metrics = compute_metrics([EMOTIONS.index(r.label) for r in test_recs], [4] * len(test_recs), EMOTIONS)
         out = {"train_speakers": sorted({r.speaker for r in train_recs}),
                "test_speakers": sorted({r.speaker for r in test_recs}), "clean": metrics}
@@ -69,7 +69,7 @@ def test_loco_trains_on_every_other_corpus_and_tests_on_all_of_one(tree, tmp_pat
     monkeypatch.setattr(protocols, "FeatureBank", FakeBank)
     result = protocols.loco([tree], TrainConfig(), name="run", reports=tmp_path / "reports")
     assert result["holdouts"] == ["ravdess", "tess", "ased", "turevdb"]
-    for (train_recs, test_recs), held in zip(calls, result["holdouts"]):
+    for (train_recs, test_recs, _), held in zip(calls, result["holdouts"]):
         assert {r.corpus for r in test_recs} == {held}
         assert {r.corpus for r in train_recs} == set(protocols.LOCO_CORPORA) - {held}
         assert all(protocols.actor(r) <= 20 for r in train_recs + test_recs if r.corpus == "ravdess")
@@ -216,3 +216,11 @@ def test_score_at_gains_exposes_a_level_dependent_model(tmp_path):
     assert level["ua"] == {"-15": 0.5, "+0": 1.0, "+15": 0.5} and level["ua_spread"] == 0.5
     deaf = score_at_gains(LevelRecognizer(10.0), recs, progress=False)  # never angry: level cannot move it
     assert deaf["ua_spread"] == 0.0 and set(deaf["metrics"]) == {"-15", "+0", "+15"}
+
+
+def test_loco_trains_and_scores_in_the_precision_asked(tree, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(protocols, "run_split", fake_split(calls))
+    monkeypatch.setattr(protocols, "FeatureBank", FakeBank)
+    protocols.run("loco", [tree], TrainConfig(), holdouts=["tess", "ased"], reports=tmp_path, precision="float32")
+    assert [precision for _, _, precision in calls] == ["float32", "float32"]
