@@ -27,13 +27,10 @@ from ser_model.audio import load_audio  # noqa: E402
 from ser_model.corpora import scan  # noqa: E402
 from ser_model.data import limit_blas_threads  # noqa: E402
 from ser_model.inference import bfloat16_kernels  # noqa: E402
+from ser_model.labels import EMOTIONS  # noqa: E402
+from ser_model.metrics import compute_metrics  # noqa: E402
 
 SESSION_CLIPS = 15
-
-
-def unweighted_accuracy(y: list[str], pred: list[str]) -> float:
-    labels = sorted(set(y))
-    return float(np.mean([np.mean([p == lab for t, p in zip(y, pred) if t == lab]) for lab in labels]))
 
 
 def main() -> None:
@@ -72,8 +69,8 @@ def main() -> None:
             "files": len(pick), "same_label": int(sum(rows["same_label"])),
             "same_uncertain": int(sum(rows["same_uncertain"])), "max_prob_diff": round(float(max(rows["diff"])), 4),
             "mean_max_prob_diff": round(float(np.mean(rows["diff"])), 4),
-            "ua_float32": round(unweighted_accuracy(rows["y"], rows["float32"]), 4),
-            "ua_bfloat16": round(unweighted_accuracy(rows["y"], rows["bfloat16"]), 4),
+            "ua_float32": round(compute_metrics(rows["y"], rows["float32"], EMOTIONS)["ua"], 4),
+            "ua_bfloat16": round(compute_metrics(rows["y"], rows["bfloat16"], EMOTIONS)["ua"], 4),
             "session": {"speaker": speaker, "session_head": bool(a.session and b.session), "windows": len(a.segments),
                         "same_window_labels": sum(x.label == y.label for x, y in zip(a.segments, b.segments)),
                         "same_overall_label": a.label == b.label}}

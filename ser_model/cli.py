@@ -207,8 +207,8 @@ def training_config(args: argparse.Namespace):
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="CPU arithmetic: bfloat16 is about 1.8x faster where the CPU has it, within 0.011 of "
-                             "float32's probabilities; auto (default) times both here and keeps the faster")
+                        help="CPU arithmetic: bfloat16 is about 1.8x faster where the CPU has it, within about 0.01 "
+                             "of float32's probabilities; auto (default) times both here and keeps the faster")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,8 +127,8 @@ def optimize_for_cpu(model: torch.nn.Module, config, precision: str = "auto") ->
     model runs a 3 s window 2.5 times faster than eager PyTorch.
 
     ``precision``: ``float32``; ``bfloat16`` (matrix products in bfloat16, where this CPU has
-    bfloat16 kernels: 1.4-1.8 times faster on an AVX-512 BF16 core, probabilities within 0.011 of
-    float32's, docs/benchmarks.md); ``auto`` times both copies on two 3 s windows here and keeps
+    bfloat16 kernels: 1.4-1.8 times faster on an AVX-512 BF16 core, probabilities within about 0.01
+    of float32's, docs/benchmarks.md); ``auto`` times both copies on two 3 s windows here and keeps
     bfloat16 only if it is at least ``BF16_MIN_SPEEDUP`` times faster (0.7 s more to load). A copy
     that fails to trace or disagrees with the eager model is not used: float32 then, and at worst
     the eager model."""

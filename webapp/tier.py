@@ -219,6 +219,8 @@ class TierWorker:
 
 
 def main(argv=None):
+    from ser_model.inference import PRECISIONS, Recognizer
+
     from .config import DEFAULTS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,12 +230,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8, help="requests (each a lane's batch of windows) read at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--precision", default=os.environ.get("SER_INFERENCE_PRECISION", DEFAULTS["INFERENCE_PRECISION"]),
-                   choices=("auto", "float32", "bfloat16"), help="CPU: as INFERENCE_PRECISION")
+                   choices=PRECISIONS, help="CPU: as INFERENCE_PRECISION")
     args = p.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
-
-    from ser_model.inference import Recognizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
