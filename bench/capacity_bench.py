@@ -13,7 +13,8 @@ picks) and reports, with the mean of the two,
 the share of the machine's physical limit (every core running the model, 2 windows per stream
 per second) that is actually served.
 
-Topologies: ``one-process`` (run.py, one model process), ``per-core`` (run.py, one model process
+Topologies: ``one-process`` (run.py, one model process), ``one-thread`` (run.py, the model in a
+thread of the web process itself: one process, as the app was before it had lanes), ``per-core`` (run.py, one model process
 per core), ``stack`` (scripts/stack.py: nginx + Redis + K app processes sharing the cores),
 ``stack-tier`` (the same stack, the model in ``python -m webapp.tier`` workers fed through Redis).
 
@@ -83,10 +84,12 @@ class Topology:
 
     def up(self) -> str:
         env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights), "SER_INFERENCE_PRECISION": self.precision}
-        if self.name in ("one-process", "per-core"):
+        if self.name in ("one-process", "one-thread", "per-core"):
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            env["SER_INFERENCE_WORKERS"] = "1" if self.name == "one-process" else "auto"
+            env["SER_INFERENCE_WORKERS"] = "auto" if self.name == "per-core" else "1"
+            if self.name == "one-thread":
+                env["SER_INFERENCE_MODE"] = "thread"
             self.procs.append(start_server([sys.executable, "run.py", "--port", str(port)], url,
                                            self.tmp / f"{self.name}.log", env))
             return url
@@ -157,6 +160,34 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], 
             "client_cpu_pct": round(100 * (own.user - own0.user + own.system - own0.system) / wall, 1),  # the load generator
             "while_streaming": streaming,  # the same over the streaming period only, and the machine's idle time
             "ok": len(served) == n and p95 is not None and p95 <= P95_LIMIT_S and missing == 0}
+
+
+def alternate(configs: list[tuple[str, str, list[int]]], alternations: int, args, signals, tmp: Path,
+              arrivals: str = "aligned", between=None) -> list[dict]:
+    """Same-minutes comparison: for each (topology, precision, stream counts) in turn, start that
+    server, run one capacity round at each stream count, stop it; ``alternations`` times over. A
+    machine's speed drifts by a third from one hour to the next, so configurations compared this way
+    share the machine's minutes. ``between(alternation)``, if given, runs before each alternation
+    and its dict is added to that alternation's rows."""
+    rows = []
+    for alternation in range(alternations):
+        extra = between(alternation) if between else {}
+        for topology, precision, streams in configs:
+            topo = Topology(topology, args.weights, tmp, precision)
+            url = topo.up()
+            try:
+                stats = [ProcStats(pid) for pid in topo.pids()]
+                LiveClient(url, signals[0][:3 * 16000]).run()  # warm-up
+                for n in streams:
+                    row = {"alternation": alternation, "topology": topology, "precision": precision, **extra,
+                           **round_at(url, n, signals, args.seconds, stats, arrivals)}
+                    rows.append(row)
+                    print(f"[{topology}, {precision}] {n} streams: p95 {row['latency_p95_s']} s, "
+                          f"{row['missing_hops']} hops missing, server {row['while_streaming']['server_cpu_pct']} % CPU, "
+                          f"{'pass' if row['ok'] else 'FAIL'}", flush=True)
+            finally:
+                topo.down()
+    return rows
 
 
 def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:

@@ -11,13 +11,12 @@ every hop delivered). Needs a CPU with bfloat16 kernels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity_bench as cb  # noqa: E402
-from harness import LiveClient, ProcStats, add_server_args, load_speech, save_results, scratch_folder  # noqa: E402
+from harness import add_server_args, load_speech, save_results, scratch_folder  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -31,23 +30,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "precision_ab")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
-    rows = []
-    for alternation in range(args.alternations):
-        for precision in PRECISIONS:
-            topo = cb.Topology("per-core", args.weights, tmp, precision)
-            url = topo.up()
-            try:
-                stats = [ProcStats(pid) for pid in topo.pids()]
-                LiveClient(url, signals[0][:3 * 16000]).run()  # warm-up
-                for n in (int(x) for x in args.streams.split(",")):
-                    row = {"alternation": alternation, "precision": precision,
-                           **cb.round_at(url, n, signals, args.seconds, stats)}
-                    rows.append(row)
-                    print(f"[{precision}] {n} streams: p95 {row['latency_p95_s']} s, {row['missing_hops']} hops missing, "
-                          f"server {row['while_streaming']['server_cpu_pct']} % CPU, "
-                          f"{'pass' if row['ok'] else 'FAIL'}", flush=True)
-            finally:
-                topo.down()
+    streams = [int(x) for x in args.streams.split(",")]
+    rows = cb.alternate([("per-core", precision, streams) for precision in PRECISIONS], args.alternations,
+                        args, signals, tmp)
     print("| streams | " + " | ".join(PRECISIONS) + " |\n|---|" + "---|" * len(PRECISIONS))
     for n in sorted({r["streams"] for r in rows}):
         cells = [f"passes {sum(r['ok'] for r in rows if r['streams'] == n and r['precision'] == prec)} of "
