@@ -24,7 +24,9 @@ HOP_S = 0.5  # step between windows (also the live stream's hop)
 MIN_WINDOW_S = 0.5  # shorter windows are zero-padded to this
 MIN_SPEECH_S = 0.3  # a window needs this much detected speech to count as speech
 MIN_PROFILE_SPEECH_S = 2.0  # a voice profile needs at least this much detected speech
-SESSION_MIN_SPEECH_S = 8.0  # the session head judges a voice once this much of its speech was heard
+SESSION_MIN_SPEECH_S = 8.0  # the session head judges a voice once this much of its speech was heard ...
+SESSION_BLEND_S = 4.0  # ... and from this much on, before that, the mean of its and the plain head's probabilities
+SESSION_BLEND_SHARE = 0.5  # the session head's share of that mean (docs/results.md: the blended hand-over)
 PREDICT_CHUNK = 16  # windows analysed together: bounds the network's activations (a few MB per window)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -306,12 +308,13 @@ class Recognizer:
 
     @torch.inference_mode()
     def analyse(self, windows: list[np.ndarray], profiles: list | None = None,
-                centres: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                centres: list | None = None, shares: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 7) probabilities, and for a model with a session head the windows' session
         statistics (``WhisperHead.session_statistics``; else None), from which a caller makes the
         ``centres`` of later windows: their mean over the same voice's speech so far. A window
         with a profile is judged by the calm-voice head, else one with a centre by the session
-        head, else by the plain head."""
+        head, else by the plain head. ``shares``: per window with a centre, the session head's share
+        of its answer (below 1: the mean with the plain head's probabilities, weighted so; None: 1)."""
         profiled = [i for i, p in enumerate(profiles or []) if p is not None]
         if profiled and not self.adapts:
             raise ProfileError("this model cannot adapt to a voice")
@@ -321,21 +324,29 @@ class Recognizer:
             return self.heads(self._statistics(windows), profiles), None
         stats = self._statistics(windows)
         session_stats = self.model.session_statistics(torch.from_numpy(stats).to(self.device)).cpu().numpy()
-        return self.heads(stats, profiles, centres), session_stats
+        return self.heads(stats, profiles, centres, shares), session_stats
 
     @torch.inference_mode()
-    def heads(self, stats: np.ndarray, profiles: list | None = None, centres: list | None = None) -> np.ndarray:
+    def heads(self, stats: np.ndarray, profiles: list | None = None, centres: list | None = None,
+              shares: list | None = None) -> np.ndarray:
         """(N, 7) probabilities of windows' (N, D) statistics, each by the head its profile or
         centre calls for (see ``analyse``)."""
         x = torch.from_numpy(np.ascontiguousarray(stats, dtype=np.float32)).to(self.device)
         logits = self.model.plain(x)
+        plain = torch.softmax(logits, dim=-1)
         for given, head in ((centres, self.model.in_session if self.sessions else None),
                             (profiles, self.model.adapted if self.adapts else None)):  # a profile wins
             rows = [i for i, v in enumerate(given or []) if v is not None]
             if rows and head is not None:
                 refs = torch.from_numpy(np.stack([np.asarray(given[i], dtype=np.float32) for i in rows])).to(self.device)
                 logits[rows] = head(x[rows], refs)
-        return torch.softmax(logits, dim=-1).cpu().numpy()
+        probs = torch.softmax(logits, dim=-1)
+        blended = [i for i, share in enumerate(shares or []) if share is not None and share < 1 and self.sessions
+                   and centres[i] is not None and (profiles is None or profiles[i] is None)]
+        if blended:  # the hand-over: part session head, part plain head
+            w = torch.tensor([float(shares[i]) for i in blended], device=probs.device)[:, None]
+            probs[blended] = w * probs[blended] + (1 - w) * plain[blended]
+        return probs.cpu().numpy()
 
     def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
                 profile: np.ndarray | None = None) -> Prediction:
@@ -348,12 +359,14 @@ class Recognizer:
         chunks = [self.analyse(windows[i:i + PREDICT_CHUNK], None if profile is None else [profile] * len(windows[i:i + PREDICT_CHUNK]))
                   for i in range(0, len(windows), PREDICT_CHUNK)]
         probs = np.concatenate([p for p, _ in chunks])
-        # Enough speech and no calm-voice profile: every window judged relative to the recording's own speech.
-        session = (profile is None and self.sessions and any(is_speech)
-                   and sum(e - s for s, e in speech) >= SESSION_MIN_SPEECH_S)
-        if session:
+        # Enough speech and no calm-voice profile: every window judged relative to the recording's own
+        # speech; with less (SESSION_BLEND_S or more), by the mean of that and the plain head.
+        heard = sum(e - s for s, e in speech)
+        session = profile is None and self.sessions and any(is_speech) and heard >= SESSION_MIN_SPEECH_S
+        if session or (profile is None and self.sessions and any(is_speech) and heard >= SESSION_BLEND_S):
             stats = np.concatenate([st for _, st in chunks])  # session statistics: the raw ones come first
-            probs = self.heads(stats[:, :self.model.stats_size], centres=[stats[is_speech].mean(axis=0)] * len(stats))
+            probs = self.heads(stats[:, :self.model.stats_size], centres=[stats[is_speech].mean(axis=0)] * len(stats),
+                               shares=[1.0 if session else SESSION_BLEND_SHARE] * len(stats))
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
                     for (s, e), sp, p in zip(spans, is_speech, probs)]

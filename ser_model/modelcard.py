@@ -12,6 +12,7 @@ import torch
 from . import features as F
 from .audio import SAMPLE_RATE
 from .checkpoint import register, save_checkpoint
+from .inference import SESSION_BLEND_S, SESSION_BLEND_SHARE
 from .data import N_VARIANTS
 from .inference import HOP_S, WINDOW_S
 from .labels import EMOTIONS
@@ -324,7 +325,9 @@ def whisper_card(name: str, model, mcfg, meta: dict) -> str:
   f" and divided by its spread, the root of {mcfg.session_spread:g} x its variance + {1 - mcfg.session_spread:g} x the training speakers' pooled variance"
   if mcfg.session_spread else ""} (temperature {meta['temperature_session']:.2f}, uncertain
   below {meta['uncertain_below_session']:.2f}); events and results say `"session": true`. Trained on every
-  training speaker's statistics centred on {session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}""" if session else "")
+  training speaker's statistics centred on {session_draws_note(meta)}.{MIX_NOTE if meta.get("session_mix") else ""}
+  From {SESSION_BLEND_S:g} s of speech until then, a window's answer is the mean of this head's and the
+  plain head's probabilities (the session head's share {SESSION_BLEND_SHARE:g}; the hand-over, measured in docs/results.md).""" if session else "")
     network_note = (f", whose probabilities are averaged with those of a network with one hidden layer of "
                     f"{mcfg.plain_network} units reading "
                     f"{' and '.join(LAYER_NAMES[k] for k in mcfg.plain_network_layers or mcfg.whisper_layers)}"

@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .inference import HOP_S, MIN_SPEECH_S, SESSION_MIN_SPEECH_S, WINDOW_S
+from .inference import HOP_S, MIN_SPEECH_S, SESSION_BLEND_S, SESSION_BLEND_SHARE, SESSION_MIN_SPEECH_S, WINDOW_S
 from .labels import EMOTIONS
 from .vad import SPEECH_THRESHOLD
 
@@ -69,6 +69,7 @@ class WindowJob:
     audio: np.ndarray
     profile: np.ndarray | None = None  # the stream's voice profile, once calibrated (adapted window)
     centre: np.ndarray | None = None  # the mean statistics of the stream's speech so far (session head)
+    session_share: float = 1.0  # the session head's share of the answer (below 1: blended with the plain head's)
 
 
 @lru_cache(maxsize=1)
@@ -237,7 +238,9 @@ class StreamSession:
         ``calibrate_s``: collect that much speech first (``calibration_audio``) for a voice
         profile; windows after ``set_profile`` are judged relative to that voice. Statistics that
         come back with results (``apply``) are averaged; once ``SESSION_MIN_SPEECH_S`` of speech
-        is in, later windows carry that mean as their ``centre`` (the model's session head).
+        is in, later windows carry that mean as their ``centre`` (the model's session head), and from
+        ``SESSION_BLEND_S`` on, before that, with ``session_share`` SESSION_BLEND_SHARE (the mean of the
+        session and plain heads).
         ``max_unjudged_s``: frames that would leave more audio than this waiting for ``advance``
         are refused (``server_busy``)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
@@ -410,8 +413,9 @@ class StreamSession:
         speech_s = self._speech_chunks(start, end) * VAD_CHUNK / SAMPLE_RATE
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         self._last_end = end
+        centre, share = self.session_centre()
         return WindowJob(round(t0, 4), round(t1, 4), speech_s >= min(MIN_SPEECH_S, 0.5 * (t1 - t0)),
-                         audio, self.profile, self.centre)
+                         audio, self.profile, centre, share)
 
     def _speech_chunks(self, start: int, end: int) -> int:
         """How many VAD chunks judged speech lie within samples [start, end]."""
@@ -428,10 +432,18 @@ class StreamSession:
     def centre(self) -> np.ndarray | None:
         """The mean statistics of this stream's speech windows so far, once they cover
         ``SESSION_MIN_SPEECH_S`` of speech (one hop each); None before, or for a model without them."""
+        centre, share = self.session_centre()
+        return centre if share >= 1 else None
+
+    def session_centre(self) -> tuple[np.ndarray | None, float]:
+        """The next window's centre and the session head's share of its answer: the mean statistics
+        of the speech so far and 1 from ``SESSION_MIN_SPEECH_S`` of it on, SESSION_BLEND_SHARE from
+        ``SESSION_BLEND_S`` on (the hand-over), (None, 1.0) before or for a model without them."""
         stats = self._stats  # one read: the worker thread replaces the tuple, never changes it
-        if stats is None or stats[1] * HOP_S < SESSION_MIN_SPEECH_S:
-            return None
-        return (stats[0] / stats[1]).astype(np.float32)
+        if stats is None or stats[1] * HOP_S < SESSION_BLEND_S:
+            return None, 1.0
+        share = 1.0 if stats[1] * HOP_S >= SESSION_MIN_SPEECH_S else SESSION_BLEND_SHARE
+        return (stats[0] / stats[1]).astype(np.float32), share
 
     def apply(self, job: WindowJob, probs: np.ndarray | None, stats: np.ndarray | None = None) -> dict:
         """Record a window's class probabilities (None for a window without speech: the model
@@ -439,7 +451,7 @@ class StreamSession:
         ``emotion`` event."""
         if job.speech and probs is None:
             raise ValueError("a speech window needs its probabilities")
-        session = job.centre is not None and job.profile is None
+        session = job.centre is not None and job.profile is None and job.session_share >= 1  # blended: not yet
         with self._lock:
             if job.speech and stats is not None:
                 total = np.asarray(stats, dtype=np.float64)

@@ -14,7 +14,7 @@ import torch
 from ser_model import Recognizer
 from ser_model.audio import load_audio
 from ser_model.checkpoint import register, save_checkpoint
-from ser_model.inference import HOP_S, SESSION_MIN_SPEECH_S
+from ser_model.inference import HOP_S, SESSION_BLEND_S, SESSION_BLEND_SHARE, SESSION_MIN_SPEECH_S
 from ser_model.model import ModelConfig, build_model
 from ser_model.streaming import StreamSession, WindowJob
 
@@ -272,6 +272,69 @@ def test_stream_windows_carry_the_mean_of_the_speech_so_far():
     assert event["session"] is True and event["adapted"] is False
     assert session.apply(WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32), profile=np.zeros(8), centre=session.centre),
                          np.full(7, 1 / 7))["session"] is False  # judged by the calm-voice head
+
+
+def test_a_share_below_one_blends_the_session_and_plain_heads(recognizer, espeak_wav):
+    wave = load_audio(espeak_wav)
+    windows = [wave[:48000], wave[8000:40000], wave[:24000]]
+    plain, stats = recognizer.analyse(windows)
+    centre = stats.mean(axis=0)
+    session, _ = recognizer.analyse(windows, centres=[centre] * 3)
+    got, _ = recognizer.analyse(windows, profiles=[None, None, centre], centres=[centre] * 3, shares=[0.5, None, 0.5])
+    np.testing.assert_allclose(got[0], 0.5 * session[0] + 0.5 * plain[0], atol=1e-5)  # the hand-over
+    np.testing.assert_allclose(got[1], session[1], atol=1e-5)  # no share: the session head alone
+    np.testing.assert_allclose(got[2], recognizer.predict_proba(windows[2:], [centre])[0], atol=1e-4)  # a profile wins
+    assert np.abs(session[0] - plain[0]).max() > 1e-3  # so the blend is neither head alone
+
+
+def test_a_file_between_the_two_thresholds_gets_the_mean_of_both_heads(recognizer, espeak_wav):
+    from ser_model import vad
+
+    wave = long_speech(espeak_wav, 0.5 * (SESSION_BLEND_S + SESSION_MIN_SPEECH_S) + 1)
+    heard = sum(e - s for s, e in vad.speech_intervals(wave))
+    assert SESSION_BLEND_S <= heard < SESSION_MIN_SPEECH_S, heard
+    result = recognizer.predict(wave)
+    assert result.session is False  # not yet the session head alone
+    spans, windows, is_speech, _ = recognizer._windows(wave)
+    plain, stats = recognizer.analyse(windows)
+    session = recognizer.heads(stats[:, :recognizer.model.stats_size], centres=[stats[is_speech].mean(axis=0)] * len(stats))
+    expected = SESSION_BLEND_SHARE * session + (1 - SESSION_BLEND_SHARE) * plain
+    got = np.array([[seg.probabilities[k] for k in recognizer.labels] for seg in result.segments if seg.speech])
+    np.testing.assert_allclose(got, expected[is_speech], atol=1e-4)
+
+
+def test_stream_windows_blend_the_heads_between_the_two_thresholds():
+    session = StreamSession(16000)
+    rng = np.random.default_rng(0)
+    stats = rng.standard_normal((int(SESSION_MIN_SPEECH_S / HOP_S) + 1, 8))
+    shares = []
+    for k, row in enumerate(stats):
+        centre, share = session.session_centre()
+        shares.append(share)
+        if centre is not None:
+            np.testing.assert_allclose(centre, stats[:k].mean(axis=0), rtol=1e-5)
+        assert (centre is None) == (k * HOP_S < SESSION_BLEND_S)
+        assert (session.centre is None) == (k * HOP_S < SESSION_MIN_SPEECH_S)  # the session head alone
+        event = session.apply(WindowJob(0.0, 0.5, True, np.zeros(8000, np.float32), centre=centre,
+                                        session_share=share), np.full(7, 1 / 7), row)
+        assert event["session"] is (centre is not None and share == 1)
+    blend_hops = int((SESSION_MIN_SPEECH_S - SESSION_BLEND_S) / HOP_S)
+    assert shares.count(SESSION_BLEND_SHARE) == blend_hops and shares[-1] == 1.0
+
+
+def test_a_model_process_blends_as_the_model_does(session_weights, recognizer, espeak_wav):
+    from webapp.pool import ProcessPredictor
+
+    wave = load_audio(espeak_wav)
+    windows = [wave[:48000], wave[8000:40000]]
+    _, stats = recognizer.analyse(windows)
+    centres, shares = [stats.mean(axis=0)] * 2, [SESSION_BLEND_SHARE, None]
+    lane = ProcessPredictor(str(session_weights), precision=recognizer.precision)  # the same arithmetic
+    try:
+        probs, _, _ = lane.submit(windows, centres=centres, shares=shares)()
+    finally:
+        lane.close()
+    np.testing.assert_allclose(probs, recognizer.analyse(windows, centres=centres, shares=shares)[0], atol=1e-4)
 
 
 def test_session_events_use_the_session_threshold():

@@ -89,7 +89,8 @@ class ProcessPredictor:
     def predict_proba(self, windows: list[np.ndarray], profiles: list | None = None) -> np.ndarray:
         return self.submit(windows, profiles)()[0]
 
-    def submit(self, windows: list[np.ndarray], profiles: list | None = None, centres: list | None = None):
+    def submit(self, windows: list[np.ndarray], profiles: list | None = None, centres: list | None = None,
+               shares: list | None = None):
         """Send a batch and return at once; calling the result waits for (probabilities,
         statistics or None, the child's model seconds): ``Recognizer.analyse`` in the child. The
         child works while the caller answers an earlier batch, and answers in the order asked."""
@@ -98,7 +99,7 @@ class ProcessPredictor:
                 self._restart("found dead")
             try:
                 self._conn.send(("predict", ([np.ascontiguousarray(w, dtype=np.float32) for w in windows],
-                                             profiles, centres)))
+                                             profiles, centres, shares)))
             except (OSError, ValueError) as exc:
                 self._restart(repr(exc))
                 raise PredictorError(f"{self.name}: the model process was lost ({exc}); restarted") from None
@@ -171,8 +172,8 @@ def _serve(conn, weights: str, device: str, threads: int, precision: str = "auto
             return
         started = time.perf_counter()
         try:
-            windows, profiles, centres = payload
-            probs, stats = rec.analyse(windows, profiles, centres)
+            windows, profiles, centres, shares = payload
+            probs, stats = rec.analyse(windows, profiles, centres, shares)
             conn.send(("ok", (probs, stats, time.perf_counter() - started)))
         except Exception as exc:  # noqa: BLE001 - one bad batch: say so, keep serving
             conn.send(("error", f"{exc!r} after {time.perf_counter() - started:.2f} s"))

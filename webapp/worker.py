@@ -253,11 +253,13 @@ class InferenceWorker:
         """Start the model on these windows; the returned call waits for (probabilities,
         statistics or None, model seconds). A predictor with ``submit`` (a model process)
         computes meanwhile, while this thread answers the previous batch; any other computes when
-        called. Voice profiles and session centres are passed only when a window has one, so
+        called. Voice profiles, session centres and shares are passed only when a window has one, so
         predictors that cannot adapt keep the one-argument call."""
         windows = [j.audio for j in jobs]
         profiles, centres = [j.profile for j in jobs], [j.centre for j in jobs]
-        kwargs = {k: v for k, v in (("profiles", profiles), ("centres", centres)) if any(x is not None for x in v)}
+        shares = [j.session_share if j.centre is not None and j.session_share < 1 else None for j in jobs]  # hand-over
+        kwargs = {k: v for k, v in (("profiles", profiles), ("centres", centres), ("shares", shares))
+                  if any(x is not None for x in v)}
         submit = getattr(self.recognizer, "submit", None)
         if submit is not None:
             return submit(windows, **kwargs)
