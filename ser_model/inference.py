@@ -342,7 +342,7 @@ class Recognizer:
                 logits[rows] = head(x[rows], refs)
         probs = torch.softmax(logits, dim=-1)
         blended = [i for i, share in enumerate(shares or []) if share is not None and share < 1 and self.sessions
-                   and centres[i] is not None and (profiles is None or profiles[i] is None)]
+                   and centres is not None and centres[i] is not None and (profiles is None or profiles[i] is None)]
         if blended:  # the hand-over: part session head, part plain head
             w = torch.tensor([float(shares[i]) for i in blended], device=probs.device)[:, None]
             probs[blended] = w * probs[blended] + (1 - w) * plain[blended]
