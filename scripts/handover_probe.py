@@ -34,14 +34,11 @@ SESSION = ("sess4w+gainaug+sizes", "L1+L2")  # the shipped session head's recipe
 SHARE = 0.5  # the session head's share of the blend
 
 
-def calibrated_plain(prober: P.Prober, heads: tuple, train, files, temperature: float):
+def calibrated_plain(prober: P.Prober, linear, network, train, files, temperature: float):
     """(windows, 7) the plain mix's probabilities weighted by coverage and tempered, and each window's file."""
-    (lin, lin_c), (net, decay) = heads
-    lin_recipe, net_recipe = P.RECIPES[M.LINEAR[0]], P.RECIPES[M.NETWORK[0]]
-    p_lin, owner = M.window_probs(prober, lin, lin_recipe, files, "clean", P.LAYER_SETS[M.LINEAR[1]])
-    p_net, _ = M.window_probs(prober, net, net_recipe, files, "clean", P.LAYER_SETS[M.NETWORK[1]])
-    prior = np.exp(P.coverage_shift(prober.t, train))
-    mix = M.weighted((1 - M.MIX) * p_lin + M.MIX * p_net, prior)
+    recipes = P.RECIPES[M.LINEAR[0]], P.RECIPES[M.NETWORK[0]]
+    _, _, mix, owner = M.mixed(prober, linear, network, (M.LINEAR, M.NETWORK), recipes, files, "clean")
+    mix = M.weighted(mix, np.exp(P.coverage_shift(prober.t, train)))
     return torch.softmax(torch.log(torch.from_numpy(mix).clamp_min(1e-12)) / temperature, 1).numpy(), owner
 
 
@@ -74,7 +71,7 @@ def main() -> None:
             rows = []
             for d in range(args.draws):
                 files = prober.scored(heard, test, d)
-                p_plain, owner = calibrated_plain(prober, ((lin, lin_c), (net, M.NETWORK[2])), train, files, t_plain)
+                p_plain, owner = calibrated_plain(prober, lin, net, train, files, t_plain)
                 logits, owner_s = prober.window_logits(session, heard, files, "clean", P.LAYER_SETS[ls], d)
                 assert np.array_equal(owner, owner_s)  # the same kept windows, in the same order
                 p_session = torch.softmax(torch.from_numpy(logits) / t_session, 1).numpy()

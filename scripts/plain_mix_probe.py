@@ -53,6 +53,16 @@ def weighted(probs: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
+def mixed(prober: P.Prober, linear, network, heads: tuple, recipes: tuple, files: np.ndarray, variant: str):
+    """(windows, 7) the two heads' probabilities, their mix (unweighted) and each window's file;
+    ``recipes``: the (linear, network) recipes to read the rows with."""
+    (_, lin_set), (_, net_set, _) = heads
+    p_lin, owner = window_probs(prober, linear, recipes[0], files, variant, P.LAYER_SETS[lin_set])
+    p_net, owner_net = window_probs(prober, network, recipes[1], files, variant, P.LAYER_SETS[net_set])
+    assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
+    return p_lin, p_net, (1 - MIX) * p_lin + MIX * p_net, owner
+
+
 def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarray, picked: str,
                  cover: bool = False, heads: tuple = (LINEAR, NETWORK)) -> dict:
     """Both ``heads`` fitted on ``train``, their mix scored on ``test`` under every test condition
@@ -72,10 +82,7 @@ def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarra
     conds = {}
     for cond, lin_r, net_r in runs:
         files, variant = prober.scored(lin_r, test), "clean" if cond == "one-emotion" else cond
-        p_lin, owner = window_probs(prober, linear, lin_r, files, variant, lin_layers)
-        p_net, owner_net = window_probs(prober, network, net_r, files, variant, net_layers)
-        assert np.array_equal(owner, owner_net)  # the same kept windows, in the same order
-        mix = (1 - MIX) * p_lin + MIX * p_net
+        p_lin, p_net, mix, owner = mixed(prober, linear, network, heads, (lin_r, net_r), files, variant)
         conds[cond] = P.score(t.label[files], P.file_mean(weighted(mix, prior), owner, files))
         if cond == "clean":  # each head alone (the saved runs' figures again, if the cache is the same),
             alone = {k: P.score(t.label[files], P.file_mean(p, owner, files))  # and the mix without the prior

@@ -61,6 +61,15 @@ class Prediction:
         return asdict(self)
 
 
+def session_share(speech_s: float) -> float | None:
+    """The session head's share of a window's answer once a voice has spoken ``speech_s`` seconds:
+    None before ``SESSION_BLEND_S`` (the plain head alone), ``SESSION_BLEND_SHARE`` until
+    ``SESSION_MIN_SPEECH_S`` (the hand-over, blended with the plain head), 1 from then on."""
+    if speech_s < SESSION_BLEND_S:
+        return None
+    return 1.0 if speech_s >= SESSION_MIN_SPEECH_S else SESSION_BLEND_SHARE
+
+
 def window_starts(duration_s: float, window_s: float = WINDOW_S, hop_s: float = HOP_S) -> list[float]:
     """Window start times covering ``duration_s``; the last window ends at the end of the audio."""
     if duration_s <= window_s:
@@ -333,7 +342,9 @@ class Recognizer:
         centre calls for (see ``analyse``)."""
         x = torch.from_numpy(np.ascontiguousarray(stats, dtype=np.float32)).to(self.device)
         logits = self.model.plain(x)
-        plain = torch.softmax(logits, dim=-1)
+        blended = [i for i, share in enumerate(shares or []) if share is not None and share < 1 and self.sessions
+                   and centres is not None and centres[i] is not None and (profiles is None or profiles[i] is None)]
+        plain = torch.softmax(logits[blended], dim=-1) if blended else None  # before the session head replaces them
         for given, head in ((centres, self.model.in_session if self.sessions else None),
                             (profiles, self.model.adapted if self.adapts else None)):  # a profile wins
             rows = [i for i, v in enumerate(given or []) if v is not None]
@@ -341,11 +352,9 @@ class Recognizer:
                 refs = torch.from_numpy(np.stack([np.asarray(given[i], dtype=np.float32) for i in rows])).to(self.device)
                 logits[rows] = head(x[rows], refs)
         probs = torch.softmax(logits, dim=-1)
-        blended = [i for i, share in enumerate(shares or []) if share is not None and share < 1 and self.sessions
-                   and centres is not None and centres[i] is not None and (profiles is None or profiles[i] is None)]
         if blended:  # the hand-over: part session head, part plain head
             w = torch.tensor([float(shares[i]) for i in blended], device=probs.device)[:, None]
-            probs[blended] = w * probs[blended] + (1 - w) * plain[blended]
+            probs[blended] = w * probs[blended] + (1 - w) * plain
         return probs.cpu().numpy()
 
     def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
@@ -361,12 +370,13 @@ class Recognizer:
         probs = np.concatenate([p for p, _ in chunks])
         # Enough speech and no calm-voice profile: every window judged relative to the recording's own
         # speech; with less (SESSION_BLEND_S or more), by the mean of that and the plain head.
-        heard = sum(e - s for s, e in speech)
-        session = profile is None and self.sessions and any(is_speech) and heard >= SESSION_MIN_SPEECH_S
-        if session or (profile is None and self.sessions and any(is_speech) and heard >= SESSION_BLEND_S):
+        share = (session_share(sum(e - s for s, e in speech))
+                 if profile is None and self.sessions and any(is_speech) else None)
+        session = share == 1.0
+        if share is not None:
             stats = np.concatenate([st for _, st in chunks])  # session statistics: the raw ones come first
             probs = self.heads(stats[:, :self.model.stats_size], centres=[stats[is_speech].mean(axis=0)] * len(stats),
-                               shares=[1.0 if session else SESSION_BLEND_SHARE] * len(stats))
+                               shares=[share] * len(stats))
         segments = [Segment(round(s, 3), round(e, 3), sp, self.labels[int(p.argmax())] if sp else None,
                             self._as_dict(p) if sp else None)
                     for (s, e), sp, p in zip(spans, is_speech, probs)]

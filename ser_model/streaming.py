@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .inference import HOP_S, MIN_SPEECH_S, SESSION_BLEND_S, SESSION_BLEND_SHARE, SESSION_MIN_SPEECH_S, WINDOW_S
+from .inference import HOP_S, MIN_SPEECH_S, WINDOW_S, session_share
 from .labels import EMOTIONS
 from .vad import SPEECH_THRESHOLD
 
@@ -440,9 +440,9 @@ class StreamSession:
         of the speech so far and 1 from ``SESSION_MIN_SPEECH_S`` of it on, SESSION_BLEND_SHARE from
         ``SESSION_BLEND_S`` on (the hand-over), (None, 1.0) before or for a model without them."""
         stats = self._stats  # one read: the worker thread replaces the tuple, never changes it
-        if stats is None or stats[1] * HOP_S < SESSION_BLEND_S:
+        share = None if stats is None else session_share(stats[1] * HOP_S)
+        if share is None:
             return None, 1.0
-        share = 1.0 if stats[1] * HOP_S >= SESSION_MIN_SPEECH_S else SESSION_BLEND_SHARE
         return (stats[0] / stats[1]).astype(np.float32), share
 
     def apply(self, job: WindowJob, probs: np.ndarray | None, stats: np.ndarray | None = None) -> dict:
