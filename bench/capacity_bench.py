@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (HOP_S, ROOT, STARTUP_S, CpuSampler, LiveClient, ProcStats, add_server_args, cores, free_port,  # noqa: E402
+from harness import (HOP_S, ROOT, STARTUP_S, CpuSampler, LaneCounters, LiveClient, ProcStats, add_server_args, cores, free_port,  # noqa: E402
                      load_speech, percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
@@ -77,13 +77,14 @@ print(json.dumps({{"ms": out, "precision": rec.precision}}))
 class Topology:
     """Start with ``up()`` -> base URL; ``down()``; ``pids`` of the serving processes."""
 
-    def __init__(self, name: str, weights: Path, tmp: Path, precision: str = "auto"):
+    def __init__(self, name: str, weights: Path, tmp: Path, precision: str = "auto", env: dict | None = None):
         self.name, self.weights, self.tmp, self.precision = name, weights, tmp, precision
+        self.env = env or {}  # more settings for the app processes (SER_...)
         self.procs: list[subprocess.Popen] = []
         self.stack = None
 
     def up(self) -> str:
-        env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights), "SER_INFERENCE_PRECISION": self.precision}
+        env = {**NO_ADMISSION, "SER_WEIGHTS": str(self.weights), "SER_INFERENCE_PRECISION": self.precision, **self.env}
         if self.name in ("one-process", "one-thread", "per-core"):
             port = free_port()
             url = f"http://127.0.0.1:{port}"
@@ -137,6 +138,7 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], 
     clients = [make_client(kind, f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)],
                            delay_s=start_delay(i, n, arrivals))
                for i in range(n)]
+    lanes = LaneCounters(url)
     cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
     sampler = CpuSampler(stats)
     sampler.start()
@@ -159,32 +161,35 @@ def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], 
             "server_cpu_pct": round(100 * (sum(s.cpu_seconds() for s in stats) - cpu0) / wall, 1),
             "client_cpu_pct": round(100 * (own.user - own0.user + own.system - own0.system) / wall, 1),  # the load generator
             "while_streaming": streaming,  # the same over the streaming period only, and the machine's idle time
+            "lanes": lanes.since_start(),  # mean batch and model ms per window as served (one app's /metrics)
             "ok": len(served) == n and p95 is not None and p95 <= P95_LIMIT_S and missing == 0}
 
 
-def alternate(configs: list[tuple[str, str, list[int]]], alternations: int, args, signals, tmp: Path,
+def alternate(configs: list[tuple], alternations: int, args, signals, tmp: Path,
               arrivals: str = "aligned", between=None) -> list[dict]:
-    """Same-minutes comparison: for each (topology, precision, stream counts) in turn, start that
-    server, run one capacity round at each stream count, stop it; ``alternations`` times over. A
+    """Same-minutes comparison: for each (topology, precision, stream counts[, settings]) in turn,
+    start that server (with those ``SER_`` settings), run one capacity round at each stream count,
+    stop it; ``alternations`` times over. A
     machine's speed drifts by a third from one hour to the next, so configurations compared this way
     share the machine's minutes. ``between(alternation)``, if given, runs before each alternation
     and its dict is added to that alternation's rows."""
     rows = []
     for alternation in range(alternations):
         extra = between(alternation) if between else {}
-        for topology, precision, streams in configs:
-            topo = Topology(topology, args.weights, tmp, precision)
+        for topology, precision, streams, *settings in configs:
+            env = settings[0] if settings else {}
+            topo = Topology(topology, args.weights, tmp, precision, env)
             url = topo.up()
             try:
                 stats = [ProcStats(pid) for pid in topo.pids()]
                 LiveClient(url, signals[0][:3 * 16000]).run()  # warm-up
                 for n in streams:
                     row = {"alternation": alternation, "topology": topology, "precision": precision, **extra,
-                           **round_at(url, n, signals, args.seconds, stats, arrivals)}
+                           **({"settings": env} if env else {}), **round_at(url, n, signals, args.seconds, stats, arrivals)}
                     rows.append(row)
-                    print(f"[{topology}, {precision}] {n} streams: p95 {row['latency_p95_s']} s, "
+                    print(f"[{topology}, {precision}{', ' + str(env) if env else ''}] {n} streams: p95 {row['latency_p95_s']} s, "
                           f"{row['missing_hops']} hops missing, server {row['while_streaming']['server_cpu_pct']} % CPU, "
-                          f"{'pass' if row['ok'] else 'FAIL'}", flush=True)
+                          f"lanes {row['lanes']}, {'pass' if row['ok'] else 'FAIL'}", flush=True)
             finally:
                 topo.down()
     return rows

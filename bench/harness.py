@@ -3,6 +3,7 @@
 - :func:`load_speech`: int16 signals concatenated from real corpus files (RAVDESS/TESS);
 - :func:`start_server`: ``run.py`` or gunicorn on a free loopback port, until ``/healthz`` answers;
 - :class:`ProcStats`: CPU seconds and RSS of a process tree, from /proc;
+- :class:`LaneCounters`: the model lanes' batches over a round, from the server's ``/metrics``;
 - :class:`LiveClient`: one python-socketio client streaming in real time, recording when each frame
   left and when each ``emotion`` came back (:class:`StreamRecord`), so latency and missing hops can
   be read for any period; ``loadgen.ClientGroup`` drives many such streams from one thread.
@@ -327,6 +328,44 @@ class LiveClient(StreamRecord, threading.Thread):
                 pass
         if summary_at[0] and stop_at:
             self.summary_latency = summary_at[0] - stop_at
+
+
+class LaneCounters:
+    """The model lanes' work over a period, read from one app's ``/metrics``: windows, batches and
+    model seconds, so a round reports its mean batch and the model's cost per window as served
+    (behind nginx each read may reach another app: only for single-app topologies)."""
+
+    NAMES = {"ser_windows_analysed_total": "windows", "ser_inference_batch_seconds_count": "batches",
+             "ser_inference_batch_seconds_sum": "seconds"}
+
+    def __init__(self, url: str):
+        self.url = url
+        self.start = self.read()
+
+    def read(self) -> dict | None:
+        import urllib.request
+
+        try:
+            text = urllib.request.urlopen(f"{self.url}/metrics", timeout=5).read().decode()
+        except OSError:
+            return None
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in self.NAMES:
+                out[self.NAMES[name]] = float(value)
+        return out if len(out) == len(self.NAMES) else None
+
+    def since_start(self) -> dict | None:
+        """{"batches", "mean_batch", "model_ms_per_window"} since construction, or None unreadable."""
+        end = self.read()
+        if self.start is None or end is None:
+            return None
+        d = {k: end[k] - self.start[k] for k in end}
+        if d["windows"] <= 0 or d["batches"] <= 0:
+            return {"batches": int(d["batches"]), "mean_batch": None, "model_ms_per_window": None}
+        return {"batches": int(d["batches"]), "mean_batch": round(d["windows"] / d["batches"], 2),
+                "model_ms_per_window": round(1000 * d["seconds"] / d["windows"], 2)}
 
 
 def percentile(values, q: float):

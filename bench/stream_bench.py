@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (STARTUP_S, CpuSampler, ProcStats, add_server_args, free_port, load_speech,  # noqa: E402
+from harness import (STARTUP_S, CpuSampler, LaneCounters, ProcStats, add_server_args, free_port, load_speech,  # noqa: E402
                      percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
@@ -53,6 +53,7 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
     rng = random.Random(n)
     clients = [make_client(args.clients, url, signals[i % len(signals)], rate=args.rate, frame_s=args.frame_ms / 1000,
                            delay_s=rng.uniform(0, args.frame_ms / 1000)) for i in range(n)]
+    lanes = LaneCounters(url)
     cpu0, web0, own0, wall0 = server.cpu_seconds(), server.cpu_seconds(own=True), time.process_time(), time.monotonic()
     sampler = CpuSampler([server])
     sampler.start()
@@ -81,6 +82,7 @@ def run_round(url: str, n: int, signals: list[np.ndarray], args, server: ProcSta
         "client_cpu_pct": round(100 * (time.process_time() - own0) / wall, 1),
         # while every client streams: from a frame after the last start to a second before the first stop
         "while_streaming": sampler.percent(wall0 + args.frame_ms / 1000 + STARTUP_S, wall0 + args.seconds - 1),
+        "lanes": lanes.since_start(),  # mean batch and model ms per window as served
         "errors": sorted({e.get("code", "?") for c in clients for e in c.errors}
                          | {c.failure for c in clients if c.failure}),
     }

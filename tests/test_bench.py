@@ -1,11 +1,14 @@
-"""The benchmarks' own arithmetic: what bench/topology_ab.py concludes from its rounds."""
+"""The benchmarks' own arithmetic: what bench/topology_ab.py concludes from its rounds, how a round reads
+the lanes' batches from /metrics, and settings_ab's settings."""
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import settings_ab  # noqa: E402
 import topology_ab  # noqa: E402
+from harness import LaneCounters  # noqa: E402
 
 
 def rounds(topology: str, results: dict[int, bool], ms: float = 12.5, alternation: int = 0) -> list[dict]:
@@ -30,3 +33,45 @@ def test_summary_brackets_ratio_and_efficiency(monkeypatch):
     assert s["ratio"] == [pytest.approx(54 / 34, abs=0.01), pytest.approx(59 / 30, abs=0.01)]
     assert s["efficiency"] == [pytest.approx(54 / 80, abs=1e-3), pytest.approx(59 / 80, abs=1e-3)]
     assert "ratio" not in topology_ab.summarise(rows, 1)  # no per-core rounds there: nothing to divide
+
+
+def test_lane_counters_read_batches_from_the_apps_metrics():
+    """A round's mean batch and model ms per window, from the Prometheus text the app serves."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from webapp.metrics import Metrics
+
+    metrics = Metrics()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = metrics.render()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        metrics.windows.inc(5)  # before the round: not counted
+        metrics.inference_batch.observe(1.0)
+        lanes = LaneCounters(f"http://127.0.0.1:{server.server_port}")
+        for n, seconds in ((3, 0.03), (1, 0.012), (4, 0.048)):  # as InferenceWorker._observe_batch records
+            metrics.windows.inc(n)
+            metrics.inference_batch.observe(seconds)
+        assert lanes.since_start() == {"batches": 3, "mean_batch": 2.67, "model_ms_per_window": 11.25}
+    finally:
+        server.shutdown()
+    assert LaneCounters("http://127.0.0.1:9").since_start() is None  # nothing listening: unknown, not zero
+
+
+def test_settings_ab_reads_only_ser_settings():
+    assert settings_ab.settings("SER_VAD_BATCH_MS=100 SER_X=a=b") == {"SER_VAD_BATCH_MS": "100", "SER_X": "a=b"}
+    assert settings_ab.settings("") == {}
+    for bad in ("VAD_BATCH_MS=100", "SER_VAD_BATCH_MS"):
+        with pytest.raises(Exception):
+            settings_ab.settings(bad)
