@@ -11,8 +11,11 @@ training side as ``plain_mix_probe.py --cover`` and ``whisper_probe.py redraw`` 
 their nested runs picked there).
 
     python scripts/handover_probe.py --protocol loco --clips 1 2   # or --protocol cv
+    python scripts/handover_probe.py --protocol loco --clips 4 8 --shares 0.75   # after the switch
 
-Writes reports/experiments/whisper_probe/handover_<protocol>.json.
+Writes reports/experiments/whisper_probe/handover_<protocol>.json (with other ``--clips`` or
+``--shares`` than the defaults: ``handover_<protocol>_clips<k>-<k>_shares<s>-<s>.json``). Each
+share s scores ``blend_<s>`` = s x the session head + (1 - s) x the plain head; ``blend`` is 0.5.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def main() -> None:
     ap.add_argument("--protocol", choices=("loco", "cv"), default="loco")
     ap.add_argument("--clips", type=int, nargs="+", default=[1, 2], help="clips of each voice heard first")
     ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--shares", type=float, nargs="+", default=[SHARE], help="session head's shares to score")
     args = ap.parse_args()
     torch.set_num_threads(1)
     P.limit_blas_threads()
@@ -57,7 +61,8 @@ def main() -> None:
     lin_picks = P.saved_picks(f"{M.LINEAR[0]}_{M.LINEAR[1]}", args.protocol)
     sess_picks = P.saved_picks(f"{SESSION[0]}_{SESSION[1]}", args.protocol)
     session_recipe = P.RECIPES[SESSION[0]]
-    out = {"protocol": args.protocol, "draws": args.draws, "session_share": SHARE,
+    blends = {("blend" if s == SHARE else f"blend_{s:g}"): s for s in args.shares}
+    out = {"protocol": args.protocol, "draws": args.draws, "session_share": SHARE, "shares": blends,
            "temperatures": {"plain": t_plain, "session": t_session}, "clips": {}}
     splits: dict[int, dict] = {k: {} for k in args.clips}
     for name, train, test, _ in P.Splits(t).outer(args.protocol):
@@ -75,19 +80,23 @@ def main() -> None:
                 logits, owner_s = prober.window_logits(session, heard, files, "clean", P.LAYER_SETS[ls], d)
                 assert np.array_equal(owner, owner_s)  # the same kept windows, in the same order
                 p_session = torch.softmax(torch.from_numpy(logits) / t_session, 1).numpy()
-                by_head = {"plain": p_plain, "session": p_session, "blend": SHARE * p_session + (1 - SHARE) * p_plain}
+                by_head = {"plain": p_plain, "session": p_session,
+                           **{h: s * p_session + (1 - s) * p_plain for h, s in blends.items()}}
                 rows.append({h: P.score(t.label[files], P.file_mean(p, owner, files)) for h, p in by_head.items()})
             splits[k][name] = {h: {"ua": float(np.mean([r[h]["ua"] for r in rows])),
                                    "collapse": float(np.mean([r[h]["collapse"] for r in rows]))} for h in rows[0]}
             print(f"{k} clips, {name}: " + ", ".join(f"{h} {100 * v['ua']:.1f} ({v['collapse']:.2f})"
                                                     for h, v in splits[k][name].items()), flush=True)
     for k in args.clips:
-        means = {h: float(np.mean([s[h]["ua"] for s in splits[k].values()])) for h in ("plain", "session", "blend")}
+        means = {h: float(np.mean([s[h]["ua"] for s in splits[k].values()])) for h in ("plain", "session", *blends)}
         out["clips"][str(k)] = {"splits": splits[k], "ua_mean": means,
                                 "collapse_max": {h: max(s[h]["collapse"] for s in splits[k].values()) for h in means}}
         print(f"{k} clips: mean UA " + ", ".join(f"{h} {100 * v:.1f}" for h, v in means.items()), flush=True)
-    out["command"] = f"python scripts/handover_probe.py --protocol {args.protocol} --clips {' '.join(map(str, args.clips))}"
-    path = P.PROBE_DIR / f"handover_{args.protocol}.json"
+    out["command"] = (f"python scripts/handover_probe.py --protocol {args.protocol} --clips {' '.join(map(str, args.clips))}"
+                      + (f" --shares {' '.join(f'{s:g}' for s in args.shares)}" if args.shares != [SHARE] else ""))
+    default = args.clips == [1, 2] and args.shares == [SHARE]
+    suffix = "" if default else (f"_clips{'-'.join(map(str, args.clips))}_shares{'-'.join(f'{s:g}' for s in args.shares)}")
+    path = P.PROBE_DIR / f"handover_{args.protocol}{suffix}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 
