@@ -8,6 +8,10 @@ it; ``coverage_prior_probe.py``), and renormalised.
     python scripts/plain_mix_probe.py --protocol loco   # or cv (RAVDESS 5-fold by actor); --cover
     python scripts/plain_mix_probe.py --protocol loco --session --cover   # the session head's pair
 
+``--spk`` trains both heads with two more copies of every file whose voice is moved 2-4 semitones
+(``gainaug+spk``, ``gainaug+mlp+spk``; the linear head's C is still the one ``gainaug``'s nested run
+picked on that split's training side).
+
 ``--session`` mixes the session head instead (``sess4w+gainaug+sizes`` on blocks 1+2, a speaker's
 four other clips as the session so far, not scored) with the same network on the same rows
 (``sess4w+gainaug+sizes+mlp``), and also scores sessions spoken in one mood.
@@ -35,6 +39,8 @@ import whisper_probe as P  # noqa: E402
 
 LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
 NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
+SPK_LINEAR = ("gainaug+spk", "L1")  # --spk: the same pair, trained with the voice-shifted copies too
+SPK_NETWORK = ("gainaug+mlp+spk", "L1+L2", 0.01)
 SESSION_LINEAR = ("sess4w+gainaug+sizes", "L1+L2")  # --session: the same pair for the session head
 SESSION_NETWORK = ("sess4w+gainaug+sizes+mlp", "L1+L2", 0.01)
 MIX = 0.5  # the network's share of the probabilities
@@ -94,11 +100,13 @@ def split_result(prober: P.Prober, name: str, train: np.ndarray, test: np.ndarra
 def main() -> None:
     args, prober = P.protocol_prober(__doc__.split("\n\n")[0],
                                      {"--cover": "weight the mix by each label's coverage, k / K training corpora",
-                                      "--session": "the session head's pair instead of the plain head's"})
-    heads = (SESSION_LINEAR, SESSION_NETWORK) if args.session else (LINEAR, NETWORK)
+                                      "--session": "the session head's pair instead of the plain head's",
+                                      "--spk": "the plain pair trained with voice-shifted copies too"})
+    heads = (SESSION_LINEAR, SESSION_NETWORK) if args.session else (SPK_LINEAR, SPK_NETWORK) if args.spk else (LINEAR, NETWORK)
     protocol = args.protocol
-    name_of_run = (f"{SESSION_LINEAR[0]}+netmix" if args.session else "plain-mix") + ("+cover" if args.cover else "")
-    picks = P.saved_picks(f"{heads[0][0]}_{heads[0][1]}", protocol)
+    name_of_run = (f"{SESSION_LINEAR[0]}+netmix" if args.session else "plain-mix+spk" if args.spk else "plain-mix") \
+        + ("+cover" if args.cover else "")
+    picks = P.saved_picks(f"{(LINEAR if args.spk else heads[0])[0]}_{heads[0][1]}", protocol)
     result = {"recipe": {"linear": heads[0], "network": heads[1], "network_share": MIX,
                          "prior": "k / K, k of K training corpora" if args.cover else None},
               "protocol": protocol, "splits": []}
@@ -113,6 +121,7 @@ def main() -> None:
     result["summary"] = P.summarise(result["splits"])
     print(P.summary_line(P.row_of(name_of_run, result)) + P.add_one_mood(result))
     result["command"] = (f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --session" if args.session else "")
+                         + (" --spk" if args.spk else "")
                          + (" --cover" if args.cover else ""))
     out = P.PROBE_DIR / f"{name_of_run}_{heads[0][1]}_{protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -62,8 +62,9 @@ LAYERS = tuple(range(W.OUTPUT_LAYER + 1))
 STATS = 2 * W.D_MODEL  # mean + std per layer
 NORM_DBFS = -26.0  # per-window level normalisation target
 DEGRADE_GAIN_RANGE = (-20.0, 20.0)
+SPEAKER_SHIFT_SEMITONES = (2.0, 4.0)  # spk copies: pitch and formants moved together by this much, up or down
 # Variants of each file: name -> how its waveform is made from the recording (see make_variant).
-RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2")
+RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2", "spk1", "spk2")
 NORM_VARIANTS = ("clean", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2")
 VAD_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain")  # the others borrow clean's speech flags
 EMBED_VERSION = "w1"
@@ -74,16 +75,36 @@ def file_rng(name: str, *stream: int) -> np.random.Generator:
     return np.random.default_rng([0, zlib.crc32(name.encode()), *stream])
 
 
-def variant_waves(wave: np.ndarray, name: str) -> dict[str, np.ndarray]:
-    """Every RAW_VARIANTS waveform of one recording (same length as it), seeded by the file name."""
-    aug, chan = file_rng(name, 100), file_rng(name, 200)
-    out = {"clean": wave, "g-15": A.gain(wave, -15.0), "g+15": A.gain(wave, 15.0),
-           "degraded": A.browser_degrade(wave, file_rng(name)),
-           "rgain": A.gain(wave, file_rng(name, 1).uniform(*DEGRADE_GAIN_RANGE))}
-    out["aug1"], out["aug2"] = A.augment(wave, aug), A.augment(wave, aug)
-    out["chan1"], out["chan2"] = A.channel_augment(wave, chan), A.channel_augment(wave, chan)
-    out["rgain2"] = A.gain(wave, file_rng(name, 301).uniform(*DEGRADE_GAIN_RANGE))
-    return out
+def speaker_shift(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Another voice, roughly: pitch and formants moved together (``augment.pitch_shift``, which
+    keeps the duration) by 2-4 semitones up or down."""
+    return A.pitch_shift(wave, rng.choice([-1.0, 1.0]) * rng.uniform(*SPEAKER_SHIFT_SEMITONES))
+
+
+def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS) -> dict[str, np.ndarray]:
+    """The RAW_VARIANTS waveforms in ``only`` of one recording (same length as it), seeded by the file
+    name; each pair (aug, chan, spk) draws from one generator, so a copy never depends on ``only``."""
+    def pair(rng, fn):
+        return fn(wave, rng), fn(wave, rng)
+
+    makers = {"clean": lambda: wave, "g-15": lambda: A.gain(wave, -15.0), "g+15": lambda: A.gain(wave, 15.0),
+              "degraded": lambda: A.browser_degrade(wave, file_rng(name)),
+              "rgain": lambda: A.gain(wave, file_rng(name, 1).uniform(*DEGRADE_GAIN_RANGE)),
+              "aug": lambda: pair(file_rng(name, 100), A.augment),
+              "chan": lambda: pair(file_rng(name, 200), A.channel_augment),
+              "rgain2": lambda: A.gain(wave, file_rng(name, 301).uniform(*DEGRADE_GAIN_RANGE)),
+              "spk": lambda: pair(file_rng(name, 400), speaker_shift)}
+    out = {}
+    for variant in RAW_VARIANTS:
+        if variant not in only or variant in out:
+            continue
+        kind = variant.rstrip("12") if variant[-1] in "12" and variant[:-1] in ("aug", "chan", "spk") else variant
+        made = makers[kind]()
+        if kind != variant:  # a pair: both copies
+            out[f"{kind}1"], out[f"{kind}2"] = made
+        else:
+            out[variant] = made
+    return {k: v for k, v in out.items() if k in only}
 
 
 def windows_of(wave: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -161,9 +182,7 @@ def embed_file(embedder: Embedder, path: Path, lite: bool = False,
     level-normalised copies: half the cost)."""
     wave = load_audio(path)
     out = {"meta/upto": np.array(embedder.upto), "meta/variants": np.array(len(variants))}
-    for variant, vw in variant_waves(wave, path.name).items():
-        if variant not in variants:
-            continue
+    for variant, vw in variant_waves(wave, path.name, variants).items():
         windows, spans = windows_of(vw)
         out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
         out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
@@ -184,13 +203,41 @@ def add_norm(embedder: Embedder, path: Path, target: Path) -> None:
     if all(f"norm/{v}" in out for v in NORM_VARIANTS):
         return
     wave = load_audio(path)
-    for variant, vw in variant_waves(wave, path.name).items():
+    for variant, vw in variant_waves(wave, path.name, NORM_VARIANTS).items():
         if variant in NORM_VARIANTS:
             windows, _ = windows_of(vw)
             out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
     tmp = target.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
     tmp.replace(target)
+
+
+def add_variants(args, records: list, k: int, n: int) -> None:
+    """Embed ``args.variants`` into cached files that lack them, keeping what the files hold."""
+    todo = []
+    for r in records:
+        target = cache_path(r.path)
+        if target.exists():
+            with np.load(target) as z:
+                if any(f"raw/{v}" not in z.files for v in args.variants):
+                    todo.append(r)
+    print(f"part {k}/{n}: {len(records)} files, {len(todo)} lack {' '.join(args.variants)}", flush=True)
+    if not todo:
+        return
+    embedder = Embedder(args.upto)
+    (CACHE / "table" / "done").unlink(missing_ok=True)  # the consolidated table is rebuilt with them
+    for r in tqdm(todo, desc=f"add {k}/{n}", unit="file", mininterval=30):
+        target = cache_path(r.path)
+        with np.load(target) as z:
+            out = {key: z[key] for key in z.files}
+        missing = tuple(v for v in args.variants if f"raw/{v}" not in out)
+        new = embed_file(embedder, r.path, lite=True, variants=missing)
+        out.update({key: v for key, v in new.items() if not key.startswith("meta/")})
+        if "meta/variants" in out:
+            out["meta/variants"] = np.array(int(out["meta/variants"]) + len(missing))
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez(tmp, **out)
+        tmp.replace(target)
 
 
 def records_of(data: Path) -> list:
@@ -219,6 +266,9 @@ def cmd_embed(args) -> None:
         embedder = Embedder()
         for r in tqdm(todo, desc=f"norm {k}/{n}", unit="file", mininterval=30):
             add_norm(embedder, r.path, cache_path(r.path))
+        return
+    if args.add:
+        add_variants(args, records, k, n)
         return
     todo = [r for r in records if not complete(cache_path(r.path), args.upto, len(args.variants))]
     if args.every > 1:  # a subsample of what is left, spread over each corpus's speakers and classes
@@ -913,6 +963,11 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     # epochs): whether a non-linear head on the same statistics lifts the plain head's RAVDESS CV
     "gainaug+mlp": Recipe("gainaug+mlp", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
                           hidden=256, cs=(0.01,)),
+    # the plain head's pair with two more training copies whose voice is moved 2-4 semitones up or down
+    # (pitch and formants together, ``speaker_shift``): more voices per emotion for a head that has no session
+    "gainaug+spk": Recipe("gainaug+spk", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "spk1", "spk2")),
+    "gainaug+mlp+spk": Recipe("gainaug+mlp+spk", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "spk1", "spk2"),
+                              hidden=256, cs=(0.01,)),
     # the session head's rows read by the same network (256 ReLU units, ...): the session half of the
     # plain mix (scripts/plain_mix_probe.py --session)
     "sess4w+gainaug+sizes+mlp": replace(SIZES, name="sess4w+gainaug+sizes+mlp", hidden=256, cs=(0.01,)),
@@ -1303,6 +1358,7 @@ def main() -> None:
     e.add_argument("--every", type=int, default=1, help="embed every n-th of the files left, per corpus")
     e.add_argument("--lite", action="store_true", help="raw Whisper statistics only (no Resemblyzer, no norm)")
     e.add_argument("--add-norm", action="store_true", help="add the level-normalised statistics to --lite files")
+    e.add_argument("--add", action="store_true", help="add --variants to cached files that lack them (raw, --upto)")
     e.add_argument("--upto", type=int, default=LAYERS[-1], choices=LAYERS,
                    help="compute Whisper layers 0..UPTO only (2: the shipped heads' blocks, under half the cost)")
     e.add_argument("--variants", nargs="+", default=list(RAW_VARIANTS), choices=RAW_VARIANTS,
