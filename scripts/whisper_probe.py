@@ -64,7 +64,8 @@ NORM_DBFS = -26.0  # per-window level normalisation target
 DEGRADE_GAIN_RANGE = (-20.0, 20.0)
 SPEAKER_SHIFT_SEMITONES = (2.0, 4.0)  # spk copies: pitch and formants moved together by this much, up or down
 # Variants of each file: name -> how its waveform is made from the recording (see make_variant).
-RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2", "spk1", "spk2")
+RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2", "spk1", "spk2",
+                "vox1", "vox2")
 NORM_VARIANTS = ("clean", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2")
 VAD_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain")  # the others borrow clean's speech flags
 EMBED_VERSION = "w1"
@@ -78,12 +79,24 @@ def file_rng(name: str, *stream: int) -> np.random.Generator:
 def speaker_shift(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Another voice, roughly: pitch and formants moved together (``augment.pitch_shift``, which
     keeps the duration) by 2-4 semitones up or down."""
-    return A.pitch_shift(wave, rng.choice([-1.0, 1.0]) * rng.uniform(*SPEAKER_SHIFT_SEMITONES))
+    return A.pitch_shift(wave, shift_semitones(rng))
 
 
-def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS) -> dict[str, np.ndarray]:
+def shift_semitones(rng: np.random.Generator) -> float:
+    return float(rng.choice([-1.0, 1.0]) * rng.uniform(*SPEAKER_SHIFT_SEMITONES))
+
+
+def voice_shifts(speaker: str) -> tuple[float, float]:
+    """The vox copies' two shifts of one speaker: every file of a speaker moves the same way in a
+    copy, so a session of that copy is one (new) voice."""
+    rng = file_rng(speaker, 500)
+    return shift_semitones(rng), shift_semitones(rng)
+
+
+def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS, speaker: str = "") -> dict[str, np.ndarray]:
     """The RAW_VARIANTS waveforms in ``only`` of one recording (same length as it), seeded by the file
-    name; each pair (aug, chan, spk) draws from one generator, so a copy never depends on ``only``."""
+    name (the vox pair: by ``speaker``); each pair (aug, chan, spk, vox) draws from one generator, so a
+    copy never depends on ``only``."""
     def pair(rng, fn):
         return fn(wave, rng), fn(wave, rng)
 
@@ -93,12 +106,13 @@ def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS) -> dict[str, n
               "aug": lambda: pair(file_rng(name, 100), A.augment),
               "chan": lambda: pair(file_rng(name, 200), A.channel_augment),
               "rgain2": lambda: A.gain(wave, file_rng(name, 301).uniform(*DEGRADE_GAIN_RANGE)),
-              "spk": lambda: pair(file_rng(name, 400), speaker_shift)}
+              "spk": lambda: pair(file_rng(name, 400), speaker_shift),
+              "vox": lambda: tuple(A.pitch_shift(wave, st) for st in voice_shifts(speaker))}
     out = {}
     for variant in RAW_VARIANTS:
         if variant not in only or variant in out:
             continue
-        kind = variant.rstrip("12") if variant[-1] in "12" and variant[:-1] in ("aug", "chan", "spk") else variant
+        kind = variant[:-1] if variant[-1] in "12" and variant[:-1] in ("aug", "chan", "spk", "vox") else variant
         made = makers[kind]()
         if kind != variant:  # a pair: both copies
             out[f"{kind}1"], out[f"{kind}2"] = made
@@ -177,12 +191,14 @@ def cache_path(path: Path) -> Path:
 
 
 def embed_file(embedder: Embedder, path: Path, lite: bool = False,
-               variants: tuple[str, ...] = RAW_VARIANTS) -> dict[str, np.ndarray]:
+               variants: tuple[str, ...] = RAW_VARIANTS, speaker: str = "") -> dict[str, np.ndarray]:
     """The statistics of ``variants``; ``lite`` keeps the raw Whisper ones only (no Resemblyzer, no
     level-normalised copies: half the cost)."""
     wave = load_audio(path)
     out = {"meta/upto": np.array(embedder.upto), "meta/variants": np.array(len(variants))}
-    for variant, vw in variant_waves(wave, path.name, variants).items():
+    if any(v.startswith("vox") for v in variants) and not speaker:
+        raise ValueError("the vox copies need the file's speaker")
+    for variant, vw in variant_waves(wave, path.name, variants, speaker).items():
         windows, spans = windows_of(vw)
         out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
         out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
@@ -231,7 +247,7 @@ def add_variants(args, records: list, k: int, n: int) -> None:
         with np.load(target) as z:
             out = {key: z[key] for key in z.files}
         missing = tuple(v for v in args.variants if f"raw/{v}" not in out)
-        new = embed_file(embedder, r.path, lite=True, variants=missing)
+        new = embed_file(embedder, r.path, lite=True, variants=missing, speaker=r.speaker)
         out.update({key: v for key, v in new.items() if not key.startswith("meta/")})
         if "meta/variants" in out:
             out["meta/variants"] = np.array(int(out["meta/variants"]) + len(missing))
@@ -282,7 +298,7 @@ def cmd_embed(args) -> None:
     for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
         target = cache_path(r.path)
         tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite, variants=tuple(args.variants)))
+        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite, variants=tuple(args.variants), speaker=r.speaker))
         tmp.replace(target)
 
 
@@ -893,6 +909,12 @@ SIZES = Recipe("sess4w+gainaug+sizes", enrol=4, enrol_from="any", keep_raw=True,
                train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True,
                session_sizes=(4, 8, 16, 4, 8))
 
+# the session head with two more copies, each speaker's voice moved 2-4 semitones (pitch and formants
+# together, the same shift for all of a speaker's files in a copy: ``voice_shifts``): more voices to
+# learn what a change within one voice means; their sessions are of 4 and 8 clips, as the sizes' pairs
+VOX = replace(SIZES, name="sess4w+gainaug+sizes+vox", train_variants=SIZES.train_variants + ("vox1", "vox2"),
+              session_sizes=SIZES.session_sizes + (4, 8))
+
 RECIPES = {  # stage 2, in the order they run: the layer set of each split is the one "base" picked there
     "norm": Recipe("norm", kind="norm"),
     "gainaug": Recipe("gainaug", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2")),
@@ -929,6 +951,7 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
                                    train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), session_draws=True),
     # the same, the copies' sessions of 4 to 16 clips, as a live session grows past its first 8 s
     "sess4w+gainaug+sizes": SIZES,
+    "sess4w+gainaug+sizes+vox": VOX,
     # sizes with the raw statistics penalised harder than the centred ones (the raw part carries the
     # per-corpus offset behind the collapse; the centred part judges a voice against its own average)
     "sess4w+gainaug+sizes+raw50": replace(SIZES, name="sess4w+gainaug+sizes+raw50", raw_weight=0.5),

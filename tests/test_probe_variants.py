@@ -39,3 +39,14 @@ def test_speaker_copies_move_the_voice_2_to_4_semitones_and_keep_the_length():
         assert len(copy) == len(wave)
         semitones = abs(12 * np.log2(f0_of(copy) / f0_of(wave)))
         assert 1.5 <= semitones <= 4.5, semitones
+
+
+def test_voice_copies_move_every_file_of_a_speaker_alike():
+    low, high = tone(150.0), tone(220.0)
+    a = P.variant_waves(low, "a.wav", ("vox1", "vox2"), speaker="tess-OAF")
+    b = P.variant_waves(high, "b.wav", ("vox1", "vox2"), speaker="tess-OAF")
+    for copy in ("vox1", "vox2"):  # the same shift for both files of one speaker
+        shift_a = 12 * np.log2(f0_of(a[copy]) / f0_of(low))
+        shift_b = 12 * np.log2(f0_of(b[copy]) / f0_of(high))
+        assert 1.5 <= abs(shift_a) <= 4.5 and abs(shift_a - shift_b) < 0.5, (shift_a, shift_b)
+    assert P.voice_shifts("tess-OAF") != P.voice_shifts("tess-YAF")
