@@ -17,7 +17,8 @@ summarised by their mean and standard deviation over time; Resemblyzer's layer-2
 shipped encoder head's input) are kept too. This for the clean file, test conditions (fixed gains
 of -15 and +15 dB, the browser degradation and a random gain of +-20 dB, seeded per file as
 ``ser_model.evaluate`` seeds them) and training copies (two ``augment()`` chains, two
-``channel_augment()`` chains, a second random gain), each once as recorded ("raw") and once with
+``channel_augment()`` chains, a second random gain; two voice-shifted copies, ``spk`` by file and
+``vox`` by speaker, added with ``embed --add``), each once as recorded ("raw") and once with
 every window scaled to an active level of -26 dBFS ("norm"). Silero VAD marks the windows with
 speech, as the app does; a file's prediction is the mean of its speech windows' probabilities.
 
