@@ -216,3 +216,15 @@ def test_the_next_batch_is_sent_before_the_last_is_answered():
     # b's window went to the model before a's answer was emitted, and answers keep their order.
     assert log == [("submit", 0), ("submit", 1), ("emotion", "a"), ("emotion", "b")]
     assert worker.window_cost_s == pytest.approx(0.001)  # the model's own seconds, not the wait
+
+
+def test_lanes_batch_four_windows_on_cpu_and_32_on_a_gpu_unless_told():
+    from webapp.config import DEFAULTS
+    from webapp.stream import StreamHub, lane_batch_max
+
+    assert DEFAULTS["BATCH_MAX"] == "auto"
+    assert lane_batch_max({"BATCH_MAX": "auto", "INFERENCE_DEVICE": "cpu"}) == 4
+    assert lane_batch_max({"BATCH_MAX": "auto", "INFERENCE_DEVICE": "cuda:0"}) == 32
+    assert lane_batch_max({"BATCH_MAX": "16", "INFERENCE_DEVICE": "cpu"}) == 16
+    hub = StreamHub(FakeRecognizer(), dict(DEFAULTS), predictors=[FakeRecognizer(), FakeRecognizer()])
+    assert [w.batch_max for w in hub.workers] == [4, 4]

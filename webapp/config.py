@@ -36,7 +36,8 @@ DEFAULTS = dict(
     # "redis": lanes send their batches to `python -m webapp.tier` workers through REDIS_URL (docs/webapp.md)
     INFERENCE_DEVICE="cpu",  # "cuda" to run the lanes' models on a GPU (batches across streams)
     INFERENCE_PRECISION="auto",  # CPU: "float32", "bfloat16", or "auto" (bfloat16 where it is 1.2x+ faster, timed at start)
-    BATCH_MAX=32,  # windows per predict_proba call
+    BATCH_MAX="auto",  # windows per predict_proba call: "auto" = 4 on CPU (bigger batches cost more per window
+    #                    on shared cores: docs/benchmarks.md), 32 on a GPU
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
     QUEUE_MAX=512,  # pending windows; beyond: server_busy for the sender
     COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too

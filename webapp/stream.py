@@ -72,6 +72,20 @@ class Stream:
     last_audio: float = field(default_factory=time.monotonic)
 
 
+CPU_BATCH_MAX = 4  # windows per model call on CPU: served batches of up to 4 kept 56 streams where 32 lost them
+GPU_BATCH_MAX = 32
+
+
+def lane_batch_max(config) -> int:
+    """``BATCH_MAX``, "auto" resolved by ``INFERENCE_DEVICE``: on CPU a lane's model shares caches with the
+    web process and the other lanes, and a bigger batch costs more per window, so a lane that falls
+    behind would fall further (docs/benchmarks.md); a GPU wants big batches."""
+    value = config["BATCH_MAX"]
+    if value in ("auto", None, 0):
+        return GPU_BATCH_MAX if str(config["INFERENCE_DEVICE"]).startswith("cuda") else CPU_BATCH_MAX
+    return int(value)
+
+
 class StreamHub:
     """Started streams of one app, by Socket.IO sid, and the inference lanes they share.
 
@@ -84,7 +98,7 @@ class StreamHub:
         self.recognizer, self.config, self.metrics = recognizer, config, metrics
         self.predictors = predictors if predictors is not None else [recognizer]
         self.workers = [InferenceWorker(
-            p, _emit_to, batch_max=config["BATCH_MAX"], batch_wait_ms=config["BATCH_WAIT_MS"],
+            p, _emit_to, batch_max=lane_batch_max(config), batch_wait_ms=config["BATCH_WAIT_MS"],
             queue_max=config["QUEUE_MAX"], coalesce_s=config["COALESCE_S"], stale_s=config["STALE_S"],
             metrics=metrics, name=f"ser-inference-{i}") for i, p in enumerate(self.predictors)]
         self._lane_load = [0] * len(self.workers)
