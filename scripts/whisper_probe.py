@@ -63,6 +63,7 @@ LAYERS = tuple(range(W.OUTPUT_LAYER + 1))
 STATS = 2 * W.D_MODEL  # mean + std per layer
 NORM_DBFS = -26.0  # per-window level normalisation target
 DEGRADE_GAIN_RANGE = (-20.0, 20.0)
+PAIRED_COPIES = ("aug", "chan", "spk", "vox")  # <name>1 and <name>2 are drawn one after the other
 SPEAKER_SHIFT_SEMITONES = (2.0, 4.0)  # spk copies: pitch and formants moved together by this much, up or down
 # Variants of each file: name -> how its waveform is made from the recording (see make_variant).
 RAW_VARIANTS = ("clean", "g-15", "g+15", "degraded", "rgain", "aug1", "aug2", "chan1", "chan2", "rgain2", "spk1", "spk2",
@@ -113,12 +114,11 @@ def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS, speaker: str =
     for variant in RAW_VARIANTS:
         if variant not in only or variant in out:
             continue
-        kind = variant[:-1] if variant[-1] in "12" and variant[:-1] in ("aug", "chan", "spk", "vox") else variant
-        made = makers[kind]()
-        if kind != variant:  # a pair: both copies
-            out[f"{kind}1"], out[f"{kind}2"] = made
+        pair_name = variant[:-1]
+        if pair_name in PAIRED_COPIES:  # both copies of the pair come from one generator
+            out[f"{pair_name}1"], out[f"{pair_name}2"] = makers[pair_name]()
         else:
-            out[variant] = made
+            out[variant] = makers[variant]()
     return {k: v for k, v in out.items() if k in only}
 
 
@@ -213,6 +213,13 @@ def embed_file(embedder: Embedder, path: Path, lite: bool = False,
     return out
 
 
+def save_npz(target: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a cache file whole or not at all (an interrupted run leaves the old one)."""
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(target)
+
+
 def add_norm(embedder: Embedder, path: Path, target: Path) -> None:
     """Complete a ``--lite`` file with the level-normalised statistics the norm recipes read."""
     with np.load(target) as z:
@@ -221,12 +228,9 @@ def add_norm(embedder: Embedder, path: Path, target: Path) -> None:
         return
     wave = load_audio(path)
     for variant, vw in variant_waves(wave, path.name, NORM_VARIANTS).items():
-        if variant in NORM_VARIANTS:
-            windows, _ = windows_of(vw)
-            out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
-    tmp = target.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(target)
+        windows, _ = windows_of(vw)
+        out[f"norm/{variant}"] = embedder.whisper_stats([normalise_level(w) for w in windows]).astype(np.float16)
+    save_npz(target, out)
 
 
 def add_variants(args, records: list, k: int, n: int) -> None:
@@ -252,9 +256,7 @@ def add_variants(args, records: list, k: int, n: int) -> None:
         out.update({key: v for key, v in new.items() if not key.startswith("meta/")})
         if "meta/variants" in out:
             out["meta/variants"] = np.array(int(out["meta/variants"]) + len(missing))
-        tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, **out)
-        tmp.replace(target)
+        save_npz(target, out)
 
 
 def records_of(data: Path) -> list:
@@ -298,9 +300,7 @@ def cmd_embed(args) -> None:
     (CACHE / "table" / "done").unlink(missing_ok=True)  # the consolidated table is rebuilt from the new files
     for r in tqdm(todo, desc=f"embed {k}/{n}", unit="file", mininterval=30):
         target = cache_path(r.path)
-        tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, **embed_file(embedder, r.path, lite=args.lite, variants=tuple(args.variants), speaker=r.speaker))
-        tmp.replace(target)
+        save_npz(target, embed_file(embedder, r.path, lite=args.lite, variants=tuple(args.variants), speaker=r.speaker))
 
 
 # ----------------------------------------------------------------------------------------------

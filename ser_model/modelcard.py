@@ -12,9 +12,8 @@ import torch
 from . import features as F
 from .audio import SAMPLE_RATE
 from .checkpoint import register, save_checkpoint
-from .inference import SESSION_BLEND_S, SESSION_BLEND_SHARE
 from .data import N_VARIANTS
-from .inference import HOP_S, WINDOW_S
+from .inference import HOP_S, SESSION_BLEND_S, SESSION_BLEND_SHARE, WINDOW_S
 from .labels import EMOTIONS
 from .metrics import compute_metrics, format_report, plot_confusion, plot_curves
 from .model import count_parameters
