@@ -41,11 +41,17 @@ from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 P95_LIMIT_S = 0.5
 NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
                 "SER_STREAMS_PER_CLIENT": "100000"}
-COST_BATCH = 8  # windows per model call when measuring the throughput cost
+sys.path.insert(0, str(ROOT))
+from webapp.stream import CPU_BATCH_MAX  # noqa: E402
+
+# Windows per model call when measuring the throughput cost: as many as a lane on CPU takes at
+# most (BATCH_MAX "auto"); a lane at capacity runs such batches. Until 2026-12-01 this was 8,
+# when lanes took up to 32; batches of 8 cost a few per cent less per window here.
+COST_BATCH = CPU_BATCH_MAX
 
 
 def window_cost_ms(weights: Path, batch: int = COST_BATCH, repeats: int = 30, precision: str = "auto") -> tuple[dict, str]:
-    """Median ms per window of predict_proba on batches of 1, 4, ``batch`` and 16 3 s windows, one
+    """Median ms per window of predict_proba on batches of 1, 4, 8, ``batch`` and 16 3 s windows, one
     thread, in a fresh process that loads the model as a lane does; and the precision it ran in."""
     code = f"""
 import json, statistics, sys, time
@@ -59,7 +65,7 @@ rng = np.random.default_rng(0)
 t = np.arange(48000) / 16000
 w = (0.2 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(48000)).astype(np.float32)
 out = {{}}
-for b in (1, 4, {batch}, 16):
+for b in {sorted({1, 4, 8, batch, 16})}:
     for _ in range(3):
         rec.predict_proba([w] * b)
     ms = []

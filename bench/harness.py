@@ -331,12 +331,13 @@ class LiveClient(StreamRecord, threading.Thread):
 
 
 class LaneCounters:
-    """The model lanes' work over a period, read from one app's ``/metrics``: windows, batches and
-    model seconds, so a round reports its mean batch and the model's cost per window as served
-    (behind nginx each read may reach another app: only for single-app topologies)."""
+    """The model lanes' work over a period, read from one app's ``/metrics``: windows, batches,
+    model seconds and model CPU seconds, so a round reports its mean batch and the model's cost per
+    window as served, in wall time and in CPU time (less than the wall time when the model's process
+    waited for a core) (behind nginx each read may reach another app: only for single-app topologies)."""
 
     NAMES = {"ser_windows_analysed_total": "windows", "ser_inference_batch_seconds_count": "batches",
-             "ser_inference_batch_seconds_sum": "seconds"}
+             "ser_inference_batch_seconds_sum": "seconds", "ser_inference_cpu_seconds_total": "cpu"}
 
     def __init__(self, url: str):
         self.url = url
@@ -357,15 +358,18 @@ class LaneCounters:
         return out if len(out) == len(self.NAMES) else None
 
     def since_start(self) -> dict | None:
-        """{"batches", "mean_batch", "model_ms_per_window"} since construction, or None unreadable."""
+        """{"batches", "mean_batch", "model_ms_per_window", "model_cpu_ms_per_window"} since
+        construction, or None unreadable."""
         end = self.read()
         if self.start is None or end is None:
             return None
         d = {k: end[k] - self.start[k] for k in end}
         if d["windows"] <= 0 or d["batches"] <= 0:
-            return {"batches": int(d["batches"]), "mean_batch": None, "model_ms_per_window": None}
+            return {"batches": int(d["batches"]), "mean_batch": None, "model_ms_per_window": None,
+                    "model_cpu_ms_per_window": None}
         return {"batches": int(d["batches"]), "mean_batch": round(d["windows"] / d["batches"], 2),
-                "model_ms_per_window": round(1000 * d["seconds"] / d["windows"], 2)}
+                "model_ms_per_window": round(1000 * d["seconds"] / d["windows"], 2),
+                "model_cpu_ms_per_window": round(1000 * d["cpu"] / d["windows"], 2)}
 
 
 def percentile(values, q: float):

@@ -63,7 +63,9 @@ def test_lane_counters_read_batches_from_the_apps_metrics():
         for n, seconds in ((3, 0.03), (1, 0.012), (4, 0.048)):  # as InferenceWorker._observe_batch records
             metrics.windows.inc(n)
             metrics.inference_batch.observe(seconds)
-        assert lanes.since_start() == {"batches": 3, "mean_batch": 2.67, "model_ms_per_window": 11.25}
+            metrics.inference_cpu.inc(seconds * 0.75)  # the model waited for a core a quarter of the time
+        assert lanes.since_start() == {"batches": 3, "mean_batch": 2.67, "model_ms_per_window": 11.25,
+                                       "model_cpu_ms_per_window": 8.44}
     finally:
         server.shutdown()
     assert LaneCounters("http://127.0.0.1:9").since_start() is None  # nothing listening: unknown, not zero

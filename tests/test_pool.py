@@ -40,9 +40,10 @@ def test_batches_sent_before_earlier_answers_are_answered_in_order(predictor, ra
     batches = [windows(1), windows(2), windows(3)]
     handles = [predictor.submit(b) for b in batches]  # all three in the pipe before any answer is read
     for batch, handle in zip(reversed(batches), reversed(handles)):  # read out of order: each gets its own
-        probs, stats, seconds = handle()
+        probs, stats, seconds, cpu_seconds = handle()
         np.testing.assert_allclose(probs, local.predict_proba(batch), atol=1e-5)
         assert 0 < seconds < 30  # the child's own model time
+        assert 0 < cpu_seconds <= seconds + 0.01  # its CPU time: one thread, so never more than the wall time
 
 
 def test_a_killed_lane_process_fails_one_call_and_is_restarted(predictor):

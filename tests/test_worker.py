@@ -175,6 +175,29 @@ def test_cost_lag_and_capacity_are_measured():
     worker.stop()
 
 
+class SleepThenSpin(FakeRecognizer):
+    """A model call that waits 40 ms (as for a core) and then computes 20 ms."""
+
+    def predict_proba(self, windows):
+        time.sleep(0.04)
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        return super().predict_proba(windows)
+
+
+def test_the_models_cpu_time_is_counted_apart_from_its_wall_time():
+    from webapp.metrics import Metrics
+
+    metrics, out = Metrics(), Outbox()
+    worker = InferenceWorker(SleepThenSpin(), out, batch_wait_ms=1, metrics=metrics)
+    worker.submit("a", StreamSession(16000), [window(0.5)])
+    out.wait(lambda ev: ev)
+    worker.stop()
+    wall, cpu = metrics.inference_batch._sum.get(), metrics.inference_cpu._value.get()
+    assert wall >= 0.06 and 0.018 <= cpu <= 0.04  # the wait is wall time, not CPU
+
+
 def test_full_queue_refuses():
     worker = InferenceWorker(FakeRecognizer(delay_s=1.0), Outbox(), queue_max=2, batch_max=1)
     worker._thread = threading.current_thread()  # keep it from consuming: the queue just fills
@@ -196,7 +219,7 @@ class SubmittingRecognizer(FakeRecognizer):
 
         def answer():
             self.queued_more.wait(5.0)
-            return probs, None, 0.001
+            return probs, None, 0.001, 0.001
         return answer
 
 

@@ -92,7 +92,8 @@ class ProcessPredictor:
     def submit(self, windows: list[np.ndarray], profiles: list | None = None, centres: list | None = None,
                shares: list | None = None):
         """Send a batch and return at once; calling the result waits for (probabilities,
-        statistics or None, the child's model seconds): ``Recognizer.analyse`` in the child. The
+        statistics or None, the child's model seconds, its CPU seconds): ``Recognizer.analyse`` in
+        the child. The
         child works while the caller answers an earlier batch, and answers in the order asked."""
         with self._lock:
             if not self.alive:
@@ -170,10 +171,10 @@ def _serve(conn, weights: str, device: str, threads: int, precision: str = "auto
             kind, payload = conn.recv()
         except (EOFError, OSError):
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             windows, profiles, centres, shares = payload
             probs, stats = rec.analyse(windows, profiles, centres, shares)
-            conn.send(("ok", (probs, stats, time.perf_counter() - started)))
+            conn.send(("ok", (probs, stats, time.perf_counter() - started, time.process_time() - cpu)))
         except Exception as exc:  # noqa: BLE001 - one bad batch: say so, keep serving
             conn.send(("error", f"{exc!r} after {time.perf_counter() - started:.2f} s"))

@@ -20,7 +20,8 @@ Failure: the thread survives any exception. A batch that fails is retried one
 window at a time, so only the streams whose own window fails hear
 ``analysis_failed``; nothing taken from the queue is dropped without a word.
 
-Measurement: the model time per window (batched, as served) and the lag from a
+Measurement: the model time per window (batched, as served; its CPU time too, which is less
+when the model's process waited for a core) and the lag from a
 window being due to its result being sent are tracked as moving averages; the
 stream hub admits new streams from them (:meth:`capacity`, :attr:`lag_s`).
 """
@@ -235,15 +236,15 @@ class InferenceWorker:
         try:
             if handle is None:
                 raise RuntimeError("the batch was not started")
-            probs, stats, seconds = handle()
-            self._observe_batch(seconds, len(speech))
+            probs, stats, seconds, cpu_seconds = handle()
+            self._observe_batch(seconds, len(speech), cpu_seconds)
             return {id(item): (p, None if stats is None else stats[i]) for i, (item, p) in enumerate(zip(speech, probs))}
         except Exception:  # noqa: BLE001 - find the window(s) at fault, serve the others
             log.exception("inference batch of %d windows failed; retrying one by one", len(speech))
         out = {}
         for item in speech:
             try:
-                probs, stats, _ = self._send([item[3]])()
+                probs, stats, *_ = self._send([item[3]])()
                 out[id(item)] = (probs[0], None if stats is None else stats[0])
             except Exception:  # noqa: BLE001
                 pass
@@ -251,7 +252,7 @@ class InferenceWorker:
 
     def _send(self, jobs: list):
         """Start the model on these windows; the returned call waits for (probabilities,
-        statistics or None, model seconds). A predictor with ``submit`` (a model process)
+        statistics or None, model seconds, CPU seconds of the model's process or thread). A predictor with ``submit`` (a model process)
         computes meanwhile, while this thread answers the previous batch; any other computes when
         called. Voice profiles, session centres and shares are passed only when a window has one, so
         predictors that cannot adapt keep the one-argument call."""
@@ -266,12 +267,12 @@ class InferenceWorker:
         analyse = getattr(self.recognizer, "analyse", None)
 
         def compute():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             if analyse is not None:
                 probs, stats = analyse(windows, **kwargs)
             else:
                 probs, stats = self.recognizer.predict_proba(windows, **kwargs), None
-            return probs, stats, time.perf_counter() - start
+            return probs, stats, time.perf_counter() - start, time.thread_time() - cpu
         return compute
 
     def _fail(self, items: list, code: str):
@@ -293,7 +294,7 @@ class InferenceWorker:
         self.recognizer.predict_proba(windows)
         return time.perf_counter() - start
 
-    def _observe_batch(self, seconds: float, n: int):
+    def _observe_batch(self, seconds: float, n: int, cpu_seconds: float):
         self.stats["windows"] += n
         self.stats["batches"] += 1
         per_window = seconds / n
@@ -302,6 +303,7 @@ class InferenceWorker:
         if self.metrics:
             self.metrics.windows.inc(n)
             self.metrics.inference_batch.observe(seconds)
+            self.metrics.inference_cpu.inc(cpu_seconds)
             self.metrics.window_cost.set(self.window_cost_s)
 
     def _observe_lag(self, lag: float):
