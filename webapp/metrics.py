@@ -31,7 +31,8 @@ class Metrics:
         self.inference_batch = Histogram("ser_inference_batch_seconds", "Time of one batched model call",
                                          buckets=SECONDS_BUCKETS, registry=r)
         self.inference_cpu = Counter("ser_inference_cpu_seconds",
-                                     "CPU time of the model calls: their process, or their thread in-process (near 0 when a Redis tier computes)", registry=r)
+                                     "CPU time of the model calls: their process, or their thread in-process "
+                                     "(near 0 when a Redis tier computes)", registry=r)
         self.window_cost = Gauge("ser_window_cost_seconds",
                                  "Measured model time per window (batched), moving average", registry=r)
         self.vad_round = Histogram("ser_vad_round_seconds", "Time of one VAD batcher round (all streams with new audio)",

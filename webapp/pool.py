@@ -93,8 +93,8 @@ class ProcessPredictor:
                shares: list | None = None):
         """Send a batch and return at once; calling the result waits for (probabilities,
         statistics or None, the child's model seconds, its CPU seconds): ``Recognizer.analyse`` in
-        the child. The
-        child works while the caller answers an earlier batch, and answers in the order asked."""
+        the child. The child works while the caller answers an earlier batch, and answers in the
+        order asked."""
         with self._lock:
             if not self.alive:
                 self._restart("found dead")

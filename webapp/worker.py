@@ -20,10 +20,10 @@ Failure: the thread survives any exception. A batch that fails is retried one
 window at a time, so only the streams whose own window fails hear
 ``analysis_failed``; nothing taken from the queue is dropped without a word.
 
-Measurement: the model time per window (batched, as served; its CPU time too, which is less
-when the model's process waited for a core) and the lag from a
-window being due to its result being sent are tracked as moving averages; the
-stream hub admits new streams from them (:meth:`capacity`, :attr:`lag_s`).
+Measurement: the model time per window (batched, as served) and the lag from a window being
+due to its result being sent are tracked as moving averages; the stream hub admits new streams
+from them (:meth:`capacity`, :attr:`lag_s`). The model's CPU time is counted too (metrics): less
+than its time when its process waited for a core.
 """
 from __future__ import annotations
 
@@ -252,9 +252,9 @@ class InferenceWorker:
 
     def _send(self, jobs: list):
         """Start the model on these windows; the returned call waits for (probabilities,
-        statistics or None, model seconds, CPU seconds of the model's process or thread). A predictor with ``submit`` (a model process)
-        computes meanwhile, while this thread answers the previous batch; any other computes when
-        called. Voice profiles, session centres and shares are passed only when a window has one, so
+        statistics or None, model seconds, CPU seconds of the model's process or thread). A
+        predictor with ``submit`` (a model process) computes meanwhile, while this thread answers
+        the previous batch; any other computes when called. Voice profiles, session centres and shares are passed only when a window has one, so
         predictors that cannot adapt keep the one-argument call."""
         windows = [j.audio for j in jobs]
         profiles, centres = [j.profile for j in jobs], [j.centre for j in jobs]
