@@ -331,7 +331,7 @@ def test_a_model_process_blends_as_the_model_does(session_weights, recognizer, e
     centres, shares = [stats.mean(axis=0)] * 2, [SESSION_BLEND_SHARE, None]
     lane = ProcessPredictor(str(session_weights), precision=recognizer.precision)  # the same arithmetic
     try:
-        probs, _, _ = lane.submit(windows, centres=centres, shares=shares)()
+        probs, *_ = lane.submit(windows, centres=centres, shares=shares)()
     finally:
         lane.close()
     np.testing.assert_allclose(probs, recognizer.analyse(windows, centres=centres, shares=shares)[0], atol=1e-4)
