@@ -43,6 +43,10 @@ SPK_LINEAR = ("gainaug+spk", "L1")  # --spk: the same pair, trained with the voi
 SPK_NETWORK = ("gainaug+mlp+spk", "L1+L2", 0.01)
 SESSION_LINEAR = ("sess4w+gainaug+sizes", "L1+L2")  # --session: the same pair for the session head
 SESSION_NETWORK = ("sess4w+gainaug+sizes+mlp", "L1+L2", 0.01)
+# flag -> (linear head, network, the linear recipe whose nested run's C is used, the run's name)
+PAIRS = {"plain": (LINEAR, NETWORK, LINEAR, "plain-mix"),
+         "spk": (SPK_LINEAR, SPK_NETWORK, LINEAR, "plain-mix+spk"),
+         "session": (SESSION_LINEAR, SESSION_NETWORK, SESSION_LINEAR, f"{SESSION_LINEAR[0]}+netmix")}
 MIX = 0.5  # the network's share of the probabilities
 
 
@@ -102,11 +106,11 @@ def main() -> None:
                                      {"--cover": "weight the mix by each label's coverage, k / K training corpora",
                                       "--session": "the session head's pair instead of the plain head's",
                                       "--spk": "the plain pair trained with voice-shifted copies too"})
-    heads = (SESSION_LINEAR, SESSION_NETWORK) if args.session else (SPK_LINEAR, SPK_NETWORK) if args.spk else (LINEAR, NETWORK)
-    protocol = args.protocol
-    name_of_run = (f"{SESSION_LINEAR[0]}+netmix" if args.session else "plain-mix+spk" if args.spk else "plain-mix") \
-        + ("+cover" if args.cover else "")
-    picks = P.saved_picks(f"{(LINEAR if args.spk else heads[0])[0]}_{heads[0][1]}", protocol)
+    pair = "session" if args.session else "spk" if args.spk else "plain"
+    linear, network, picked_by, name_of_run = PAIRS[pair]
+    heads, protocol = (linear, network), args.protocol
+    name_of_run += "+cover" if args.cover else ""
+    picks = P.saved_picks(f"{picked_by[0]}_{picked_by[1]}", protocol)
     result = {"recipe": {"linear": heads[0], "network": heads[1], "network_share": MIX,
                          "prior": "k / K, k of K training corpora" if args.cover else None},
               "protocol": protocol, "splits": []}
@@ -120,8 +124,7 @@ def main() -> None:
                   f"{k} {100 * a['ua']:.1f} ({a['collapse']:.2f})" for k, a in s["alone_clean"].items()), flush=True)
     result["summary"] = P.summarise(result["splits"])
     print(P.summary_line(P.row_of(name_of_run, result)) + P.add_one_mood(result))
-    result["command"] = (f"python scripts/plain_mix_probe.py --protocol {protocol}" + (" --session" if args.session else "")
-                         + (" --spk" if args.spk else "")
+    result["command"] = (f"python scripts/plain_mix_probe.py --protocol {protocol}" + ("" if pair == "plain" else f" --{pair}")
                          + (" --cover" if args.cover else ""))
     out = P.PROBE_DIR / f"{name_of_run}_{heads[0][1]}_{protocol}.json"  # named as modelcard.probe_cv looks
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -254,8 +254,9 @@ class InferenceWorker:
         """Start the model on these windows; the returned call waits for (probabilities,
         statistics or None, model seconds, CPU seconds of the model's process or thread). A
         predictor with ``submit`` (a model process) computes meanwhile, while this thread answers
-        the previous batch; any other computes when called. Voice profiles, session centres and shares are passed only when a window has one, so
-        predictors that cannot adapt keep the one-argument call."""
+        the previous batch; any other computes when called. Voice profiles, session centres and
+        shares are passed only when a window has one, so predictors that cannot adapt keep the
+        one-argument call."""
         windows = [j.audio for j in jobs]
         profiles, centres = [j.profile for j in jobs], [j.centre for j in jobs]
         shares = [j.session_share if j.centre is not None and j.session_share < 1 else None for j in jobs]  # hand-over
