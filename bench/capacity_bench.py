@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (HOP_S, ROOT, STARTUP_S, CpuSampler, LaneCounters, LiveClient, ProcStats, add_server_args, cores, free_port,  # noqa: E402
-                     load_speech, percentile, save_results, scratch_folder, start_server, stop_server)
+from harness import (FRAME_MS, HOP_S, ROOT, STARTUP_S, CpuSampler, LaneCounters, LiveClient, ProcStats, add_frame_arg,  # noqa: E402
+                     add_server_args, cores, free_port, load_speech, percentile, save_results, scratch_folder, start_server,
+                     stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -140,9 +141,9 @@ def start_delay(i: int, n: int, arrivals: str) -> float:
 
 
 def round_at(url: str, n: int, signals, seconds: float, stats: list[ProcStats], arrivals: str = "aligned",
-             kind: str = "lean") -> dict:
+             kind: str = "lean", frame_ms: int = FRAME_MS) -> dict:
     clients = [make_client(kind, f"{url}/?c={uuid.uuid4().hex[:12]}", signals[i % len(signals)],
-                           delay_s=start_delay(i, n, arrivals))
+                           delay_s=start_delay(i, n, arrivals), frame_s=frame_ms / 1000)
                for i in range(n)]
     lanes = LaneCounters(url)
     cpu0, wall0, own0 = sum(s.cpu_seconds() for s in stats), time.monotonic(), os.times()
@@ -191,7 +192,8 @@ def alternate(configs: list[tuple], alternations: int, args, signals, tmp: Path,
                 LiveClient(url, signals[0][:3 * 16000]).run()  # warm-up
                 for n in streams:
                     row = {"alternation": alternation, "topology": topology, "precision": precision, **extra,
-                           **({"settings": env} if env else {}), **round_at(url, n, signals, args.seconds, stats, arrivals)}
+                           **({"settings": env} if env else {}), **round_at(url, n, signals, args.seconds, stats, arrivals,
+                                                                                    frame_ms=getattr(args, "frame_ms", FRAME_MS))}
                     rows.append(row)
                     print(f"[{topology}, {precision}{', ' + str(env) if env else ''}] {n} streams: p95 {row['latency_p95_s']} s, "
                           f"{row['missing_hops']} hops missing, server {row['while_streaming']['server_cpu_pct']} % CPU, "
@@ -211,7 +213,7 @@ def search(url: str, signals, args, stats, log) -> tuple[int, list[dict]]:
         need = args.repeats // 2 + 1  # passing rounds for a majority
         ok = failed = 0
         while ok < need and failed <= args.repeats - need:  # stop once the majority is decided
-            row = round_at(url, n, signals, args.seconds, stats, args.arrivals, args.clients)
+            row = round_at(url, n, signals, args.seconds, stats, args.arrivals, args.clients, args.frame_ms)
             rounds.append(row)
             log(row)
             ok, failed = ok + row["ok"], failed + (not row["ok"])
@@ -248,11 +250,13 @@ def main(argv=None):
                         "steals less CPU from the server it measures); socketio: a python-socketio client per stream")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="the model's CPU arithmetic, in the servers and in the cost measurement (default: auto)")
+    add_frame_arg(p)
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "capacity_bench")
     signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
-    results = {"cores": cores(), "arrivals": args.arrivals, "clients": args.clients, "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
+    results = {"cores": cores(), "arrivals": args.arrivals, "clients": args.clients, "frame_ms": args.frame_ms,
+               "weights": str(args.weights), "p95_limit_s": P95_LIMIT_S, "topologies": {}}
     for name in args.topologies.split(","):
         before, precision = window_cost_ms(args.weights, precision=args.precision)  # before and after this topology
         topo = Topology(name, args.weights, tmp, args.precision)

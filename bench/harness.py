@@ -27,6 +27,7 @@ DEFAULT_AUDIO = ROOT.parent / "shared" / "datasets"
 CORPORA = ("RAVDESS", "TESS")
 NS = "/stream"
 HOP_S = 0.5
+FRAME_MS = 250  # the page's audio frames (static/js/mic.js)
 START_TIMEOUT_S = 180
 SUMMARY_TIMEOUT_S = 15
 STARTUP_S = 3.0  # from launching a round's clients until all of them stream (connect + start)
@@ -92,6 +93,11 @@ def default_weights(tmp: Path) -> Path:
         return ROOT / "weights"
     print("weights/ has no model yet: benchmarking an UNTRAINED model of the default size")
     return throwaway_weights(tmp)
+
+
+def add_frame_arg(parser) -> None:
+    parser.add_argument("--frame-ms", type=int, default=FRAME_MS,
+                        help="audio per frame each client sends (default: the page's)")
 
 
 def add_server_args(parser) -> None:
@@ -276,7 +282,7 @@ class LiveClient(StreamRecord, threading.Thread):
     ``stop``. One python-socketio client and its threads: the page's protocol through the reference
     client library; :class:`loadgen.ClientGroup` drives many streams more cheaply."""
 
-    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
+    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = FRAME_MS / 1000,
                  loop: bool = False, delay_s: float = 0.0, transports=("websocket",)):
         threading.Thread.__init__(self, daemon=True)
         StreamRecord.__init__(self, frame_s)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from harness import NS, SUMMARY_TIMEOUT_S, StreamRecord
+from harness import FRAME_MS, NS, SUMMARY_TIMEOUT_S, StreamRecord
 
 CONNECT_TIMEOUT_S = 30
 _EVENT = f"42{NS},"  # Engine.IO message (4) + Socket.IO event (2), this namespace
@@ -43,7 +43,7 @@ def websocket_url(url: str) -> str:
 class LeanClient(StreamRecord):
     """One stream's audio, timing and results; :class:`ClientGroup` does the talking."""
 
-    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = 0.25,
+    def __init__(self, url: str, pcm: np.ndarray, rate: int = 16000, frame_s: float = FRAME_MS / 1000,
                  loop: bool = False, delay_s: float = 0.0, ca_file: str | None = None):
         super().__init__(frame_s)
         self.url, self.pcm, self.rate, self.loop, self.delay_s = url, pcm, rate, loop, delay_s

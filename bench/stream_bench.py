@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (STARTUP_S, CpuSampler, LaneCounters, ProcStats, add_server_args, free_port, load_speech,  # noqa: E402
+from harness import (STARTUP_S, CpuSampler, LaneCounters, ProcStats, add_frame_arg, add_server_args, free_port, load_speech,  # noqa: E402
                      percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
@@ -105,7 +105,7 @@ def main(argv=None):
     parser.add_argument("--streams", default="1,10,20,50", help="comma-separated N values")
     parser.add_argument("--seconds", type=float, default=25.0, help="audio per stream per round")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate the clients send")
-    parser.add_argument("--frame-ms", type=int, default=250)
+    add_frame_arg(parser)
     parser.add_argument("--clients", choices=CLIENT_KINDS, default="lean",
                         help="lean: every stream driven from one thread (the load generator steals less CPU "
                              "from the server it measures); socketio: a python-socketio client per stream")

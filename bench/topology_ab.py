@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity_bench as cb  # noqa: E402
-from harness import add_server_args, load_speech, save_results, scratch_folder  # noqa: E402
+from harness import add_frame_arg, add_server_args, load_speech, save_results, scratch_folder  # noqa: E402
 
 
 def bracket(rows: list[dict]) -> tuple[int | None, int | None]:
@@ -60,6 +60,7 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=20.0, help="audio per stream per round")
     p.add_argument("--arrivals", choices=("aligned", "spread"), default="aligned")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    add_frame_arg(p)
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "topology_ab")
