@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -340,4 +341,88 @@ def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weigh
                 opcode, data = got
                 assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
         assert peak_rss_mb(proc.pid) - baseline < OVERSIZED_BOUND_MB
+        check_stream(stream_once(url, transports=["websocket"]))
+
+
+# ---- WebSocket compression (permessage-deflate) --------------------------------------------------
+class DeflateClient:
+    """A raw WebSocket client (wsproto) that offers permessage-deflate, as every browser does."""
+
+    def __init__(self, url: str):
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, Request
+        from wsproto.extensions import PerMessageDeflate
+
+        host = url.split("//", 1)[1]
+        self.sock = socket.create_connection(tuple(host.split(":")), timeout=ANSWER_WITHIN_S)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=host, target="/socket.io/?EIO=4&transport=websocket",
+                                               extensions=[PerMessageDeflate()])))
+        accepted = self.next_event()
+        assert isinstance(accepted, AcceptConnection), accepted
+        self.compressed = bool(accepted.extensions)
+
+    def next_event(self):
+        """The next handshake, message or close event (a closed socket: None)."""
+        while True:
+            event = next(self.ws.events(), None)
+            if event is not None:
+                return event
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.ws.receive_data(data)
+
+    def send(self, message):
+        from wsproto.events import BytesMessage, TextMessage
+
+        self.sock.sendall(self.ws.send(TextMessage(message) if isinstance(message, str) else BytesMessage(message)))
+
+    def join(self):
+        """Engine.IO's open packet, then the /stream namespace."""
+        assert self.next_event().data.startswith("0{")
+        self.send("40/stream,")
+        assert self.next_event().data.startswith("40/stream,")
+
+
+def test_websocket_compression_is_declined_by_default(server):
+    """Accepted, a kilobyte of deflated zeros is a megabyte for the server to read (bench/deflate_bench.py:
+    a 1 Mbit/s client took 36 % of a core instead of 0.6 %): a browser's offer is declined, and its
+    stream works uncompressed."""
+    client = DeflateClient(server["url"])
+    try:
+        assert not client.compressed
+        client.join()
+    finally:
+        client.sock.close()
+    check_stream(stream_once(server["url"], transports=["websocket"]))
+
+
+DEFLATE_BOMB_CLIENTS, DEFLATE_BOMB_MB = 4, 64  # each sends one message of this many zero bytes, deflated
+DEFLATE_BOMB_BOUND_MB = 48  # what the server's peak memory may grow by while refusing all of them
+
+
+def test_accepted_compression_still_bounds_a_deflate_bomb(random_weights, tmp_path):
+    """With WS_COMPRESSION on, compressed streams work, and a 64 MB message of zeros that arrives as
+    64 KB is refused (1009) while it inflates, not once it is whole."""
+    from wsproto.events import CloseConnection
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
+    with serve(cmd, url, tmp_path / "server.log", env={"SER_WS_COMPRESSION": "true"}) as proc:
+        check_stream(stream_once(url, transports=["websocket"]))
+        baseline = peak_rss_mb(proc.pid)
+        for _ in range(DEFLATE_BOMB_CLIENTS):
+            client = DeflateClient(url)
+            try:
+                assert client.compressed
+                client.join()
+                client.send('451-/stream,["audio",{"_placeholder":true,"num":0}]')
+                client.send(bytes(DEFLATE_BOMB_MB << 20))
+                event = client.next_event()
+                assert isinstance(event, CloseConnection) and event.code == 1009, event
+            finally:
+                client.sock.close()
+        assert peak_rss_mb(proc.pid) - baseline < DEFLATE_BOMB_BOUND_MB
         check_stream(stream_once(url, transports=["websocket"]))

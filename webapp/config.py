@@ -30,6 +30,8 @@ DEFAULTS = dict(
     PING_TIMEOUT_S=5,
     VAD_BATCH_MS=40,  # every stream's new audio is judged by the VAD together this often; 0: each frame at once, alone
     WS_RECEIVE_BYTES=4096,  # bytes a WebSocket connection's reader asks the socket for at a time (simple-websocket's default)
+    WS_COMPRESSION=False,  # accept browsers' offer of permessage-deflate: a third less audio on the wire, for
+    #                        240 KiB per connection and a client's bytes costing ~100x more to read (docs/webapp.md)
     # Inference lanes: each a thread that batches the windows of its streams for one model process
     INFERENCE_WORKERS="auto",  # lanes: "auto" = one per CPU core
     INFERENCE_MODE="process",  # "process": each lane's model in a child process; "thread": in this process;

@@ -7,7 +7,7 @@ a burst of uploads can neither pile up threads nor hold every slot for long.
 The client address is ``request.remote_addr``: behind ``TRUSTED_PROXIES``
 reverse proxies, werkzeug's ProxyFix has already replaced it with the address
 the nearest trusted proxy appended to ``X-Forwarded-For``. ``bound_websocket_messages``
-caps one WebSocket message while it arrives.
+caps one WebSocket message while it arrives and declines compression.
 """
 from __future__ import annotations
 
@@ -117,20 +117,40 @@ class _WebSocketReader(threading.Thread):
                 self._websocket.event.set()
 
 
-def bound_websocket_messages(eio, receive_bytes: int = 4096) -> None:
+def bound_websocket_messages(eio, receive_bytes: int = 4096, compression: bool = False) -> None:
     """Make the WebSocket transport of Engine.IO server ``eio`` close a connection (code 1009) as
     soon as one message passes ``eio.max_http_buffer_size`` bytes; its reader asks the socket for
-    ``receive_bytes`` at a time.
+    ``receive_bytes`` at a time. Unless ``compression``, decline the client's offer of
+    permessage-deflate, which simple-websocket would always accept.
 
     Engine.IO checks that size only once simple-websocket has assembled the whole message, and
     simple-websocket assembles without a limit: one 48 MB message raised the server's peak memory
     by 105 MB before it was refused. simple-websocket's own ``max_message_size`` stops it while it
     arrives; Engine.IO has no public option that reaches it, so its WebSocket class is wrapped.
+
+    Compression is declined because every browser offers it and, accepted, it makes a client's bytes
+    cost the server about a hundred times more to read (a kilobyte of deflated zeros is a megabyte
+    to inflate and parse: one client sending 1 Mbit/s took 36 % of a core instead of 0.6 %) and
+    holds about 240 KiB of zlib state per connection for its life, to save a third of a stream's
+    32 KB/s (``bench/deflate_bench.py``, docs/webapp.md). Without the client's
+    ``Sec-WebSocket-Extensions`` header, simple-websocket's handshake has no offer to accept.
     """
     import functools
 
     websocket = eio._async.get("websocket")
-    if websocket is not None and not isinstance(websocket, functools.partial):
-        eio._async = {**eio._async, "websocket": functools.partial(
-            websocket, max_message_size=int(eio.max_http_buffer_size), receive_bytes=int(receive_bytes),
-            thread_class=_WebSocketReader)}
+    if websocket is None or getattr(websocket, "bounded", False):
+        return
+    bounded = functools.partial(websocket, max_message_size=int(eio.max_http_buffer_size),
+                                receive_bytes=int(receive_bytes), thread_class=_WebSocketReader)
+
+    def make(handler, server):
+        ws = bounded(handler, server)
+        if compression:
+            return ws
+
+        def accept(environ, start_response):
+            return ws({k: v for k, v in environ.items() if k != "HTTP_SEC_WEBSOCKET_EXTENSIONS"}, start_response)
+        return accept
+
+    make.bounded = True
+    eio._async = {**eio._async, "websocket": make}
