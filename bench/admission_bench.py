@@ -23,7 +23,7 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+from harness import (ONE_ADDRESS, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
 
 
@@ -89,7 +89,7 @@ def main(argv=None):
     signals = load_speech(args.audio_dir, 60.0, 40, 16000)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"SER_WEIGHTS": str(args.weights), "SER_STREAMS_PER_CLIENT": "100000"}  # loopback is every client here
+    env = {"SER_WEIGHTS": str(args.weights), **ONE_ADDRESS}  # loopback is every client here
     proc = start_server([sys.executable, "run.py", "--port", str(port), "--weights", str(args.weights)], url,
                         tmp / "server.log", env)
     try:

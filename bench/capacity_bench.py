@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (FRAME_MS, HOP_S, ROOT, STARTUP_S, CpuSampler, LaneCounters, LiveClient, ProcStats, add_frame_arg,  # noqa: E402
+from harness import (FRAME_MS, HOP_S, ONE_ADDRESS, ROOT, STARTUP_S, CpuSampler, LaneCounters, LiveClient, ProcStats, add_frame_arg,  # noqa: E402
                      add_server_args, cores, free_port, load_speech, percentile, save_results, scratch_folder, start_server,
                      stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
@@ -43,8 +43,7 @@ sys.path.insert(0, str(ROOT))
 from webapp.stream import CPU_BATCH_MAX  # noqa: E402
 
 P95_LIMIT_S = 0.5
-NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000",
-                "SER_STREAMS_PER_CLIENT": "100000"}
+NO_ADMISSION = {"SER_ADMIT_UTILISATION": "1000", "SER_ADMIT_MAX_LAG_S": "1000", "SER_MAX_STREAMS": "1000", **ONE_ADDRESS}
 # Windows per model call when measuring the throughput cost: as many as a lane on CPU takes at
 # most (BATCH_MAX "auto"); a lane at capacity runs such batches. Until 2026-12-01 this was 8,
 # when lanes took up to 32; batches of 8 cost a few per cent less per window here.

@@ -24,22 +24,21 @@ import argparse
 import json
 import random
 import resource
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (DEFAULT_AUDIO, FRAME_MS, HOP_S, NS, ROOT, ProcStats, default_weights, free_port,  # noqa: E402
+from harness import (DEFAULT_AUDIO, FRAME_MS, HOP_S, NS, ONE_ADDRESS, ROOT, ProcStats, default_weights, free_port,  # noqa: E402
                      load_speech, save_results, start_server, stop_server)
+from loadgen import AUDIO_EVENT, flood  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from webapp.config import DEFAULTS  # noqa: E402
 
 RATE = 16000
 LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-PLACEHOLDER = "451-" + NS + ',["audio",{"_placeholder":true,"num":0}]'
 
 
 def pair(deflate: bool):
@@ -76,7 +75,7 @@ def stream_traffic(client, pcm, frame: int, rng: random.Random) -> tuple[list[by
 
     wire = []
     for i in range(0, len(pcm) - frame + 1, frame):
-        wire.append(client.send(TextMessage(PLACEHOLDER)) + client.send(BytesMessage(pcm[i:i + frame].tobytes())))
+        wire.append(client.send(TextMessage(AUDIO_EVENT)) + client.send(BytesMessage(pcm[i:i + frame].tobytes())))
     hops = int(len(pcm) / RATE / HOP_S)
     return wire, [emotion_event((k + 1) * HOP_S + 3.0, rng) for k in range(hops)]
 
@@ -133,73 +132,13 @@ def memory_per_connection(pcm, deflate: bool, n: int) -> float:
     return round((rss_kib() - before) / n, 1)
 
 
-def flood(port: int, seconds: float, rate: float, payload: int) -> dict:
-    """One client offering permessage-deflate: join /stream, start, then send audio messages of
-    ``payload`` zero bytes, at most ``rate`` bytes a second on the wire, for ``seconds``; pings answered."""
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Message, Ping, RejectConnection,
-                                Request, TextMessage)
-    from wsproto.extensions import PerMessageDeflate
-
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    ws = WSConnection(ConnectionType.CLIENT)
-    sock.sendall(ws.send(Request(host=f"127.0.0.1:{port}", target="/socket.io/?EIO=4&transport=websocket",
-                                 extensions=[PerMessageDeflate()])))
-    compressed, texts, closed = None, [], False
-
-    def pump(block: bool):
-        nonlocal compressed, closed
-        sock.setblocking(block)
-        try:
-            data = sock.recv(1 << 16)
-        except BlockingIOError:
-            return
-        if not data:
-            closed = True
-        ws.receive_data(data or None)
-        for event in ws.events():
-            if isinstance(event, AcceptConnection):
-                compressed = bool(event.extensions)
-            elif isinstance(event, RejectConnection):
-                raise RuntimeError("the server refused the WebSocket")
-            elif isinstance(event, Ping):
-                sock.sendall(ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                closed = True
-            elif isinstance(event, Message) and isinstance(event.data, str):
-                texts.append(event.data)
-                if event.data == "2":  # Engine.IO ping
-                    sock.sendall(ws.send(TextMessage("3")))
-
-    def wait_for(prefix: str):
-        while not any(t.startswith(prefix) for t in texts):
-            pump(True)
-
-    wait_for("0{")
-    sock.sendall(ws.send(TextMessage("40" + NS + ",")))
-    wait_for("40" + NS)
-    sock.sendall(ws.send(TextMessage("42" + NS + ",1" + json.dumps(["start", {"sample_rate": RATE}]))))
-    wait_for("43" + NS)
-    zeros, sent, messages = bytes(payload), 0, 0
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds and not closed:
-        wire = ws.send(TextMessage(PLACEHOLDER)) + ws.send(BytesMessage(zeros))
-        sock.setblocking(True)
-        sock.sendall(wire)
-        sent, messages = sent + len(wire), messages + 1
-        pump(False)
-        time.sleep(max(0.0, min(t0 + seconds, t0 + sent / rate) - time.monotonic()))
-    sock.close()
-    return {"compressed": compressed, "seconds": round(time.monotonic() - t0, 2), "messages": messages,
-            "wire_bytes": sent, "errors_answered": sum(t.startswith("42" + NS + ',["error"') for t in texts)}
-
-
 def flood_cost(args, compression: bool, weights: Path, tmp: Path) -> dict:
-    """The web process's CPU while one client floods it, compression accepted or declined."""
+    """The web process's CPU while one client floods it, compression accepted or declined (the
+    per-address limits on messages and connections lifted: this measures compression alone)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]
-    proc = start_server(cmd, url, tmp / f"server_{compression}.log", {"SER_WS_COMPRESSION": json.dumps(compression)})
+    proc = start_server(cmd, url, tmp / f"server_{compression}.log", {**ONE_ADDRESS, "SER_WS_COMPRESSION": json.dumps(compression)})
     try:
         time.sleep(2)  # start-up work (calibration) done
         web = ProcStats(proc.pid)

@@ -17,6 +17,7 @@ import heapq
 import itertools
 import json
 import selectors
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ CONNECT_TIMEOUT_S = 30
 _EVENT = f"42{NS},"  # Engine.IO message (4) + Socket.IO event (2), this namespace
 _ACK = f"43{NS},"
 _CONNECTED = f"40{NS},"
-_AUDIO = "451-" + NS + ',["audio",{"_placeholder":true,"num":0}]'  # binary event, one attachment
+AUDIO_EVENT = "451-" + NS + ',["audio",{"_placeholder":true,"num":0}]'  # binary event, one attachment
 
 
 def websocket_url(url: str) -> str:
@@ -166,7 +167,7 @@ class ClientGroup(threading.Thread):
                 c.ws.send(_EVENT + '["stop"]')
                 self._at(c.stop_at + SUMMARY_TIMEOUT_S, self._close, c)
                 return
-            c.ws.send(_AUDIO)
+            c.ws.send(AUDIO_EVENT)
             c.ws.send_binary(frame)
         except Exception as exc:  # noqa: BLE001 - the server went away: recorded
             c.failure = c.failure or repr(exc)
@@ -189,6 +190,75 @@ class ClientGroup(threading.Thread):
             except Exception:  # noqa: BLE001 - the socket is already dead
                 pass
             c.ws.shutdown()
+
+
+def flood(port: int, seconds: float, rate: float, payload: int, source: str = "127.0.0.1") -> dict:
+    """A hostile client on 127.0.0.1:``port``, from address ``source``, offering permessage-deflate:
+    join /stream, start, then send audio messages of ``payload`` zero bytes, at most ``rate`` bytes a
+    second on the wire, for ``seconds`` or until the server closes it; pings answered. Returns what
+    it managed (``closed_by_server``: the close code, or None)."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Message, Ping, RejectConnection,
+                                Request, TextMessage)
+    from wsproto.extensions import PerMessageDeflate
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    ws = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(ws.send(Request(host=f"127.0.0.1:{port}", target="/socket.io/?EIO=4&transport=websocket",
+                                 extensions=[PerMessageDeflate()])))
+    compressed, texts, closed, code = None, [], False, None
+
+    def pump(block: bool):
+        nonlocal compressed, closed, code
+        sock.setblocking(block)
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            closed = True
+        ws.receive_data(data or None)
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                compressed = bool(event.extensions)
+            elif isinstance(event, RejectConnection):
+                raise RuntimeError("the server refused the WebSocket")
+            elif isinstance(event, Ping):
+                sock.sendall(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                closed, code = True, event.code
+            elif isinstance(event, Message) and isinstance(event.data, str):
+                texts.append(event.data)
+                if event.data == "2":  # Engine.IO ping
+                    sock.sendall(ws.send(TextMessage("3")))
+
+    def wait_for(prefix: str) -> bool:
+        while not closed and not any(t.startswith(prefix) for t in texts):
+            pump(True)
+        return not closed
+
+    zeros, sent, messages = bytes(payload), 0, 0
+    t0 = time.monotonic()
+    if wait_for("0{"):
+        sock.sendall(ws.send(TextMessage("40" + NS + ",")))
+    if wait_for("40" + NS):
+        sock.sendall(ws.send(TextMessage("42" + NS + ",1" + json.dumps(["start", {"sample_rate": 16000}]))))
+    wait_for("43" + NS)
+    while time.monotonic() - t0 < seconds and not closed:
+        wire = ws.send(TextMessage(AUDIO_EVENT)) + ws.send(BytesMessage(zeros))
+        sock.setblocking(True)
+        try:
+            sock.sendall(wire)
+        except OSError:  # closed by the server
+            closed = True
+            break
+        sent, messages = sent + len(wire), messages + 1
+        pump(False)
+        time.sleep(max(0.0, min(t0 + seconds, t0 + sent / rate) - time.monotonic()))
+    sock.close()
+    return {"compressed": compressed, "seconds": round(time.monotonic() - t0, 2), "messages": messages,
+            "wire_bytes": sent, "errors_answered": sum(t.startswith(_EVENT + '["error"') for t in texts),
+            "closed_by_server": code}
 
 
 CLIENT_KINDS = ("lean", "socketio")

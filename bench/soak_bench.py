@@ -23,7 +23,7 @@ import requests
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
+from harness import (ONE_ADDRESS, LiveClient, ProcStats, add_server_args, free_port, load_speech, percentile,  # noqa: E402
                      save_results, scratch_folder, start_server, stop_server)
 
 
@@ -48,7 +48,7 @@ def main(argv=None):
     sf.write(buf, signals[0][:10 * 16000], 16000, format="WAV")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"SER_WEIGHTS": str(args.weights), "SER_STREAMS_PER_CLIENT": "100000"}
+    env = {"SER_WEIGHTS": str(args.weights), **ONE_ADDRESS}
     proc = start_server([sys.executable, "run.py", "--port", str(port), "--weights", str(args.weights)], url,
                         tmp / "server.log", env)
     rows, statuses, stop = [], [], threading.Event()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (STARTUP_S, CpuSampler, LaneCounters, ProcStats, add_frame_arg, add_server_args, free_port, load_speech,  # noqa: E402
+from harness import (ONE_ADDRESS, STARTUP_S, CpuSampler, LaneCounters, ProcStats, add_frame_arg, add_server_args, free_port, load_speech,  # noqa: E402
                      percentile, save_results, scratch_folder, start_server, stop_server)
 from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 
@@ -37,8 +37,7 @@ from loadgen import CLIENT_KINDS, make_client, start_clients  # noqa: E402
 def server_command(args, port: int, n_max: int) -> tuple[list[str], dict]:
     # Every client of the benchmark comes from loopback: lift the per-client limit. Admission control
     # stays on, so streams the server cannot serve well are refused at start (reported as errors).
-    env = {"SER_WEIGHTS": str(args.weights), "SER_STREAMS_PER_CLIENT": str(n_max + 8),
-           "SER_MAX_STREAMS": str(n_max + 8)}
+    env = {"SER_WEIGHTS": str(args.weights), **ONE_ADDRESS, "SER_MAX_STREAMS": str(n_max + 8)}
     if args.no_admission:
         env.update(SER_ADMIT_UTILISATION="1000", SER_ADMIT_MAX_LAG_S="1000")
     if args.gunicorn:

@@ -426,3 +426,62 @@ def test_accepted_compression_still_bounds_a_deflate_bomb(random_weights, tmp_pa
                 client.sock.close()
         assert peak_rss_mb(proc.pid) - baseline < DEFLATE_BOMB_BOUND_MB
         check_stream(stream_once(url, transports=["websocket"]))
+
+
+# ---- floods of messages and connections ----------------------------------------------------------
+def flood_messages(url: str, count: int) -> tuple[int, int | None]:
+    """Join /stream over a WebSocket and send ``count`` tiny messages as fast as possible; returns how
+    many were sent before the server closed the connection, and its close code (None: reset)."""
+    import websocket
+
+    ws = websocket.create_connection(url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+                                     timeout=ANSWER_WITHIN_S)
+    sent = 0
+    try:
+        ws.recv()  # Engine.IO's open packet
+        ws.send("40/stream,")
+        for sent in range(1, count + 1):
+            ws.send('42/stream,["nonsense"]')
+        while True:  # the namespace's answer, then the close
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return sent, int.from_bytes(data[:2], "big")
+    except (ConnectionError, BrokenPipeError, websocket.WebSocketConnectionClosedException):
+        return sent, None
+    except websocket.WebSocketTimeoutException:
+        return sent, -1  # never closed
+    finally:
+        ws.shutdown()
+
+
+def test_a_message_flood_is_cut_off_and_reconnecting_does_not_refill_its_budget(server):
+    """Each message costs the server about 50 us whatever it holds: a client (address) may send
+    WS_MESSAGE_BURST (2,000) at once and WS_MESSAGES_PER_S (600) a second over all its connections;
+    beyond, the connection is closed with 1008. A reconnection draws on the same budget."""
+    _, code = flood_messages(server["url"], 5000)
+    assert code in (1008, None)  # None: reset while still sending
+    began = time.monotonic()
+    sent, code = flood_messages(server["url"], 1900)  # under the burst, but the budget is spent
+    assert code in (1008, None) or time.monotonic() - began > 1900 / 600, (sent, code)
+    time.sleep(2000 / 600 + 0.5)  # refilled: the module's other tests are not affected
+    check_stream(stream_once(server["url"], transports=["websocket"]))
+
+
+def test_connections_opened_too_fast_by_one_address_are_closed_at_once(server):
+    """run.py closes the new connections of a peer address beyond CONNECTION_BURST (100) at once
+    and CONNECTIONS_PER_S (20) a second, before reading anything: a client reconnecting as fast as
+    it can costs the server an accept, not a WebSocket handshake, each time."""
+    host, port = server["url"].split("//", 1)[1].split(":")
+    socks = [socket.create_connection((host, int(port)), timeout=ANSWER_WITHIN_S) for _ in range(160)]
+    answered = 0
+    for s in socks:
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answered += s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:  # closed (reset) before it could answer
+            pass
+        finally:
+            s.close()
+    assert 100 <= answered < 160, answered
+    time.sleep(100 / 20 + 0.5)  # refilled
+    assert requests.get(server["url"] + "/healthz", timeout=10).status_code == 200

@@ -1,4 +1,5 @@
-"""Upload admission: bounded concurrency, a bounded waiting line, per-client limits, Retry-After."""
+"""Upload admission: bounded concurrency, a bounded waiting line, per-client limits, Retry-After;
+rates per client address (WebSocket messages, new connections)."""
 import io
 import threading
 import time
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from webapp.limits import LimitExceeded, PerClient, UploadGate
+from webapp.limits import LimitExceeded, PerClient, PerClientRate, RateLimit, UploadGate
 
 
 def test_per_client_counts_each_address_separately():
@@ -16,6 +17,46 @@ def test_per_client_counts_each_address_separately():
     assert slots.acquire("b")
     slots.release("a")
     assert slots.acquire("a") and slots.count("a") == 2 and slots.count("b") == 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rate_limit_allows_its_burst_then_its_rate():
+    clock = Clock()
+    limit = RateLimit(burst=3, rate=2, clock=clock)
+    assert [limit.allow() for _ in range(4)] == [True, True, True, False]
+    clock.now = 0.5  # one more token
+    assert limit.allow() and not limit.allow()
+    clock.now = 100.0  # refilled to the burst, no further
+    assert sum(limit.allow() for _ in range(10)) == 3
+
+
+def test_a_clients_rate_is_shared_by_its_connections_and_not_refilled_by_reconnecting():
+    clock = Clock()
+    rates = PerClientRate(burst=4, rate=1, clock=clock)
+    rates.acquire("a")
+    rates.acquire("a")  # two connections of one client draw on one bucket
+    assert sum(rates.allow("a") for _ in range(10)) == 4
+    rates.acquire("b")
+    assert rates.allow("b")  # another address has its own
+    rates.release("a")
+    rates.release("a")
+    rates.acquire("a")  # reconnecting at once: still empty
+    assert not rates.allow("a")
+    rates.release("a")
+    clock.now = 2.0  # half refilled, held by nobody: kept, so a reconnection gets only the half
+    rates.acquire("c")  # (a sweep runs on acquire)
+    assert len(rates) == 3
+    clock.now = 10.0  # refilled: forgotten (a new bucket would be the same); "b" is still held
+    rates.release("c")
+    rates.acquire("b")
+    assert len(rates) == 1
 
 
 def hold(gate: UploadGate, client: str, release: threading.Event, entered: threading.Event, out: list):

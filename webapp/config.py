@@ -30,6 +30,9 @@ DEFAULTS = dict(
     PING_TIMEOUT_S=5,
     VAD_BATCH_MS=40,  # every stream's new audio is judged by the VAD together this often; 0: each frame at once, alone
     WS_RECEIVE_BYTES=4096,  # bytes a WebSocket connection's reader asks the socket for at a time (simple-websocket's default)
+    WS_MESSAGES_PER_S=600,  # WebSocket messages a client address may send a second over all its connections: 4
+    #                         streams of 20 ms frames at 1.5x real time (a page streaming: 8) ...
+    WS_MESSAGE_BURST=2000,  # ... and at once (their 5 s burst); beyond, the connection is closed (1008)
     WS_COMPRESSION=False,  # accept browsers' offer of permessage-deflate: a third less audio on the wire, for
     #                        240 KiB per connection and a client's bytes costing ~100x more to read (docs/webapp.md)
     # Inference lanes: each a thread that batches the windows of its streams for one model process
@@ -53,6 +56,8 @@ DEFAULTS = dict(
     TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
     REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed
     MAX_CONNECTIONS=512,  # run.py: open connections (one thread each); more are closed at once
+    CONNECTIONS_PER_S=20,  # run.py, no trusted proxy: new connections a peer address may open a second ...
+    CONNECTION_BURST=100,  # ... and at once (a page load opens about 8); more are closed at once
     # Sharing the demo (run.py fills these in): the links to send, and the one people reach us by
     SHARE_URLS=[],
     PUBLIC_URL=None,

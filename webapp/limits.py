@@ -6,15 +6,18 @@ flight) against a limit. ``UploadGate`` lets ``concurrency`` uploads run, at mos
 a burst of uploads can neither pile up threads nor hold every slot for long.
 The client address is ``request.remote_addr``: behind ``TRUSTED_PROXIES``
 reverse proxies, werkzeug's ProxyFix has already replaced it with the address
-the nearest trusted proxy appended to ``X-Forwarded-For``. ``bound_websocket_messages``
-caps one WebSocket message while it arrives and declines compression.
+the nearest trusted proxy appended to ``X-Forwarded-For``. ``harden_websockets``
+caps a WebSocket's message size and rate, and declines compression.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
+
+log = logging.getLogger("ser.limits")
 
 
 class LimitExceeded(Exception):
@@ -23,6 +26,24 @@ class LimitExceeded(Exception):
     def __init__(self, status: int, message: str, retry_after_s: float):
         super().__init__(message)
         self.status, self.retry_after_s = status, max(1, math.ceil(retry_after_s))
+
+
+class RateLimit:
+    """Token bucket: ``burst`` units at once, refilled at ``rate`` units a second (seconds of audio
+    for a live stream, messages for a WebSocket connection)."""
+
+    def __init__(self, burst: float, rate: float, clock=time.monotonic):
+        self.burst, self.rate, self.clock = burst, rate, clock
+        self.tokens, self.last = burst, clock()
+
+    def allow(self, amount: float = 1.0) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if amount > self.tokens:
+            return False
+        self.tokens -= amount
+        return True
 
 
 class PerClient:
@@ -50,6 +71,49 @@ class PerClient:
 
     def count(self, client: str) -> int:
         return self._held.get(client, 0)
+
+
+class PerClientRate:
+    """One :class:`RateLimit` per client, shared by everything the client holds open (its
+    WebSocket connections), so that reconnecting does not refill it. A client's bucket is kept while
+    it holds something and until it has refilled, when a new one would be the same."""
+
+    SWEEP_EVERY_S = 1.0
+
+    def __init__(self, burst: float, rate: float, clock=time.monotonic):
+        self.burst, self.rate, self.clock = float(burst), float(rate), clock
+        self._held: dict[str, list] = {}  # client -> [RateLimit, how many things hold it]
+        self._lock = threading.Lock()
+        self._swept = clock()
+
+    def acquire(self, client: str):
+        with self._lock:
+            self._sweep()
+            entry = self._held.setdefault(client, [RateLimit(self.burst, self.rate, self.clock), 0])
+            entry[1] += 1
+
+    def release(self, client: str):
+        with self._lock:
+            entry = self._held.get(client)
+            if entry is not None:
+                entry[1] -= 1
+
+    def allow(self, client: str, amount: float = 1.0) -> bool:
+        with self._lock:
+            entry = self._held.get(client)
+            return entry is None or entry[0].allow(amount)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def _sweep(self):
+        now = self.clock()
+        if now - self._swept < self.SWEEP_EVERY_S:
+            return
+        self._swept = now
+        for client, (limit, holders) in list(self._held.items()):
+            if holders <= 0 and limit.tokens + (now - limit.last) * limit.rate >= limit.burst:
+                del self._held[client]
 
 
 class UploadGate:
@@ -98,15 +162,50 @@ class UploadGate:
             self._clients.release(client)
 
 
+class _Inbox(list):
+    """simple-websocket's queue of a connection's received messages, which ends the connection
+    (code 1008) once its client's messages come faster than ``rates`` allows, before they are
+    queued: the messages beyond it are neither held nor read by Engine.IO."""
+
+    def __init__(self, websocket, rates: PerClientRate, client: str):
+        super().__init__()
+        self.websocket, self.rates, self.client, self.refused = websocket, rates, client, False
+
+    def append(self, message):
+        if self.refused:
+            return
+        if self.rates.allow(self.client):
+            super().append(message)
+            return
+        from wsproto.events import CloseConnection
+        from wsproto.utilities import LocalProtocolError
+
+        self.refused = True
+        self.clear()
+        log.warning("a client sent more than %g WebSocket messages a second: connection closed", self.rates.rate,
+                    extra={"event": "ws_message_flood"})
+        ws = self.websocket
+        ws.sock.send(ws.ws.send(CloseConnection(1008, f"too many messages: at most {self.rates.rate:g} a second")))
+        # simple-websocket's reader catches this, as for its own refusals (1009): it stops reading,
+        # marks the connection closed and wakes the receiver
+        raise LocalProtocolError("too many messages")
+
+
 class _WebSocketReader(threading.Thread):
     """simple-websocket's per-connection reader thread, which marks the connection closed and wakes
-    its receiver when it ends. simple-websocket 1.1.0 wakes the receiver before marking the
-    connection closed when it refuses an oversized message, so the receiver could go back to
-    waiting for good, holding its connection and thread (seen in 6 of 16 refusals)."""
+    its receiver when it ends, and (``rates``) bounds the rate of the messages its client sends.
+    simple-websocket 1.1.0 wakes the receiver before marking the connection closed when it refuses
+    an oversized message, so the receiver could go back to waiting for good, holding its
+    connection and thread (seen in 6 of 16 refusals)."""
 
-    def __init__(self, *args, target=None, **kwargs):
+    def __init__(self, *args, target=None, rates: PerClientRate | None = None, **kwargs):
         super().__init__(*args, target=target, **kwargs)
         self._websocket = getattr(target, "__self__", None)
+        self._rates, self._client = rates, None
+        if self._websocket is not None and rates is not None:
+            self._client = str(getattr(self._websocket, "environ", {}).get("REMOTE_ADDR"))
+            rates.acquire(self._client)
+            self._websocket.input_buffer = _Inbox(self._websocket, rates, self._client)
 
     def run(self):
         try:
@@ -115,18 +214,32 @@ class _WebSocketReader(threading.Thread):
             if self._websocket is not None:
                 self._websocket.connected = False
                 self._websocket.event.set()
+            if self._client is not None:
+                self._rates.release(self._client)
 
 
-def bound_websocket_messages(eio, receive_bytes: int = 4096, compression: bool = False) -> None:
-    """Make the WebSocket transport of Engine.IO server ``eio`` close a connection (code 1009) as
-    soon as one message passes ``eio.max_http_buffer_size`` bytes; its reader asks the socket for
-    ``receive_bytes`` at a time. Unless ``compression``, decline the client's offer of
-    permessage-deflate, which simple-websocket would always accept.
+def harden_websockets(eio, config) -> None:
+    """Wrap the WebSocket transport of Engine.IO server ``eio`` so that, with the settings in
+    ``config``, a connection
 
-    Engine.IO checks that size only once simple-websocket has assembled the whole message, and
-    simple-websocket assembles without a limit: one 48 MB message raised the server's peak memory
-    by 105 MB before it was refused. simple-websocket's own ``max_message_size`` stops it while it
-    arrives; Engine.IO has no public option that reaches it, so its WebSocket class is wrapped.
+    - is closed (code 1009) as soon as one message passes ``eio.max_http_buffer_size`` bytes, its
+      reader asking the socket for ``WS_RECEIVE_BYTES`` at a time;
+    - is closed (code 1008) once its client (address) sends, over all its connections, more than
+      ``WS_MESSAGE_BURST`` messages at once or ``WS_MESSAGES_PER_S`` a second;
+    - is not compressed unless ``WS_COMPRESSION``.
+
+    Engine.IO checks a message's size only once simple-websocket has assembled the whole message,
+    and simple-websocket assembles without a limit: one 48 MB message raised the server's peak
+    memory by 105 MB before it was refused. simple-websocket's own ``max_message_size`` stops it
+    while it arrives; Engine.IO has no public option that reaches it, so its WebSocket class is
+    wrapped.
+
+    Every message costs the web process about 50 us to read and dispatch, whatever it holds: one
+    client sending tiny audio frames as fast as it could (11,000 messages a second) took half a
+    core; a budget per connection alone did not stop it, as it reconnected at once (run.py also
+    limits the rate of new connections per address: webapp/server.py). The page sends 8 a second
+    (250 ms frames, each a placeholder and its bytes); the defaults allow a client 4 streams of
+    20 ms frames at the 1.5 x real time the audio limit allows.
 
     Compression is declined because every browser offers it and, accepted, it makes a client's bytes
     cost the server about a hundred times more to read (a kilobyte of deflated zeros is a megabyte
@@ -138,19 +251,24 @@ def bound_websocket_messages(eio, receive_bytes: int = 4096, compression: bool =
     import functools
 
     websocket = eio._async.get("websocket")
-    if websocket is None or getattr(websocket, "bounded", False):
+    if websocket is None or getattr(websocket, "hardened", False):
         return
+    rates = PerClientRate(config["WS_MESSAGE_BURST"], config["WS_MESSAGES_PER_S"])
+
+    def reader(*args, **kwargs):
+        return _WebSocketReader(*args, rates=rates, **kwargs)
+
     bounded = functools.partial(websocket, max_message_size=int(eio.max_http_buffer_size),
-                                receive_bytes=int(receive_bytes), thread_class=_WebSocketReader)
+                                receive_bytes=int(config["WS_RECEIVE_BYTES"]), thread_class=reader)
 
     def make(handler, server):
         ws = bounded(handler, server)
-        if compression:
+        if config["WS_COMPRESSION"]:
             return ws
 
         def accept(environ, start_response):
             return ws({k: v for k, v in environ.items() if k != "HTTP_SEC_WEBSOCKET_EXTENSIONS"}, start_response)
         return accept
 
-    make.bounded = True
+    make.hardened = True
     eio._async = {**eio._async, "websocket": make}

@@ -29,7 +29,7 @@ from ser_model.streaming import MAX_UNJUDGED_S, StreamError, StreamSession
 
 from . import memory
 from .extensions import socketio
-from .limits import PerClient
+from .limits import PerClient, RateLimit
 from .vad_batch import VadBatcher
 from .worker import InferenceWorker
 
@@ -40,23 +40,6 @@ RECALIBRATE_EVERY_TICKS = 5  # measure a lane that could not be measured yet
 MIN_CALIBRATE_S, MAX_CALIBRATE_S = 2.0, 10.0  # speech collected for a voice profile (start's calibrate_s)
 NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
 log = logging.getLogger("ser.stream")
-
-
-class RateLimit:
-    """Token bucket over seconds of audio: ``burst_s`` ahead of real time, refilled at ``rate`` x."""
-
-    def __init__(self, burst_s: float, rate: float, clock=time.monotonic):
-        self.burst_s, self.rate, self.clock = burst_s, rate, clock
-        self.tokens, self.last = burst_s, clock()
-
-    def allow(self, seconds: float) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst_s, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if seconds > self.tokens:
-            return False
-        self.tokens -= seconds
-        return True
 
 
 @dataclass
