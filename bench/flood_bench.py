@@ -2,9 +2,8 @@
 
     python bench/flood_bench.py [--streams 16] [--seconds 20] [--flooders 1] [--alternations 2]
 
-Starts ``run.py`` twice, with its per-address limits on messages (``WS_MESSAGES_PER_S``,
-``WS_MESSAGE_BURST``) and new connections (``CONNECTIONS_PER_S``, ``CONNECTION_BURST``) as
-configured and lifted, and in each alternates rounds of ``--streams`` real-time streams of real
+Starts ``run.py`` twice, with its per-address limit on WebSocket messages (``WS_MESSAGES_PER_S``,
+``WS_MESSAGE_BURST``) as configured and lifted, and in each alternates rounds of ``--streams`` real-time streams of real
 speech (from 127.0.0.1) alone and beside ``--flooders`` hostile clients (from 127.0.0.2, another
 client address) that send tiny valid audio frames (2 bytes) as fast as they can and reconnect as
 soon as they are closed. Reports per round the good streams' p95 latency and missing hops, the web

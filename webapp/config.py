@@ -56,8 +56,6 @@ DEFAULTS = dict(
     TRUSTED_PROXIES=0,  # reverse proxies in front that append X-Forwarded-For (nginx: 1); 0 trusts none
     REQUEST_TIMEOUT_S=30,  # run.py: a connection that sends nothing for this long is closed
     MAX_CONNECTIONS=512,  # run.py: open connections (one thread each); more are closed at once
-    CONNECTIONS_PER_S=20,  # run.py, no trusted proxy: new connections a peer address may open a second ...
-    CONNECTION_BURST=100,  # ... and at once (a page load opens about 8); more are closed at once
     # Sharing the demo (run.py fills these in): the links to send, and the one people reach us by
     SHARE_URLS=[],
     PUBLIC_URL=None,

@@ -236,8 +236,7 @@ def harden_websockets(eio, config) -> None:
 
     Every message costs the web process about 50 us to read and dispatch, whatever it holds: one
     client sending tiny audio frames as fast as it could (11,000 messages a second) took half a
-    core; a budget per connection alone did not stop it, as it reconnected at once (run.py also
-    limits the rate of new connections per address: webapp/server.py). The page sends 8 a second
+    core; a budget per connection alone did not stop it, as it reconnected at once. The page sends 8 a second
     (250 ms frames, each a placeholder and its bytes); the defaults allow a client 4 streams of
     20 ms frames at the 1.5 x real time the audio limit allows.
 
