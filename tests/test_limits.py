@@ -31,6 +31,7 @@ def test_a_rate_limit_allows_its_burst_then_its_rate():
     clock = Clock()
     limit = RateLimit(burst=3, rate=2, clock=clock)
     assert [limit.allow() for _ in range(4)] == [True, True, True, False]
+    assert limit.wait_s() == pytest.approx(0.5) and limit.wait_s(2) == pytest.approx(1.0)
     clock.now = 0.5  # one more token
     assert limit.allow() and not limit.allow()
     clock.now = 100.0  # refilled to the burst, no further

@@ -7,7 +7,7 @@ a burst of uploads can neither pile up threads nor hold every slot for long.
 The client address is ``request.remote_addr``: behind ``TRUSTED_PROXIES``
 reverse proxies, werkzeug's ProxyFix has already replaced it with the address
 the nearest trusted proxy appended to ``X-Forwarded-For``. ``harden_websockets``
-caps a WebSocket's message size and rate, and declines compression.
+caps a WebSocket's message size and its client's message rate, and declines compression.
 """
 from __future__ import annotations
 
@@ -37,13 +37,21 @@ class RateLimit:
         self.tokens, self.last = burst, clock()
 
     def allow(self, amount: float = 1.0) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
+        self._refill()
         if amount > self.tokens:
             return False
         self.tokens -= amount
         return True
+
+    def wait_s(self, amount: float = 1.0) -> float:
+        """Seconds until ``amount`` would be allowed (0: now)."""
+        self._refill()
+        return max(0.0, (amount - self.tokens) / self.rate)
+
+    def _refill(self):
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
 
 
 class PerClient:
@@ -102,6 +110,11 @@ class PerClientRate:
         with self._lock:
             entry = self._held.get(client)
             return entry is None or entry[0].allow(amount)
+
+    def wait_s(self, client: str, amount: float = 1.0) -> float:
+        with self._lock:
+            entry = self._held.get(client)
+            return 0.0 if entry is None else entry[0].wait_s(amount)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -163,32 +176,28 @@ class UploadGate:
 
 
 class _Inbox(list):
-    """simple-websocket's queue of a connection's received messages, which ends the connection
-    (code 1008) once its client's messages come faster than ``rates`` allows, before they are
-    queued: the messages beyond it are neither held nor read by Engine.IO."""
+    """simple-websocket's queue of a connection's received messages, which makes its reader wait
+    (reading nothing more from the socket) while its client's messages come faster than ``rates``
+    allows: a flooding client is slowed to the rate by TCP's own flow control, and gains nothing
+    by reconnecting. Engine.IO's pings go unanswered meanwhile, so a client that keeps flooding
+    is dropped by the ping timeout."""
+
+    MIN_WAIT_S = 0.02  # wake at most 50 times a second: then let the tokens gathered meanwhile through
 
     def __init__(self, websocket, rates: PerClientRate, client: str):
         super().__init__()
-        self.websocket, self.rates, self.client, self.refused = websocket, rates, client, False
+        self.websocket, self.rates, self.client, self.throttled = websocket, rates, client, False
 
     def append(self, message):
-        if self.refused:
-            return
-        if self.rates.allow(self.client):
-            super().append(message)
-            return
-        from wsproto.events import CloseConnection
-        from wsproto.utilities import LocalProtocolError
-
-        self.refused = True
-        self.clear()
-        log.warning("a client sent more than %g WebSocket messages a second: connection closed", self.rates.rate,
-                    extra={"event": "ws_message_flood"})
-        ws = self.websocket
-        ws.sock.send(ws.ws.send(CloseConnection(1008, f"too many messages: at most {self.rates.rate:g} a second")))
-        # simple-websocket's reader catches this, as for its own refusals (1009): it stops reading,
-        # marks the connection closed and wakes the receiver
-        raise LocalProtocolError("too many messages")
+        while not self.rates.allow(self.client):
+            if not self.throttled:
+                self.throttled = True
+                log.warning("a client sends more than %g WebSocket messages a second: its reading slowed",
+                            self.rates.rate, extra={"event": "ws_message_flood"})
+            time.sleep(min(1.0, max(self.MIN_WAIT_S, self.rates.wait_s(self.client))))
+            if not self.websocket.connected:
+                return
+        super().append(message)
 
 
 class _WebSocketReader(threading.Thread):
@@ -224,8 +233,8 @@ def harden_websockets(eio, config) -> None:
 
     - is closed (code 1009) as soon as one message passes ``eio.max_http_buffer_size`` bytes, its
       reader asking the socket for ``WS_RECEIVE_BYTES`` at a time;
-    - is closed (code 1008) once its client (address) sends, over all its connections, more than
-      ``WS_MESSAGE_BURST`` messages at once or ``WS_MESSAGES_PER_S`` a second;
+    - is read no faster than its client (address) may send, over all its connections:
+      ``WS_MESSAGE_BURST`` messages at once, ``WS_MESSAGES_PER_S`` a second;
     - is not compressed unless ``WS_COMPRESSION``.
 
     Engine.IO checks a message's size only once simple-websocket has assembled the whole message,
@@ -236,9 +245,11 @@ def harden_websockets(eio, config) -> None:
 
     Every message costs the web process about 50 us to read and dispatch, whatever it holds: one
     client sending tiny audio frames as fast as it could (11,000 messages a second) took half a
-    core; a budget per connection alone did not stop it, as it reconnected at once. The page sends 8 a second
-    (250 ms frames, each a placeholder and its bytes); the defaults allow a client 4 streams of
-    20 ms frames at the 1.5 x real time the audio limit allows.
+    core. Closing such a connection (1008) did not help: the client reconnected at once, up to 100
+    times a second, and the handshakes cost as much; so its reading is slowed instead
+    (``bench/flood_bench.py``, docs/webapp.md). The page sends 8 messages a second (250 ms frames,
+    each a placeholder and its bytes); the defaults allow a client 4 streams of 20 ms frames at the
+    1.5 x real time the audio limit allows.
 
     Compression is declined because every browser offers it and, accepted, it makes a client's bytes
     cost the server about a hundred times more to read (a kilobyte of deflated zeros is a megabyte
