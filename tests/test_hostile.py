@@ -461,3 +461,20 @@ def test_a_message_flood_is_read_no_faster_than_the_clients_budget(server):
     assert 0.8 * least < took < 4 * least + 5, took
     time.sleep(2000 / 600 + 0.5)  # refilled: the module's other tests are not affected
     check_stream(stream_once(server["url"], transports=["websocket"]))
+
+
+def test_a_long_polling_flood_waits_for_the_same_budget(server):
+    """Engine.IO's long-polling transport decodes up to 16 packets a POST: each POST (and each new
+    session) is charged 16 messages of the client's budget and waits while it is spent, so 200
+    POSTs take at least (200 x 16 - 2,000) / 600 s, and none gets a 5xx."""
+    s = requests.Session()
+    r = s.get(server["url"] + "/socket.io/?EIO=4&transport=polling", timeout=10)
+    base = server["url"] + "/socket.io/?EIO=4&transport=polling&sid=" + json.loads(r.text[1:])["sid"]
+    s.post(base, data="40/stream,", timeout=10)
+    body = "\x1e".join(['42/stream,["nonsense"]'] * 16)
+    began = time.monotonic()
+    statuses = [s.post(base, data=body, timeout=30).status_code for _ in range(200)]
+    took = time.monotonic() - began
+    assert max(statuses) < 500, statuses
+    assert took > 0.8 * (200 * 16 + 16 - 2000) / 600, took
+    time.sleep(2000 / 600 + 0.5)  # refilled: the module's other tests are not affected

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from webapp.limits import LimitExceeded, PerClient, PerClientRate, RateLimit, UploadGate
+from webapp.limits import LimitExceeded, PerClient, PerClientRate, RateLimit, UploadGate, _polling_within
 
 
 def test_per_client_counts_each_address_separately():
@@ -58,6 +58,28 @@ def test_a_clients_rate_is_shared_by_its_connections_and_not_refilled_by_reconne
     rates.release("c")
     rates.acquire("b")
     assert len(rates) == 1
+
+
+def test_polling_posts_wait_for_the_budget_and_a_vanished_session_is_a_400():
+    rates = PerClientRate(burst=32, rate=1000)
+    calls = []
+
+    def engineio(environ, start_response):
+        calls.append(time.monotonic())
+        if "sid=gone" in environ["QUERY_STRING"]:
+            raise KeyError("Session is disconnected")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    handle = _polling_within(engineio, rates)
+    post = {"REQUEST_METHOD": "POST", "QUERY_STRING": "EIO=4&transport=polling&sid=x", "REMOTE_ADDR": "a"}
+    began = time.monotonic()
+    for _ in range(2 + 10):  # the burst holds two POSTs (16 each); ten more wait 16 ms each
+        assert handle(post, lambda status, headers: None) == [b"ok"]
+    assert time.monotonic() - began >= 10 * 16 / 1000 * 0.9
+    statuses = []
+    body = handle({**post, "QUERY_STRING": "EIO=4&transport=polling&sid=gone"}, lambda s, h: statuses.append(s))
+    assert statuses == ["400 BAD REQUEST"] and body == [b"Session is disconnected"]
 
 
 def hold(gate: UploadGate, client: str, release: threading.Event, entered: threading.Event, out: list):

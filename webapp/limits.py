@@ -282,3 +282,36 @@ def harden_websockets(eio, config) -> None:
 
     make.hardened = True
     eio._async = {**eio._async, "websocket": make}
+    eio.handle_request = _polling_within(eio.handle_request, rates)
+
+
+POLLING_CHARGE = 16  # messages charged per long-polling POST or new session: Engine.IO decodes at most 16 a POST
+
+
+def _polling_within(handle_request, rates: PerClientRate):
+    """Engine.IO's ``handle_request``, charging each long-polling POST (up to 16 packets) and each
+    new session to its client's message budget, waiting while it is spent, as a WebSocket's reader
+    does; and answering 400, not 500, for a POST that races its session's end (python-engineio
+    4.15 raises KeyError there)."""
+
+    charge = min(POLLING_CHARGE, rates.burst)
+
+    def handle(environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        if "transport=polling" in query and (environ.get("REQUEST_METHOD") == "POST" or "sid=" not in query):
+            client = str(environ.get("REMOTE_ADDR"))
+            rates.acquire(client)
+            try:
+                while not rates.allow(client, charge):
+                    time.sleep(min(1.0, max(_Inbox.MIN_WAIT_S, rates.wait_s(client, charge))))
+            finally:
+                rates.release(client)
+        try:
+            return handle_request(environ, start_response)
+        except KeyError as exc:
+            if "disconnected" not in str(exc):
+                raise
+            start_response("400 BAD REQUEST", [("Content-Type", "text/plain")])
+            return [b"Session is disconnected"]
+
+    return handle
