@@ -1,18 +1,21 @@
 """Do good streams stay served while a hostile client floods the server with messages?
 
     python bench/flood_bench.py [--streams 16] [--seconds 20] [--flooders 1] [--alternations 2]
+                                [--transport websocket|polling]
 
 Starts ``run.py`` twice, with its per-address limit on WebSocket messages (``WS_MESSAGES_PER_S``,
 ``WS_MESSAGE_BURST``) as configured and lifted, and in each alternates rounds of ``--streams`` real-time streams of real
 speech (from 127.0.0.1) alone and beside ``--flooders`` hostile clients (from 127.0.0.2, another
 client address) that send tiny valid audio frames (2 bytes) as fast as they can and reconnect as
-soon as they are closed. Reports per round the good streams' p95 latency and missing hops, the web
+soon as they are closed (``--transport polling``: Engine.IO's long-polling transport instead, POSTs
+of 16 tiny events each on one keep-alive connection, a new session whenever the old one ends). Reports per round the good streams' p95 latency and missing hops, the web
 process's CPU (its model lanes excluded) and what the flooders managed. Writes
 ``bench/results/flood_bench_<time>.json``.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 import threading
@@ -40,11 +43,40 @@ def flood_until(port: int, until: float, tally: dict):
         tally["connections"] += 1
 
 
+def poll_until(port: int, until: float, tally: dict):
+    """Flood over long-polling until ``until``: POSTs of 16 events (Engine.IO's most per POST), a new
+    session whenever the old one is refused (it ends by ping timeout: the flooder never polls)."""
+    body = "\x1e".join(['42/stream,["nonsense"]'] * 16)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(FLOOD_SOURCE, 0))
+    path = None
+    while time.monotonic() < until:
+        try:
+            if path is None:
+                conn.request("GET", "/socket.io/?EIO=4&transport=polling")
+                sid = json.loads(conn.getresponse().read()[1:])["sid"]
+                path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+                conn.request("POST", path, body="40/stream,")
+                conn.getresponse().read()
+                tally["connections"] += 1
+            conn.request("POST", path, body=body)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                path = None
+                continue
+            tally["frames"] += 16
+        except (OSError, http.client.HTTPException, ValueError):
+            tally["failed"] += 1
+            conn.close()
+            path = None
+
+
 def one_round(url: str, port: int, args, signals, stats, flooding: bool) -> dict:
     tally = {"connections": 0, "frames": 0, "closed_1008": 0, "failed": 0}
     web = ProcStats(stats[0].pid)
     cpu0, t0 = web.cpu_seconds(own=True), time.monotonic()
-    threads = [threading.Thread(target=flood_until, args=(port, t0 + args.seconds + 5, tally), daemon=True)
+    target = poll_until if args.transport == "polling" else flood_until
+    threads = [threading.Thread(target=target, args=(port, t0 + args.seconds + 5, tally), daemon=True)
                for _ in range(args.flooders if flooding else 0)]
     for t in threads:
         t.start()
@@ -65,11 +97,14 @@ def main():
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--flooders", type=int, default=1)
     p.add_argument("--alternations", type=int, default=2)
+    p.add_argument("--transport", choices=("websocket", "polling"), default="websocket",
+                   help="the flooders' Engine.IO transport (polling: \"frames\" count the events they POSTed)")
     add_server_args(p)
     args = p.parse_args()
     tmp = scratch_folder(args, "flood_bench")
     signals = load_speech(args.audio_dir, args.seconds + 5, 8, 16000)
-    result = {"streams": args.streams, "seconds": args.seconds, "flooders": args.flooders, "runs": []}
+    result = {"streams": args.streams, "seconds": args.seconds, "flooders": args.flooders,
+              "transport": args.transport, "runs": []}
     # the good streams all come from 127.0.0.1: their own limits lifted, the flooders' address keeps them
     base = {"SER_STREAMS_PER_CLIENT": str(args.streams + 8), "SER_MAX_STREAMS": str(args.streams + 8)}
     lifted = {k: v for k, v in ONE_ADDRESS.items() if k != "SER_STREAMS_PER_CLIENT"}
