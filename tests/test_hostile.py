@@ -478,3 +478,33 @@ def test_a_long_polling_flood_waits_for_the_same_budget(server):
     assert max(statuses) < 500, statuses
     assert took > 0.8 * (200 * 16 + 16 - 2000) / 600, took
     time.sleep(2000 / 600 + 0.5)  # refilled: the module's other tests are not affected
+
+
+ATTACHMENTS, ATTACHMENT_BYTES = 100, 900_000  # declared in one packet, then sent: 90 MB if all were held
+
+
+def test_a_packet_declaring_many_attachments_is_refused_and_nothing_is_held(server):
+    """python-socketio holds every attachment a packet declares until the last one arrives: a packet
+    declaring more than one (the contract's ``audio`` has one) gets ``error`` too_many_attachments,
+    and what follows is dropped unread, so memory does not grow with it."""
+    import websocket
+
+    ws = websocket.create_connection(server["url"].replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+                                     timeout=ANSWER_WITHIN_S)
+    baseline = peak_rss_mb(server["pid"])
+    try:
+        ws.recv()  # Engine.IO's open packet
+        ws.send("40/stream,")
+        assert ws.recv().startswith("40/stream,")
+        ws.send(f'45{ATTACHMENTS}-/stream,["audio",{{"_placeholder":true,"num":0}}]')
+        for _ in range(ATTACHMENTS):
+            ws.send_binary(bytes(ATTACHMENT_BYTES))
+        while True:
+            text = ws.recv()
+            if text.startswith('42/stream,["error"'):
+                break
+        assert json.loads(text[len("42/stream,"):])[1]["code"] == "too_many_attachments"
+    finally:
+        ws.close()
+    assert peak_rss_mb(server["pid"]) - baseline < 32
+    check_stream(stream_once(server["url"], transports=["websocket"]))

@@ -13,7 +13,7 @@ from flask import Flask, Request
 from . import logs, memory, pool, routes, security, stream  # stream's handlers must be declared before any init_app
 from .config import DEFAULTS, ROOT
 from .extensions import socketio
-from .limits import UploadGate, harden_websockets
+from .limits import UploadGate, bound_binary_packets, harden_websockets
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     socketio.init_app(app, async_mode="threading", async_handlers=False, message_queue=c["REDIS_URL"],
                       channel="ser-socketio", ping_interval=c["PING_INTERVAL_S"], ping_timeout=c["PING_TIMEOUT_S"])
     harden_websockets(socketio.server.eio, c)
+    bound_binary_packets(socketio.server)
     security.init_app(app)  # after Socket.IO: its connections see the proxied client address too
     logs.init_app(app)
     app.register_blueprint(routes.bp)
