@@ -74,8 +74,10 @@ def test_polling_posts_wait_for_the_budget_and_a_vanished_session_is_a_400():
     handle = _polling_within(engineio, rates)
     post = {"REQUEST_METHOD": "POST", "QUERY_STRING": "EIO=4&transport=polling&sid=x", "REMOTE_ADDR": "a"}
     began = time.monotonic()
-    for _ in range(2 + 10):  # the burst holds two POSTs (16 each); ten more wait 16 ms each
-        assert handle(post, lambda status, headers: None) == [b"ok"]
+    for i in range(2 + 10):  # the burst holds two POSTs (16 each); ten more wait 16 ms each
+        # without transport=polling (Engine.IO's default) or with a look-alike of sid: charged all the same
+        query = ["EIO=4&sid=x", "EIO=4&transport=polling&xsid=1"][i % 2]
+        assert handle({**post, "QUERY_STRING": query}, lambda status, headers: None) == [b"ok"]
     assert time.monotonic() - began >= 10 * 16 / 1000 * 0.9
     statuses = []
     body = handle({**post, "QUERY_STRING": "EIO=4&transport=polling&sid=gone"}, lambda s, h: statuses.append(s))

@@ -297,8 +297,10 @@ def _polling_within(handle_request, rates: PerClientRate):
     charge = min(POLLING_CHARGE, rates.burst)
 
     def handle(environ, start_response):
-        query = environ.get("QUERY_STRING", "")
-        if "transport=polling" in query and (environ.get("REQUEST_METHOD") == "POST" or "sid=" not in query):
+        from urllib.parse import parse_qs
+
+        # as Engine.IO reads them: a POST is polling whatever its transport says, no sid is a new session
+        if environ.get("REQUEST_METHOD") == "POST" or not parse_qs(environ.get("QUERY_STRING", "")).get("sid"):
             client = str(environ.get("REMOTE_ADDR"))
             rates.acquire(client)
             try:
