@@ -134,7 +134,7 @@ def memory_per_connection(pcm, deflate: bool, n: int) -> float:
 
 def flood_cost(args, compression: bool, weights: Path, tmp: Path) -> dict:
     """The web process's CPU while one client floods it, compression accepted or declined (the
-    per-address limits on messages and connections lifted: this measures compression alone)."""
+    per-address message budget lifted: this measures compression alone)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]

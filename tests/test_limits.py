@@ -1,5 +1,5 @@
 """Upload admission: bounded concurrency, a bounded waiting line, per-client limits, Retry-After;
-rates per client address (WebSocket messages, new connections)."""
+message rates per client address (WebSocket and long-polling)."""
 import io
 import threading
 import time

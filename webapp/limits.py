@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from urllib.parse import parse_qs
 
 log = logging.getLogger("ser.limits")
 
@@ -116,6 +117,17 @@ class PerClientRate:
             entry = self._held.get(client)
             return 0.0 if entry is None else entry[0].wait_s(amount)
 
+    MIN_WAIT_S = 0.02  # wake at most 50 times a second: then let the tokens gathered meanwhile through
+
+    def take(self, client: str, amount: float = 1.0, wanted=lambda: True) -> bool:
+        """Take ``amount`` from ``client``'s bucket, sleeping while it is short; False, with nothing
+        taken, if ``wanted()`` turns false first (checked after each sleep)."""
+        while not self.allow(client, amount):
+            time.sleep(min(1.0, max(self.MIN_WAIT_S, self.wait_s(client, amount))))
+            if not wanted():
+                return False
+        return True
+
     def __len__(self) -> int:
         return len(self._held)
 
@@ -182,20 +194,17 @@ class _Inbox(list):
     by reconnecting. Engine.IO's pings go unanswered meanwhile, so a client that keeps flooding
     is dropped by the ping timeout."""
 
-    MIN_WAIT_S = 0.02  # wake at most 50 times a second: then let the tokens gathered meanwhile through
-
     def __init__(self, websocket, rates: PerClientRate, client: str):
         super().__init__()
         self.websocket, self.rates, self.client, self.throttled = websocket, rates, client, False
 
     def append(self, message):
-        while not self.rates.allow(self.client):
+        if not self.rates.allow(self.client):
             if not self.throttled:
                 self.throttled = True
                 log.warning("a client sends more than %g WebSocket messages a second: its reading slowed",
                             self.rates.rate, extra={"event": "ws_message_flood"})
-            time.sleep(min(1.0, max(self.MIN_WAIT_S, self.rates.wait_s(self.client))))
-            if not self.websocket.connected:
+            if not self.rates.take(self.client, wanted=lambda: self.websocket.connected):
                 return
         super().append(message)
 
@@ -235,7 +244,9 @@ def harden_websockets(eio, config) -> None:
       reader asking the socket for ``WS_RECEIVE_BYTES`` at a time;
     - is read no faster than its client (address) may send, over all its connections:
       ``WS_MESSAGE_BURST`` messages at once, ``WS_MESSAGES_PER_S`` a second;
-    - is not compressed unless ``WS_COMPRESSION``.
+    - is not compressed unless ``WS_COMPRESSION``;
+
+    and charges each long-polling POST and new session to the same budget (``_polling_within``).
 
     Engine.IO checks a message's size only once simple-websocket has assembled the whole message,
     and simple-websocket assembles without a limit: one 48 MB message raised the server's peak
@@ -297,15 +308,12 @@ def _polling_within(handle_request, rates: PerClientRate):
     charge = min(POLLING_CHARGE, rates.burst)
 
     def handle(environ, start_response):
-        from urllib.parse import parse_qs
-
         # as Engine.IO reads them: a POST is polling whatever its transport says, no sid is a new session
         if environ.get("REQUEST_METHOD") == "POST" or not parse_qs(environ.get("QUERY_STRING", "")).get("sid"):
             client = str(environ.get("REMOTE_ADDR"))
             rates.acquire(client)
             try:
-                while not rates.allow(client, charge):
-                    time.sleep(min(1.0, max(_Inbox.MIN_WAIT_S, rates.wait_s(client, charge))))
+                rates.take(client, charge)
             finally:
                 rates.release(client)
         try:
