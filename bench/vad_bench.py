@@ -2,12 +2,13 @@
 
     python bench/vad_bench.py [--seconds 20] [--batches 1,4,8,16,32,64]
 
-Times, on one thread: ``StreamingVAD.push`` as a stream alone runs it (250 ms frames, one Silero
-ONNX call per 512-sample chunk), ``advance`` over B streams' 250 ms frames as the server's VAD
-batcher runs it, the bare ONNX call for the next chunk of B streams at once (the recurrent state of
-each stream in its own row), and the same at 8 kHz (256-sample chunks, the same 32 ms; not used:
-measured as an option). Prints ms per chunk and ms of CPU per stream-second (31.25 chunks), and
-writes ``bench/results/vad_bench_<time>.json``.
+Times, on one thread: ``StreamingVAD.push`` as a stream alone runs it (250 ms frames),
+``advance`` over B streams' 250 ms frames as the server's VAD batcher runs it (the network in
+PyTorch, every chunk of every stream in one pass: ``ser_model.silero``), and for comparison the
+wheel's ONNX model as the batcher called it until 2026-12-02: one call for the next chunk of B
+streams at once (the recurrent state of each stream in its own row), at 16 kHz and at 8 kHz
+(256-sample chunks, the same 32 ms; not used: measured as an option). Prints ms per chunk and ms
+of CPU per stream-second (31.25 chunks), and writes ``bench/results/vad_bench_<time>.json``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from harness import ROOT, save_results  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from ser_model.audio import SAMPLE_RATE  # noqa: E402
-from ser_model.streaming import VAD_CHUNK, VAD_CONTEXT, StreamingVAD, StreamSession, _vad_session, advance  # noqa: E402
+from ser_model.streaming import VAD_CHUNK, VAD_CONTEXT, StreamingVAD, StreamSession, advance  # noqa: E402
 
 FRAME = SAMPLE_RATE // 4  # the page's 250 ms frames
 CHUNKS_PER_S = SAMPLE_RATE / VAD_CHUNK
@@ -41,6 +42,18 @@ def per_chunk_ms(fn, chunks: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def onnx_session():
+    """The wheel's ONNX model on one thread."""
+    from importlib import resources
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+    path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="audio per measurement")
@@ -52,7 +65,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(args.seconds * SAMPLE_RATE))).astype(np.float32)
     chunks = len(audio) // VAD_CHUNK
-    session = _vad_session()
+    session = onnx_session()
 
     def stream():
         vad = StreamingVAD()

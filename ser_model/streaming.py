@@ -23,10 +23,10 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from . import silero
 from .audio import SAMPLE_RATE
 from .inference import HOP_S, MIN_SPEECH_S, WINDOW_S, session_share
 from .labels import EMOTIONS
@@ -34,8 +34,8 @@ from .vad import SPEECH_THRESHOLD
 
 MIN_STREAM_RATE, MAX_STREAM_RATE = 8000, 48000
 MAX_FRAME_S = 1.0  # longest accepted PCM frame
-VAD_CHUNK = 512  # Silero's window at 16 kHz (32 ms)
-VAD_CONTEXT = 64  # samples of the previous chunk the ONNX model sees
+VAD_CHUNK = silero.CHUNK  # Silero's window at 16 kHz (32 ms)
+VAD_CONTEXT = silero.CONTEXT  # samples of the previous chunk it sees
 VAD_OFF_MARGIN = 0.15  # speech ends below SPEECH_THRESHOLD - this (Silero's hysteresis)
 TAIL_CONTEXT_S = 0.1  # input kept to approximate the resampler's not-yet-released output
 FINAL_WINDOW_MIN_S = 0.1  # at stop, analyse a last partial hop if at least this long
@@ -48,7 +48,6 @@ MAX_UNJUDGED_S = 5.0  # audio received but not yet judged by the VAD, per stream
 HOP = int(HOP_S * SAMPLE_RATE)  # 8000 samples
 WINDOW = int(WINDOW_S * SAMPLE_RATE)  # 48000 samples
 KEEP_AUDIO = WINDOW + 2 * SAMPLE_RATE  # a stream's latest audio kept for its windows and calibration
-_RATE = np.array(SAMPLE_RATE, dtype=np.int64)
 
 
 class StreamError(ValueError):
@@ -72,21 +71,8 @@ class WindowJob:
     session_share: float = 1.0  # the session head's share of the answer (below 1: blended with the plain head's)
 
 
-@lru_cache(maxsize=1)
-def _vad_session():
-    """The Silero VAD ONNX session shared by all streams (``run`` is thread-safe)."""
-    from importlib import resources
-
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.inter_op_num_threads = opts.intra_op_num_threads = 1
-    path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def warm_up_streaming():
-    """Create the shared VAD session and run a stream's path once (the first user's first frame
+    """Load the VAD's weights and run a stream's path once (the first user's first frame
     should not wait for them)."""
     session = StreamSession(48000)
     session.feed((np.random.default_rng(0).standard_normal(48000) * 3000).astype("<i2").tobytes())
@@ -98,7 +84,7 @@ class StreamingVAD:
 
     ``push(samples)`` returns one speech flag per completed 512-sample chunk, with
     Silero's hysteresis (on at ``threshold``, off below ``threshold - 0.15``);
-    :func:`judge_streams` does the same for many streams with one model call per chunk.
+    :func:`judge_streams` does the same for many streams in one pass of the model.
     """
 
     def __init__(self, threshold: float = SPEECH_THRESHOLD):
@@ -106,7 +92,7 @@ class StreamingVAD:
         self.reset_states()
 
     def reset_states(self):
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._state = np.zeros((2, 1, silero.STATE), dtype=np.float32)
         self._context = np.zeros((1, VAD_CONTEXT), dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
         self.triggered = False
@@ -139,39 +125,41 @@ class StreamingVAD:
 def judge_streams(vads: list[StreamingVAD], samples: list[np.ndarray]) -> list[list[bool]]:
     """Advance each stream's VAD over its new samples; returns each stream's chunk flags.
 
-    The streams share each model call: one call judges the next chunk of every stream that has
-    one (about half the CPU per chunk of one call per stream, from 8 streams on: bench/vad_bench.py).
+    The streams share one pass of the model: every chunk of every stream through its convolutions
+    at once, then its LSTM chunk position by chunk position (``ser_model.silero``).
     """
     chunks = [vad._chunks(x) for vad, x in zip(vads, samples)]
     return [vad._flags(p) for vad, p in zip(vads, _probabilities(vads, chunks))]
 
 
 def _probabilities(vads: list[StreamingVAD], chunks: list[np.ndarray]) -> list[np.ndarray]:
-    """Silero's speech probability of each stream's chunks (n_i x 512), in order, one model call
-    per chunk position for all streams that have a chunk there."""
+    """Silero's speech probability of each stream's chunks (n_i x 512), in order: all chunks of
+    all streams in one pass (``ser_model.silero``)."""
     order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))  # rows at position k: a prefix
     counts = [len(chunks[i]) for i in order]
     depth = counts[0] if counts else 0
     if not depth:
         return [np.empty(0, dtype=np.float32) for _ in chunks]
-    audio = np.zeros((len(order), depth, VAD_CHUNK), dtype=np.float32)
+    audio = np.zeros((len(order), depth, VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)
     for j, i in enumerate(order):
-        audio[j, :counts[j]] = chunks[i]
+        audio[j, 0, :VAD_CONTEXT] = vads[i]._context[0]
+        audio[j, :counts[j], VAD_CONTEXT:] = chunks[i]
+    audio[:, 1:, :VAD_CONTEXT] = audio[:, :-1, -VAD_CONTEXT:]  # a chunk's context: the previous chunk's end
+    rows = [sum(1 for n in counts if n > k) for k in range(depth)]
+    x = np.concatenate([audio[:r, k] for k, r in enumerate(rows)])  # position by position
     state = np.concatenate([vads[i]._state for i in order], axis=1)  # (2, streams, 128)
-    context = np.concatenate([vads[i]._context for i in order])  # (streams, VAD_CONTEXT)
-    probs = np.empty((len(order), depth), dtype=np.float32)
-    rows = len(order)
-    for k in range(depth):
-        while counts[rows - 1] <= k:
-            rows -= 1
-        x = np.concatenate([context[:rows], audio[:rows, k]], axis=1)
-        out, state[:, :rows] = _vad_session().run(None, {"input": x, "state": state[:, :rows], "sr": _RATE})
-        context[:rows] = x[:, -VAD_CONTEXT:]
-        probs[:rows, k] = out[:, 0]
+    flat, state = silero.speech_probabilities(x, rows, state)
+    probs = np.zeros((len(order), depth), dtype=np.float32)
+    first = 0
+    for k, r in enumerate(rows):
+        probs[:r, k] = flat[first:first + r]
+        first += r
     result = [None] * len(chunks)
     for j, i in enumerate(order):
-        vads[i]._state, vads[i]._context = state[:, j:j + 1].copy(), context[j:j + 1].copy()
         result[i] = probs[j, :counts[j]]
+        if counts[j]:
+            vads[i]._state = state[:, j:j + 1].copy()
+            vads[i]._context = audio[j, counts[j] - 1, -VAD_CONTEXT:][None].copy()
     return result
 
 

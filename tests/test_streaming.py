@@ -113,7 +113,38 @@ def test_streaming_vad_matches_silero(espeak_wav):
     ours = StreamingVAD()
     for i in range(0, len(wave) - 511, 512):
         chunk = wave[i:i + 512]
-        assert ours.probability(chunk) == pytest.approx(model(torch.from_numpy(chunk), 16000).item(), abs=1e-6)
+        assert ours.probability(chunk) == pytest.approx(model(torch.from_numpy(chunk), 16000).item(), abs=1e-4)
+
+
+def test_one_pass_over_ragged_streams_gives_the_onnx_models_probabilities(espeak_wav):
+    # ser_model.silero runs every chunk of every stream through the network at once: streams with
+    # 0 to 9 new chunks a round, over three rounds (each starting from the states and contexts the
+    # last left, a stream with none in between), against the wheel's ONNX model judging each
+    # stream chunk by chunk.
+    from ser_model import vad
+    import torch
+
+    from ser_model.streaming import _probabilities
+
+    waves = [speech_like(espeak_wav, 2.0, shift) for shift in (0, 5000, 11000, 23000)]
+    rounds = [[0, 1, 3, 9], [2, 0, 3, 9], [1, 4, 0, 9]]  # chunks per stream per round
+    ours = [StreamingVAD() for _ in waves]
+    onnx = vad.load_vad_model()
+    expected, got = [], [[] for _ in waves]
+    for i, wave in enumerate(waves):
+        onnx.reset_states()
+        expected.append([onnx(torch.from_numpy(wave[k * 512:(k + 1) * 512]), 16000).item()
+                         for k in range(sum(r[i] for r in rounds))])
+    done = [0] * len(waves)
+    for sizes in rounds:
+        chunks = [w[d * 512:(d + n) * 512].reshape(n, 512) for w, d, n in zip(waves, done, sizes)]
+        for i, p in enumerate(_probabilities(ours, chunks)):
+            got[i] += list(p)
+        done = [d + n for d, n in zip(done, sizes)]
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, atol=1e-4)
+    flat = sum(expected, [])
+    assert max(flat) > 0.5 > min(flat)  # speech and silence both judged
 
 
 def speech_like(espeak_wav, seconds: float, shift: int) -> np.ndarray:
@@ -142,7 +173,7 @@ def test_streams_judged_together_match_each_judged_alone(espeak_wav):
     assert flags_together == flags_alone
     assert sum(map(sum, flags_alone)) > 0 and sum(len(f) - sum(f) for f in flags_alone) > 0  # both kinds occur
     for a, t in zip(alone, together):
-        np.testing.assert_allclose(t._state, a._state, atol=1e-5)
+        np.testing.assert_allclose(t._state, a._state, rtol=1e-4, atol=1e-5)  # the cell grows to ~25: relative
 
 
 def test_sessions_advanced_together_cut_the_same_windows(espeak_wav):
