@@ -3,7 +3,7 @@
 Handlers stay small and never run a model: ``audio`` gives the frame to the
 connection's :class:`~ser_model.streaming.StreamSession` (checks and resampling)
 and leaves the stream to the :class:`VadBatcher`, which judges every stream's new
-audio in one VAD call per chunk and queues the windows that became due on the
+audio in one pass of the VAD and queues the windows that became due on the
 stream's :class:`InferenceWorker` (its lane).
 Bad input answers that client with ``error`` {code, message}; nobody else notices.
 

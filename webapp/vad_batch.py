@@ -1,11 +1,12 @@
-"""The VAD batcher: one thread judges every live stream's new audio with one model call per chunk.
+"""The VAD batcher: one thread judges every live stream's new audio in one pass of the VAD.
 
-Silero VAD is most of the web process's work per stream (a 32 ms chunk costs about 0.14 ms as
+Silero VAD was half of the web process's work per stream (a 32 ms chunk costs about 0.1 ms as
 its own call; docs/benchmarks.md). A connection therefore only checks and resamples its frame
 (``StreamSession.receive``) and leaves the stream here; every ``tick_ms`` this thread judges the
-new audio of all streams that sent some, the same chunk position of every stream in one call
-(``ser_model.streaming.advance``), and hands each stream's due windows to ``deliver``. A frame
-waits at most one tick; a stream's windows, and its ``stop``, keep their order.
+new audio of all streams that sent some in one pass (``ser_model.streaming.advance``: every chunk
+of every stream through Silero's convolutions at once, its LSTM chunk position by chunk position)
+and hands each stream's due windows to ``deliver``. A frame waits at most one tick; a stream's
+windows, and its ``stop``, keep their order.
 
 With ``tick_ms`` 0 there is no thread: each stream is judged alone in the caller's thread.
 Failure: the thread survives any exception; the streams of a round that fails are told
