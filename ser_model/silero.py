@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+ENCODE_ROWS = 2048  # chunks through the convolutions at once: bounds a round's working memory (~40 MB)
 CHUNK = 512  # samples at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous chunk each chunk is judged with
 STATE = 128  # LSTM width: a stream's state is (2, 128), hidden and cell
@@ -72,7 +73,9 @@ def speech_probabilities(chunks: np.ndarray, rows: list[int], state: np.ndarray)
 
     w = _weights()
     with torch.inference_mode():
-        gates_in = torch.addmm(w["b"], _encode(torch.from_numpy(chunks)), w["w_ih"])
+        x = torch.from_numpy(chunks)
+        gates_in = torch.cat([torch.addmm(w["b"], _encode(x[i:i + ENCODE_ROWS]), w["w_ih"])
+                              for i in range(0, len(x), ENCODE_ROWS)])  # (rows, 512): 2 KB a chunk
         h, c = torch.from_numpy(state[0]), torch.from_numpy(state[1])  # views: updated in place
         out, first = [], 0
         for r in rows:

@@ -137,29 +137,24 @@ def _probabilities(vads: list[StreamingVAD], chunks: list[np.ndarray]) -> list[n
     all streams in one pass (``ser_model.silero``)."""
     order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))  # rows at position k: a prefix
     counts = [len(chunks[i]) for i in order]
-    depth = counts[0] if counts else 0
-    if not depth:
+    if not counts or not counts[0]:
         return [np.empty(0, dtype=np.float32) for _ in chunks]
-    audio = np.zeros((len(order), depth, VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)
-    for j, i in enumerate(order):
-        audio[j, 0, :VAD_CONTEXT] = vads[i]._context[0]
-        audio[j, :counts[j], VAD_CONTEXT:] = chunks[i]
-    audio[:, 1:, :VAD_CONTEXT] = audio[:, :-1, -VAD_CONTEXT:]  # a chunk's context: the previous chunk's end
-    rows = [sum(1 for n in counts if n > k) for k in range(depth)]
-    x = np.concatenate([audio[:r, k] for k, r in enumerate(rows)])  # position by position
+    # Position by position, the streams of each in ``order``: stream j's k-th chunk is row at[k] + j.
+    per_position = [sum(1 for n in counts if n > k) for k in range(counts[0])]
+    at = np.cumsum([0] + per_position[:-1])
+    x = np.empty((sum(counts), VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)  # each chunk with its context
+    for j, (i, n) in enumerate(zip(order, counts)):
+        if n:  # the context of a chunk is the previous chunk's end
+            x[at[:n] + j] = np.lib.stride_tricks.sliding_window_view(
+                np.concatenate([vads[i]._context[0], chunks[i].ravel()]), VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK]
     state = np.concatenate([vads[i]._state for i in order], axis=1)  # (2, streams, 128)
-    flat, state = silero.speech_probabilities(x, rows, state)
-    probs = np.zeros((len(order), depth), dtype=np.float32)
-    first = 0
-    for k, r in enumerate(rows):
-        probs[:r, k] = flat[first:first + r]
-        first += r
+    probs, state = silero.speech_probabilities(x, per_position, state)
     result = [None] * len(chunks)
     for j, i in enumerate(order):
-        result[i] = probs[j, :counts[j]]
+        result[i] = probs[at[:counts[j]] + j]
         if counts[j]:
             vads[i]._state = state[:, j:j + 1].copy()
-            vads[i]._context = audio[j, counts[j] - 1, -VAD_CONTEXT:][None].copy()
+            vads[i]._context = chunks[i][-1:, -VAD_CONTEXT:].copy()
     return result
 
 

@@ -116,15 +116,19 @@ def test_streaming_vad_matches_silero(espeak_wav):
         assert ours.probability(chunk) == pytest.approx(model(torch.from_numpy(chunk), 16000).item(), abs=1e-4)
 
 
-def test_one_pass_over_ragged_streams_gives_the_onnx_models_probabilities(espeak_wav):
-    # ser_model.silero runs every chunk of every stream through the network at once: streams with
+@pytest.mark.parametrize("encode_rows", [2048, 5])
+def test_one_pass_over_ragged_streams_gives_the_onnx_models_probabilities(espeak_wav, monkeypatch, encode_rows):
+    # ser_model.silero runs every chunk of every stream through the network at once (in slices of
+    # ENCODE_ROWS chunks, here also 5, so that a round's slices split positions): streams with
     # 0 to 9 new chunks a round, over three rounds (each starting from the states and contexts the
     # last left, a stream with none in between), against the wheel's ONNX model judging each
     # stream chunk by chunk.
-    from ser_model import vad
+    from ser_model import silero, vad
     import torch
 
     from ser_model.streaming import _probabilities
+
+    monkeypatch.setattr(silero, "ENCODE_ROWS", encode_rows)
 
     waves = [speech_like(espeak_wav, 2.0, shift) for shift in (0, 5000, 11000, 23000)]
     rounds = [[0, 1, 3, 9], [2, 0, 3, 9], [1, 4, 0, 9]]  # chunks per stream per round
