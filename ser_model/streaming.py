@@ -139,14 +139,17 @@ def _probabilities(vads: list[StreamingVAD], chunks: list[np.ndarray]) -> list[n
     counts = [len(chunks[i]) for i in order]
     if not counts or not counts[0]:
         return [np.empty(0, dtype=np.float32) for _ in chunks]
-    # Position by position, the streams of each in ``order``: stream j's k-th chunk is row at[k] + j.
+    # Each chunk with its context, the previous chunk's end (the stream's kept context for its first).
+    live = [j for j, n in enumerate(counts) if n]
+    first = np.cumsum([0] + counts[:-1])  # stream j's rows, stream by stream: first[j] + 0..n-1
+    by_stream = np.empty((sum(counts), VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)
+    by_stream[:, VAD_CONTEXT:] = np.concatenate([chunks[order[j]] for j in live])
+    by_stream[1:, :VAD_CONTEXT] = by_stream[:-1, -VAD_CONTEXT:]
+    by_stream[first[live], :VAD_CONTEXT] = np.concatenate([vads[order[j]]._context for j in live])
+    # Then position by position, the streams of each in ``order``: stream j's k-th chunk is row at[k] + j.
     per_position = [sum(1 for n in counts if n > k) for k in range(counts[0])]
     at = np.cumsum([0] + per_position[:-1])
-    x = np.empty((sum(counts), VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)  # each chunk with its context
-    for j, (i, n) in enumerate(zip(order, counts)):
-        if n:  # the context of a chunk is the previous chunk's end
-            x[at[:n] + j] = np.lib.stride_tricks.sliding_window_view(
-                np.concatenate([vads[i]._context[0], chunks[i].ravel()]), VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK]
+    x = by_stream[np.concatenate([first[:r] + k for k, r in enumerate(per_position)])]
     state = np.concatenate([vads[i]._state for i in order], axis=1)  # (2, streams, 128)
     probs, state = silero.speech_probabilities(x, per_position, state)
     result = [None] * len(chunks)
