@@ -304,16 +304,18 @@ OVERSIZED_CLIENTS, OVERSIZED_MB = 16, 8  # each sends one WebSocket message of t
 OVERSIZED_BOUND_MB = 32  # what the server's peak memory may grow by while refusing all of them
 
 
-def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weights, tmp_path):
+@pytest.mark.parametrize("read_inline", ["true", "false"])
+def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weights, tmp_path, read_inline):
     """Engine.IO checks a message's size (1 MB) only once simple-websocket has assembled it all:
     without a bound while it arrives, these 16 x 8 MB messages would all be held in memory at once.
-    Each connection is closed (code 1009, or reset while still sending) and a good client is served."""
+    Each connection is closed (code 1009, or reset while still sending) and a good client is served;
+    read by the request threads (the default) or by simple-websocket's reader threads."""
     import websocket
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "run.py", "--port", str(port), "--weights", str(random_weights)]
-    with serve(cmd, url, tmp_path / "server.log") as proc:
+    with serve(cmd, url, tmp_path / "server.log", env={"SER_WS_READ_INLINE": read_inline}) as proc:
         check_stream(stream_once(url, transports=["websocket"]))  # the baseline includes a real stream
         baseline = peak_rss_mb(proc.pid)
         outcomes: list = []
@@ -342,6 +344,42 @@ def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weigh
                 assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
         assert peak_rss_mb(proc.pid) - baseline < OVERSIZED_BOUND_MB
         check_stream(stream_once(url, transports=["websocket"]))
+
+
+def server_threads(server) -> int:
+    for line in Path(f"/proc/{server['pid']}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads")
+
+
+def test_a_websocket_connection_is_read_by_its_own_request_thread(server):
+    """WS_READ_INLINE: no reader thread per WebSocket connection (simple-websocket's would wake the
+    request thread for every message): 20 connections add three threads each (the request, Engine.IO's
+    writer and its ping timer; four with a reader thread), and they are all gone once the clients leave."""
+    import websocket
+
+    before = server_threads(server)
+    connections = []
+    try:
+        for _ in range(20):
+            ws = websocket.create_connection(server["url"].replace("http://", "ws://")
+                                             + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+            ws.recv()  # Engine.IO's open packet
+            ws.send("40/stream,")
+            ws.recv()  # connected to the namespace
+            connections.append(ws)
+        time.sleep(0.5)
+        per_connection = (server_threads(server) - before) / len(connections)
+    finally:
+        for ws in connections:
+            ws.close()
+    assert 2.5 <= per_connection <= 3.5, per_connection
+    deadline = time.monotonic() + 15  # the ping timers end within one ping interval (5 s)
+    while server_threads(server) > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert server_threads(server) <= before + 2
+    check_stream(stream_once(server["url"], transports=["websocket"]))
 
 
 # ---- WebSocket compression (permessage-deflate) --------------------------------------------------

@@ -33,6 +33,8 @@ DEFAULTS = dict(
     WS_MESSAGES_PER_S=600,  # WebSocket messages a client address may send a second over all its connections: 4
     #                         streams of 20 ms frames at 1.5x real time (a page streaming: 8) ...
     WS_MESSAGE_BURST=2000,  # ... and at once (their 5 s burst); beyond, its connections are read no faster
+    WS_READ_INLINE=True,  # a connection's request thread reads its socket (no reader thread per connection,
+    #                       one thread wake-up per message fewer: docs/webapp.md); False: simple-websocket's thread
     WS_COMPRESSION=False,  # accept browsers' offer of permessage-deflate: a third less audio on the wire, for
     #                        240 KiB per connection and a client's bytes costing ~100x more to read (docs/webapp.md)
     # Inference lanes: each a thread that batches the windows of its streams for one model process
