@@ -3,8 +3,9 @@
 The wheel's ONNX model judges one 32 ms chunk (512 samples and 64 of context) per row and call,
 so a server that judges many streams calls it once per chunk position. Most of its arithmetic,
 the STFT and four convolutions, does not depend on the recurrent state: here it runs once for
-every chunk of every stream, and only the LSTM cell goes chunk by chunk. That costs about half
-the CPU per chunk of the ONNX calls in the VAD batcher's rounds (``python bench/vad_bench.py``).
+every chunk of every stream, and only the LSTM cell goes chunk by chunk. In the VAD batcher's
+rounds that costs a third to a half less CPU per chunk than the ONNX calls, depending on the CPU
+(``python bench/vad_bench.py``, docs/benchmarks.md).
 The weights are the wheel's own (its TorchScript file); the probabilities equal the ONNX
 model's to about 1e-5 (tests/test_streaming.py).
 """
