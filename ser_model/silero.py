@@ -4,7 +4,7 @@ The wheel's ONNX model judges one 32 ms chunk (512 samples and 64 of context) pe
 so a server that judges many streams calls it once per chunk position. Most of its arithmetic,
 the STFT and four convolutions, does not depend on the recurrent state: here it runs once for
 every chunk of every stream, and only the LSTM cell goes chunk by chunk. In the VAD batcher's
-rounds that costs a third to a half less CPU per chunk than the ONNX calls, depending on the CPU
+rounds of 16-32 streams that costs a fifth to a half less CPU per chunk than the ONNX calls, by CPU
 (``python bench/vad_bench.py``, docs/benchmarks.md).
 The weights are the wheel's own (its TorchScript file); the probabilities equal the ONNX
 model's to about 1e-5 (tests/test_streaming.py).
