@@ -1,5 +1,5 @@
 """The benchmarks' own arithmetic: what bench/topology_ab.py concludes from its rounds, how a round reads
-the lanes' batches from /metrics, and settings_ab's settings."""
+the lanes' batches from /metrics, settings_ab's settings, and handoff_bench's two ways of reading."""
 import sys
 from pathlib import Path
 
@@ -77,3 +77,12 @@ def test_settings_ab_reads_only_ser_settings():
     for bad in ("VAD_BATCH_MS=100", "SER_VAD_BATCH_MS"):
         with pytest.raises(Exception):
             settings_ab.settings(bad)
+
+
+def test_handoff_bench_counts_cpu_per_message_in_both_modes():
+    # A reader thread handing each message over costs CPU that reading in place does not.
+    import handoff_bench
+
+    inline = handoff_bench.cpu_us_per_message("inline", connections=8, rate=40, seconds=1.0)
+    handoff = handoff_bench.cpu_us_per_message("handoff", connections=8, rate=40, seconds=1.0)
+    assert 0 < inline < handoff < 100_000
