@@ -6,9 +6,9 @@ simple-websocket reads each connection in a thread of its own and hands every me
 that wants it (Engine.IO's request thread) through an Event; ``WS_READ_INLINE`` (the default) has
 the request thread read its socket itself (``webapp.limits._InlineReader``). This measures the
 mechanism alone, in this process: ``--connections`` socket pairs, ``--rate`` messages of 8 KB a
-second on each (a streaming page sends 8), each read either by a reader thread that appends it to
-a list and sets an Event for a consumer thread (both reading ``WS_RECEIVE_BYTES`` at a time) (``handoff``) or by the consumer itself (``inline``),
-alternating ``--repeats`` times. Reports the process's CPU per message, sender included, and the
+second on each (a streaming page sends 8), read ``WS_RECEIVE_BYTES`` at a time either by a reader
+thread that hands each whole message to a consumer thread through a list and an Event
+(``handoff``) or by the consumer itself (``inline``), alternating ``--repeats`` times. Reports the process's CPU per message, sender included, and the
 difference: the hand-off's own cost. Writes ``bench/results/handoff_bench_<time>.json``.
 """
 from __future__ import annotations

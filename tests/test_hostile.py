@@ -49,11 +49,16 @@ def server(random_weights, tmp_path_factory):
         yield {"url": url, "pid": proc.pid, "baseline_mb": peak_rss_mb(proc.pid), "log": log}
 
 
-def peak_rss_mb(pid: int) -> float:
+def proc_status(pid: int, field: str) -> int:
+    """One number from /proc/<pid>/status (``VmHWM``: peak RSS in kB; ``Threads``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    return proc_status(pid, "VmHWM") / 1024
 
 
 def post(server, data: bytes, name: str = "upload.wav") -> requests.Response:
@@ -347,10 +352,7 @@ def test_oversized_websocket_messages_are_refused_while_they_arrive(random_weigh
 
 
 def server_threads(server) -> int:
-    for line in Path(f"/proc/{server['pid']}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    raise AssertionError("no Threads")
+    return proc_status(server["pid"], "Threads")
 
 
 def test_a_websocket_connection_is_read_by_its_own_request_thread(server):

@@ -209,6 +209,18 @@ class _Inbox(list):
         super().append(message)
 
 
+def _charge_reads(websocket, rates: PerClientRate | None) -> str | None:
+    """Make ``websocket``'s received messages draw on its client's budget in ``rates`` (its inbox
+    then waits while the budget is spent); returns the client, to ``release`` when the connection
+    ends (None: no budget)."""
+    if websocket is None or rates is None:
+        return None
+    client = str(getattr(websocket, "environ", {}).get("REMOTE_ADDR"))
+    rates.acquire(client)
+    websocket.input_buffer = _Inbox(websocket, rates, client)
+    return client
+
+
 class _WebSocketReader(threading.Thread):
     """simple-websocket's per-connection reader thread, which marks the connection closed and wakes
     its receiver when it ends, and (``rates``) bounds the rate of the messages its client sends.
@@ -219,11 +231,7 @@ class _WebSocketReader(threading.Thread):
     def __init__(self, *args, target=None, rates: PerClientRate | None = None, **kwargs):
         super().__init__(*args, target=target, **kwargs)
         self._websocket = getattr(target, "__self__", None)
-        self._rates, self._client = rates, None
-        if self._websocket is not None and rates is not None:
-            self._client = str(getattr(self._websocket, "environ", {}).get("REMOTE_ADDR"))
-            rates.acquire(self._client)
-            self._websocket.input_buffer = _Inbox(self._websocket, rates, self._client)
+        self._rates, self._client = rates, _charge_reads(self._websocket, rates)
 
     def run(self):
         try:
@@ -251,21 +259,11 @@ class _InlineReader:
 
     def __init__(self, *args, target=None, rates: PerClientRate | None = None, **kwargs):
         self._websocket = target.__self__
-        self._rates, self._client, self._finished = rates, None, False
-        if rates is not None:
-            self._client = str(getattr(self._websocket, "environ", {}).get("REMOTE_ADDR"))
-            rates.acquire(self._client)
-            self._websocket.input_buffer = _Inbox(self._websocket, rates, self._client)
+        self._rates, self._client, self._finished = rates, _charge_reads(self._websocket, rates), False
         self._websocket.receive = self.receive  # in place of waiting for the thread
 
     def start(self):
-        pass
-
-    def is_alive(self) -> bool:
-        return False
-
-    def join(self, timeout=None):
-        pass
+        """simple-websocket starts its reader here: there is none."""
 
     def receive(self, timeout=None):
         """The next message (bytes or str), read from the socket while none is waiting; raises
