@@ -252,3 +252,88 @@ def test_lanes_batch_four_windows_on_cpu_and_32_on_a_gpu_unless_told():
     assert lane_batch_max({"BATCH_MAX": "16", "INFERENCE_DEVICE": "cpu"}) == 16
     hub = StreamHub(FakeRecognizer(), dict(DEFAULTS), predictors=[FakeRecognizer(), FakeRecognizer()])
     assert [w.batch_max for w in hub.workers] == [4, 4]
+
+
+def _hub_with_lanes(dispatch, *predictors):
+    from webapp.config import DEFAULTS
+    from webapp.limits import RateLimit
+    from webapp.stream import Stream, StreamHub
+
+    hub = StreamHub(FakeRecognizer(), {**DEFAULTS, "LANE_DISPATCH": dispatch}, predictors=list(predictors))
+    out = Outbox()
+    for w in hub.workers:
+        w.emit = out
+    streams = {}
+    for i in range(4):  # every stream starts on lane 0
+        streams[f"s{i}"] = hub._streams[f"s{i}"] = Stream(StreamSession(16000), "127.0.0.1", RateLimit(5, 1.5), lane=0)
+    hub._lane_load = [4] + [0] * (len(predictors) - 1)
+    return hub, out, streams
+
+
+class GatedRecognizer(FakeRecognizer):
+    """Answers once ``gate`` is set: a lane kept busy for as long as a test needs."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def predict_proba(self, windows):
+        self.gate.wait(5)
+        return super().predict_proba(windows)
+
+
+def _wait_answered(hub, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while sum(w.stats["answered"] for w in hub.workers) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("dispatch", ["window", "stream"])
+def test_a_streams_window_goes_to_an_idle_lane_unless_its_earlier_ones_wait(dispatch):
+    busy = GatedRecognizer()
+    hub, out, streams = _hub_with_lanes(dispatch, busy, FakeRecognizer())
+    s0, s1 = streams["s0"], streams["s1"]
+    try:
+        hub._deliver("s0", s0, [window(3.0)], False, False)  # lane 0 (a tie: its own), which now stays busy
+        time.sleep(0.05)
+        hub._deliver("s1", s1, [window(3.0)], False, False)  # nothing of s1 waits: the idle lane 1 ("window")
+        _wait_answered(hub, 1 if dispatch == "window" else 0)
+        hub._deliver("s0", s0, [window(3.5)], False, False)  # s0's first window still waits on lane 0: there too
+        for sid in ("s0", "s1"):
+            hub._deliver(sid, streams[sid], [], True, False)
+        time.sleep(0.05)
+        busy.gate.set()
+        events = out.wait(lambda ev: sum(e[1] == "summary" for e in ev) == 2)
+    finally:
+        busy.gate.set()
+        for w in hub.workers:
+            w.stop()
+    mine = [(e, p.get("t1")) for s, e, p in events if s == "s0"]
+    assert mine == [("emotion", 3.0), ("emotion", 3.5), ("summary", None)]  # in order, and from one lane
+    answered = [w.stats["answered"] for w in hub.workers]
+    assert answered == ([2, 1] if dispatch == "window" else [3, 0])
+    assert (s0.lane, s1.lane) == ((0, 1) if dispatch == "window" else (0, 0))
+    assert hub._lane_load == ([3, 1] if dispatch == "window" else [4, 0])  # the stream's slot moved with it
+    assert [w.load for w in hub.workers] == [0, 0] and not any(w._held for w in hub.workers)  # nothing left held
+
+
+def test_windows_dropped_unanswered_do_not_hold_their_lane():
+    worker = InferenceWorker(FakeRecognizer(delay_s=0.1), Outbox(), batch_wait_ms=1)
+    gone, kept = StreamSession(16000), StreamSession(16000)
+    worker.submit("a", kept, [window(3.0)])
+    worker.submit("b", gone, [window(3.0), window(3.5)])
+    gone.close()  # its windows are dropped when taken from the queue, not answered
+    worker.finish("a", kept)
+    deadline = time.monotonic() + 5
+    while worker.load and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    assert worker.load == 0 and not worker.holds(gone) and not worker.holds(kept)
+
+
+def test_an_unknown_lane_dispatch_is_refused():
+    from webapp.config import DEFAULTS
+    from webapp.stream import StreamHub
+
+    with pytest.raises(ValueError, match="LANE_DISPATCH"):
+        StreamHub(FakeRecognizer(), {**DEFAULTS, "LANE_DISPATCH": "random"})

@@ -45,6 +45,8 @@ DEFAULTS = dict(
     INFERENCE_PRECISION="auto",  # CPU: "float32", "bfloat16", or "auto" (bfloat16 where it is 1.2x+ faster, timed at start)
     BATCH_MAX="auto",  # windows per predict_proba call: "auto" = 4 on CPU (bigger batches cost more per window
     #                    on shared cores: docs/benchmarks.md), 32 on a GPU
+    LANE_DISPATCH="window",  # "window": a stream's windows go to the lane with the least waiting whenever
+    #                          none of its own wait (in order all the same); "stream": a stream keeps its first lane
     BATCH_WAIT_MS=5,  # wait this long for more windows after the first
     QUEUE_MAX=512,  # pending windows; beyond: server_busy for the sender
     COALESCE_S=0.5,  # a stream's window that waited this long is skipped when a newer one waits too

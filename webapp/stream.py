@@ -38,6 +38,7 @@ REAP_EVERY_S = 1.0
 TRIM_EVERY_TICKS = 30  # give freed memory back to the system every 30 s (see webapp/memory.py)
 RECALIBRATE_EVERY_TICKS = 5  # measure a lane that could not be measured yet
 MIN_CALIBRATE_S, MAX_CALIBRATE_S = 2.0, 10.0  # speech collected for a voice profile (start's calibrate_s)
+LANE_DISPATCHES = ("window", "stream")  # config LANE_DISPATCH: see StreamHub
 NOT_STARTED_EVERY_S = 2.0  # tell a client that sends audio without a stream at most this often
 log = logging.getLogger("ser.stream")
 
@@ -73,12 +74,16 @@ class StreamHub:
     """Started streams of one app, by Socket.IO sid, and the inference lanes they share.
 
     ``predictors`` (default: the recognizer itself, one lane) each get an InferenceWorker; a new
-    stream goes to the lane with the fewest streams, and stays there (its windows are then
-    analysed, smoothed and emitted in order).
+    stream goes to the lane with the fewest streams. With ``LANE_DISPATCH`` "window" its windows
+    then go to whichever lane has the least waiting, but only when none of its own wait anywhere,
+    so each stream's windows are still analysed, smoothed and emitted in order; with "stream" it
+    stays on its first lane.
     """
 
     def __init__(self, recognizer, config, metrics=None, predictors: list | None = None):
         self.recognizer, self.config, self.metrics = recognizer, config, metrics
+        if config["LANE_DISPATCH"] not in LANE_DISPATCHES:
+            raise ValueError(f"LANE_DISPATCH must be one of {LANE_DISPATCHES}, got {config['LANE_DISPATCH']!r}")
         self.predictors = predictors if predictors is not None else [recognizer]
         self.workers = [InferenceWorker(
             p, _emit_to, batch_max=lane_batch_max(config), batch_wait_ms=config["BATCH_WAIT_MS"],
@@ -247,7 +252,7 @@ class StreamHub:
         if speech is not None:  # a few windows of the model: not in the VAD's thread
             threading.Thread(target=self._calibrate, args=(sid, stream.session, speech), name="ser-calibrate",
                              daemon=True).start()
-        lane = self.workers[stream.lane]
+        lane = self._lane_for(sid, stream)
         if failed:
             _emit_to("error", {"code": "analysis_failed", "message": "the server could not analyse some audio"}, sid)
         elif jobs and not lane.submit(sid, stream.session, jobs) and not stopping:
@@ -255,6 +260,22 @@ class StreamHub:
                      sid)
         if stopping:
             lane.finish(sid, stream.session)
+
+    def _lane_for(self, sid: str, stream: Stream) -> InferenceWorker:
+        """The lane for a stream's next windows: its own while any of its windows wait there (its
+        answers keep their order), else the one with the least waiting, its own on a tie. A lane
+        slowed by a busy core then gets fewer windows, and streams that stop leave no lane idle."""
+        home = self.workers[stream.lane]
+        if len(self.workers) == 1 or self.config["LANE_DISPATCH"] != "window" or home.holds(stream.session):
+            return home
+        best = min(range(len(self.workers)), key=lambda i: (self.workers[i].load, i != stream.lane))
+        if best != stream.lane:
+            with self._lock:
+                if self._streams.get(sid) is stream:  # still started: its slot moves too (else it was given back)
+                    self._lane_load[stream.lane] -= 1
+                    self._lane_load[best] += 1
+                stream.lane = best
+        return self.workers[best]
 
     def _calibrate(self, sid: str, session, speech):
         """Make the stream's voice profile from its first seconds of speech (a few windows of the

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from typing import Callable
 
@@ -56,6 +57,9 @@ class InferenceWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
         self._service = ServiceThread(self._run, name)
         self._warned: dict[str, float] = {}  # sid -> when it was last told about skipped hops
+        self._held: dict[int, int] = {}  # id(session) -> its items queued or in the model, not yet answered
+        self._held_lock = threading.Lock()
+        self.load = 0  # all such items: what a window queued now would wait behind
         self.stats = {"answered": 0, "windows": 0, "batches": 0, "dropped": 0, "errors": 0, "failed_windows": 0}
         self.window_cost_s: float | None = None  # model time per window, batched, moving average
         self._lag_s, self._last_batch = 0.0, 0.0
@@ -75,6 +79,27 @@ class InferenceWorker:
     @property
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def holds(self, session) -> bool:
+        """Whether any window or the summary of ``session`` is here, queued or in the model."""
+        return id(session) in self._held
+
+    def _hold(self, session):
+        with self._held_lock:
+            self._held[id(session)] = self._held.get(id(session), 0) + 1
+            self.load += 1
+
+    def _settle(self, items: list):
+        """These items were answered, failed or dropped: they no longer hold their sessions here."""
+        with self._held_lock:
+            for item in items:
+                key = id(item[2])
+                left = self._held.get(key, 0) - 1
+                if left > 0:
+                    self._held[key] = left
+                else:
+                    self._held.pop(key, None)
+                self.load = max(0, self.load - 1)
 
     # ---- measurement --------------------------------------------------------------------------
     def calibrate(self, windows: list[np.ndarray], repeats: int = 3):
@@ -102,14 +127,17 @@ class InferenceWorker:
         now = time.monotonic()
         try:
             for job in jobs:
+                self._hold(session)  # before the put: the thread may answer it at once
                 self._queue.put_nowait(("window", sid, session, job, now))
         except queue.Full:
+            self._settle([("window", sid, session, None, now)])
             return False
         return True
 
     def finish(self, sid: str, session):
         """Emit ``summary`` to ``sid`` once the windows queued before it are done."""
         self.start()
+        self._hold(session)
         self._queue.put(("summary", sid, session, None, time.monotonic()))
 
     # ---- the thread ---------------------------------------------------------------------------
@@ -133,7 +161,9 @@ class InferenceWorker:
             except Exception:  # noqa: BLE001 - a bug here must not end the service
                 self.stats["errors"] += 1
                 log.exception("inference worker step failed")
-                self._fail(backlog + (landing[0] if landing is not None else []), "internal")
+                lost = backlog + (landing[0] if landing is not None else [])
+                self._fail(lost, "internal")
+                self._settle(lost)
                 landing, backlog = None, []
 
     def _collect(self, wait: bool = True) -> list:
@@ -168,17 +198,20 @@ class InferenceWorker:
         for i, (kind, _, session, _, _) in enumerate(items):
             if kind == "window":
                 newest[id(session)] = i
-        kept = []
+        kept, dropped = [], []
         for i, item in enumerate(items):
             kind, sid, session, _, queued = item
             if kind == "window":
                 late = now - queued
                 if session.closed:
+                    dropped.append(item)
                     continue
                 if late > self.stale_s or (late > self.coalesce_s and newest[id(session)] != i):
                     self._skipped(sid, now)
+                    dropped.append(item)
                     continue
             kept.append(item)
+        self._settle(dropped)
         return kept
 
     def _skipped(self, sid: str, now: float):
@@ -211,6 +244,8 @@ class InferenceWorker:
                 self.stats["errors"] += 1
                 log.exception("could not answer a window")
                 self._fail([item], "internal")
+            finally:
+                self._settle([item])
 
     def _answer(self, item: tuple, probs: dict[int, tuple]):
         kind, sid, session, job, queued = item
