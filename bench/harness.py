@@ -35,6 +35,21 @@ STARTUP_S = 3.0  # from launching a round's clients until all of them stream (co
 ONE_ADDRESS = {"SER_STREAMS_PER_CLIENT": "100000", "SER_WS_MESSAGES_PER_S": "1e9", "SER_WS_MESSAGE_BURST": "1e9"}
 
 
+def with_listeners(signals: list[np.ndarray], share: float, seed: int = 0,
+                   alternate: bool = False) -> tuple[list[np.ndarray], list[int]]:
+    """The signals with a random ``share`` of them (fixed by ``seed``; ``alternate``: every odd one,
+    whatever the share) replaced by a quiet room (noise at -60 dBFS, which the VAD calls silence):
+    clients that listen rather than talk, whose windows skip the model. Returns the signals and the
+    indices made quiet."""
+    rng = np.random.default_rng(seed)
+    quiet = list(range(1, len(signals), 2)) if alternate else \
+        sorted(int(i) for i in rng.choice(len(signals), round(share * len(signals)), replace=False))
+    out = list(signals)
+    for i in quiet:
+        out[i] = (32767 * 1e-3 * rng.standard_normal(len(signals[i]))).astype("<i2")
+    return out, quiet
+
+
 def load_speech(audio_dir: Path, seconds: float, count: int, rate: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` int16 signals of ``seconds`` each, concatenated from random corpus files."""
     import soundfile as sf

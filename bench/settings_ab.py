@@ -7,6 +7,12 @@ other in alternation: start the server with settings A (``SER_`` variables, spac
 empty: the defaults), run one ``capacity_bench`` round at each stream count, stop it, the same
 with B, and again. Each round is judged as a capacity round (p95 <= 0.5 s, every hop delivered)
 and records the lanes' mean batch and model cost per window as served.
+
+``--listeners 0.5``: half of the clients (client i streams signal i of 40, the quiet ones drawn at
+random with a fixed seed) send a quiet room instead of speech, as people who only listen; their
+windows skip the model, so the lanes' load depends on which lane the talkers are on.
+``--listeners-alternate``: every odd client listens instead, the worst case for lanes given to
+streams in turn as they start (every talker on one lane).
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity_bench as cb  # noqa: E402
-from harness import add_server_args, load_speech, save_results, scratch_folder  # noqa: E402
+from harness import add_server_args, load_speech, save_results, scratch_folder, with_listeners  # noqa: E402
 
 
 def settings(text: str) -> dict[str, str]:
@@ -39,10 +45,15 @@ def main(argv=None):
     p.add_argument("--alternations", type=int, default=3)
     p.add_argument("--seconds", type=float, default=20.0, help="audio per stream per round")
     p.add_argument("--arrivals", choices=("aligned", "spread"), default="spread")
+    p.add_argument("--listeners", type=float, default=0.0, help="share of the clients that send a quiet room, not speech")
+    p.add_argument("--listeners-alternate", action="store_true", help="every odd client sends a quiet room")
     add_server_args(p)
     args = p.parse_args(argv)
     tmp = scratch_folder(args, "settings_ab")
-    signals = load_speech(args.audio_dir, args.seconds, 40, 16000)
+    signals, quiet = with_listeners(load_speech(args.audio_dir, args.seconds, 40, 16000), args.listeners,
+                                   alternate=args.listeners_alternate)
+    if quiet:
+        print(f"clients sending a quiet room: {quiet}")
     streams = [int(x) for x in args.streams.split(",")]
     named = {"A": args.a, "B": args.b}
     configs = [(args.topology, "auto", streams, {**env, "SER_AB": name}) for name, env in named.items()]
@@ -59,7 +70,8 @@ def main(argv=None):
               + " | " + " | ".join(col(k, "mean_batch") for k in named)
               + " | " + " | ".join(col(k, "model_ms_per_window") for k in named) + " |")
     save_results(args.out, "settings_ab", {"command": " ".join(sys.argv), "weights": str(args.weights),
-                                            "arrivals": args.arrivals, "a": args.a, "b": args.b, "rows": rows})
+                                            "arrivals": args.arrivals, "a": args.a, "b": args.b,
+                                            "listeners": quiet, "rows": rows})
 
 
 if __name__ == "__main__":

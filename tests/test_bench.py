@@ -1,5 +1,6 @@
 """The benchmarks' own arithmetic: what bench/topology_ab.py concludes from its rounds, how a round reads
-the lanes' batches from /metrics, settings_ab's settings, and handoff_bench's two ways of reading."""
+the lanes' batches from /metrics, settings_ab's settings and listening clients, and handoff_bench's
+two ways of reading."""
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import settings_ab  # noqa: E402
 import topology_ab  # noqa: E402
-from harness import LaneCounters  # noqa: E402
+from harness import LaneCounters, with_listeners  # noqa: E402
 
 
 def rounds(topology: str, results: dict[int, bool], ms: float = 12.5, alternation: int = 0) -> list[dict]:
@@ -86,3 +87,23 @@ def test_handoff_bench_counts_cpu_per_message_in_both_modes():
     inline = handoff_bench.cpu_us_per_message("inline", connections=8, rate=40, seconds=1.0)
     handoff = handoff_bench.cpu_us_per_message("handoff", connections=8, rate=40, seconds=1.0)
     assert 0 < inline < handoff < 100_000
+
+
+def test_listening_clients_send_what_the_vad_calls_silence():
+    """settings_ab's --listeners: the chosen clients' signals are a quiet room (no speech for the
+    VAD, so their windows skip the model), the others untouched; the choice is fixed by its seed."""
+    import numpy as np
+
+    from ser_model import vad
+
+    t = np.arange(3 * 16000) / 16000
+    tone = (8000 * np.sin(2 * np.pi * 220 * t)).astype("<i2")
+    signals = [tone.copy() for _ in range(10)]
+    out, quiet = with_listeners(signals, 0.3)
+    assert len(quiet) == 3 and quiet == with_listeners(signals, 0.3)[1]
+    assert with_listeners(signals, 0.0, alternate=True)[1] == [1, 3, 5, 7, 9]
+    for i, signal in enumerate(out):
+        assert (signal is signals[i]) == (i not in quiet)
+    room = out[quiet[0]].astype(np.float32) / 32768
+    assert 20 * np.log10(np.sqrt(np.mean(room ** 2))) == pytest.approx(-60, abs=1)
+    assert vad.speech_intervals(room) == []

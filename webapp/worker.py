@@ -20,6 +20,10 @@ Failure: the thread survives any exception. A batch that fails is retried one
 window at a time, so only the streams whose own window fails hear
 ``analysis_failed``; nothing taken from the queue is dropped without a word.
 
+Dispatch: the worker counts each session's items it holds (queued or in the model) and their
+total (:attr:`load`), so the stream hub can send a stream's next windows to the least busy lane
+whenever none of its own are held here (:meth:`holds`), keeping each stream's answers in order.
+
 Measurement: the model time per window (batched, as served) and the lag from a window being
 due to its result being sent are tracked as moving averages; the stream hub admits new streams
 from them (:meth:`capacity`, :attr:`lag_s`). The model's CPU time is counted too (metrics): less
