@@ -197,3 +197,23 @@ def test_http_limits_use_the_forwarded_address_and_say_when_to_retry(app):
     assert other.status_code == 503 and int(other.headers["Retry-After"]) >= 1
     metrics = app.extensions["ser_metrics"]
     assert metrics.uploads.labels("429")._value.get() == 1 and metrics.uploads.labels("200")._value.get() == 1
+
+
+def test_tls_websockets_keep_a_reader_thread():
+    """A TLS connection is read by a thread of its own even with WS_READ_INLINE: read by the request
+    thread while Engine.IO's writer thread wrote, `run.py --https` lost connections under load."""
+    import socket
+    import ssl
+
+    from webapp.limits import _InlineReader, _WebSocketReader, reader_class
+
+    plain = socket.socket()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).wrap_socket(socket.socket(), server_side=True,
+                                                               do_handshake_on_connect=False)
+    try:
+        assert reader_class(plain, inline=True) is _InlineReader
+        assert reader_class(tls, inline=True) is _WebSocketReader
+        assert reader_class(plain, inline=False) is _WebSocketReader
+    finally:
+        plain.close()
+        tls.close()

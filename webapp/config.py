@@ -34,7 +34,8 @@ DEFAULTS = dict(
     #                         streams of 20 ms frames at 1.5x real time (a page streaming: 8) ...
     WS_MESSAGE_BURST=2000,  # ... and at once (their 5 s burst); beyond, its connections are read no faster
     WS_READ_INLINE=True,  # a connection's request thread reads its socket (no reader thread per connection,
-    #                       one thread wake-up per message fewer: docs/webapp.md); False: simple-websocket's thread
+    #                       one thread wake-up per message fewer: docs/webapp.md; TLS connections keep the
+    #                       thread); False: simple-websocket's thread
     WS_COMPRESSION=False,  # accept browsers' offer of permessage-deflate: a third less audio on the wire, for
     #                        240 KiB per connection and a client's bytes costing ~100x more to read (docs/webapp.md)
     # Inference lanes: each a thread that batches the windows of its streams for one model process

@@ -301,6 +301,18 @@ class _InlineReader:
             pass
 
 
+def reader_class(sock, inline: bool) -> type:
+    """The reader for a WebSocket connection on ``sock``: its request thread (``inline``), except on
+    TLS. There a thread of its own reads: OpenSSL forbids using one connection from two threads at
+    once, and with the request thread reading while Engine.IO's writer thread wrote, 3-4 of 10 runs
+    of ``run.py --https`` on a loaded 2-core machine lost a connection right after it opened (0 of
+    6 with the thread; tests/test_server.py::test_run_py_https). The thread reads the same way
+    (the OpenSSL rule is not met there either); it is what TLS connections were always read by."""
+    import ssl
+
+    return _InlineReader if inline and not isinstance(sock, ssl.SSLSocket) else _WebSocketReader
+
+
 def harden_websockets(eio, config) -> None:
     """Wrap the WebSocket transport of Engine.IO server ``eio`` so that, with the settings in
     ``config``, a connection
@@ -311,7 +323,8 @@ def harden_websockets(eio, config) -> None:
       ``WS_MESSAGE_BURST`` messages at once, ``WS_MESSAGES_PER_S`` a second;
     - is not compressed unless ``WS_COMPRESSION``;
     - is read by its own request thread (``WS_READ_INLINE``, :class:`_InlineReader`), not by a
-      thread of its own that wakes the request thread for every message;
+      thread of its own that wakes the request thread for every message, unless it is TLS
+      (:func:`reader_class`);
 
     and charges each long-polling POST and new session to the same budget (``_polling_within``).
 
@@ -343,10 +356,9 @@ def harden_websockets(eio, config) -> None:
         return
     rates = PerClientRate(config["WS_MESSAGE_BURST"], config["WS_MESSAGES_PER_S"])
 
-    reader_class = _InlineReader if config["WS_READ_INLINE"] else _WebSocketReader
-
-    def reader(*args, **kwargs):
-        return reader_class(*args, rates=rates, **kwargs)
+    def reader(*args, target=None, **kwargs):
+        sock = getattr(getattr(target, "__self__", None), "sock", None)
+        return reader_class(sock, config["WS_READ_INLINE"])(*args, target=target, rates=rates, **kwargs)
 
     bounded = functools.partial(websocket, max_message_size=int(eio.max_http_buffer_size),
                                 receive_bytes=int(config["WS_RECEIVE_BYTES"]), thread_class=reader)
