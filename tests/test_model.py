@@ -17,10 +17,10 @@ import soundfile as sf
 import torch
 
 from ser_model import EMOTIONS, Recognizer
-from ser_model.inference import bfloat16_kernels
 from ser_model.checkpoint import load_checkpoint, register, save_checkpoint
 from ser_model.corpora import scan
 from ser_model.data import FeatureBank
+from ser_model.inference import bfloat16_kernels
 from ser_model.features import N_HANDCRAFTED, N_MELS
 from ser_model.model import ModelConfig, build_model, count_parameters
 from ser_model.train import TrainConfig, train

@@ -252,7 +252,7 @@ class StreamHub:
         if speech is not None:  # a few windows of the model: not in the VAD's thread
             threading.Thread(target=self._calibrate, args=(sid, stream.session, speech), name="ser-calibrate",
                              daemon=True).start()
-        lane = self._lane_for(sid, stream)
+        lane = self._lane_for(sid, stream) if jobs or stopping else None  # most rounds bring a stream neither
         if failed:
             _emit_to("error", {"code": "analysis_failed", "message": "the server could not analyse some audio"}, sid)
         elif jobs and not lane.submit(sid, stream.session, jobs) and not stopping:

@@ -88,22 +88,20 @@ class InferenceWorker:
         """Whether any window or the summary of ``session`` is here, queued or in the model."""
         return id(session) in self._held
 
-    def _hold(self, session):
+    def _hold(self, session, n: int = 1):
+        """Count ``n`` more items of ``session`` held here (negative: fewer)."""
         with self._held_lock:
-            self._held[id(session)] = self._held.get(id(session), 0) + 1
-            self.load += 1
+            left = self._held.get(id(session), 0) + n
+            if left > 0:
+                self._held[id(session)] = left
+            else:
+                self._held.pop(id(session), None)
+            self.load = max(0, self.load + n)
 
     def _settle(self, items: list):
         """These items were answered, failed or dropped: they no longer hold their sessions here."""
-        with self._held_lock:
-            for item in items:
-                key = id(item[2])
-                left = self._held.get(key, 0) - 1
-                if left > 0:
-                    self._held[key] = left
-                else:
-                    self._held.pop(key, None)
-                self.load = max(0, self.load - 1)
+        for item in items:
+            self._hold(item[2], -1)
 
     # ---- measurement --------------------------------------------------------------------------
     def calibrate(self, windows: list[np.ndarray], repeats: int = 3):
@@ -134,7 +132,7 @@ class InferenceWorker:
                 self._hold(session)  # before the put: the thread may answer it at once
                 self._queue.put_nowait(("window", sid, session, job, now))
         except queue.Full:
-            self._settle([("window", sid, session, None, now)])
+            self._hold(session, -1)  # the window that did not fit
             return False
         return True
 
