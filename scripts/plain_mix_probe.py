@@ -12,6 +12,10 @@ it; ``coverage_prior_probe.py``), and renormalised.
 (``gainaug+spk``, ``gainaug+mlp+spk``; the linear head's C is still the one ``gainaug``'s nested run
 picked on that split's training side).
 
+``--dyn`` gives both heads each layer's dynamics beside its statistics (``gainaug+dyn``,
+``gainaug+mlp+dyn``: the std over time of every state's frame-to-frame change; the linear head's C
+the one ``gainaug+dyn``'s own nested run picked).
+
 ``--session`` mixes the session head instead (``sess4w+gainaug+sizes`` on blocks 1+2, a speaker's
 four other clips as the session so far, not scored) with the same network on the same rows
 (``sess4w+gainaug+sizes+mlp``), and also scores sessions spoken in one mood.
@@ -41,11 +45,14 @@ LINEAR = ("gainaug", "L1")  # recipe, layer set; C from its saved nested run
 NETWORK = ("gainaug+mlp", "L1+L2", 0.01)  # recipe, layer set, weight decay
 SPK_LINEAR = ("gainaug+spk", "L1")  # --spk: the same pair, trained with the voice-shifted copies too
 SPK_NETWORK = ("gainaug+mlp+spk", "L1+L2", 0.01)
+DYN_LINEAR = ("gainaug+dyn", "L1")  # --dyn: the same pair reading each layer's dynamics too
+DYN_NETWORK = ("gainaug+mlp+dyn", "L1+L2", 0.01)
 SESSION_LINEAR = ("sess4w+gainaug+sizes", "L1+L2")  # --session: the same pair for the session head
 SESSION_NETWORK = ("sess4w+gainaug+sizes+mlp", "L1+L2", 0.01)
 # flag -> (linear head, network, the linear recipe whose nested run's C is used, the run's name)
 PAIRS = {"plain": (LINEAR, NETWORK, LINEAR, "plain-mix"),
          "spk": (SPK_LINEAR, SPK_NETWORK, LINEAR, "plain-mix+spk"),
+         "dyn": (DYN_LINEAR, DYN_NETWORK, DYN_LINEAR, "plain-mix+dyn"),
          "session": (SESSION_LINEAR, SESSION_NETWORK, SESSION_LINEAR, f"{SESSION_LINEAR[0]}+netmix")}
 MIX = 0.5  # the network's share of the probabilities
 
@@ -105,8 +112,9 @@ def main() -> None:
     args, prober = P.protocol_prober(__doc__.split("\n\n")[0],
                                      {"--cover": "weight the mix by each label's coverage, k / K training corpora",
                                       "--session": "the session head's pair instead of the plain head's",
-                                      "--spk": "the plain pair trained with voice-shifted copies too"})
-    pair = "session" if args.session else "spk" if args.spk else "plain"
+                                      "--spk": "the plain pair trained with voice-shifted copies too",
+                                      "--dyn": "the plain pair reading each layer's dynamics too"})
+    pair = "session" if args.session else "spk" if args.spk else "dyn" if args.dyn else "plain"
     linear, network, picked_by, name_of_run = PAIRS[pair]
     heads, protocol = (linear, network), args.protocol
     name_of_run += "+cover" if args.cover else ""

