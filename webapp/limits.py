@@ -249,9 +249,9 @@ class _InlineReader:
     thread, which Engine.IO parks in ``receive`` between messages anyway, reads the socket itself.
 
     simple-websocket reads each connection in a thread of its own and hands every message to the
-    receiver through an Event: two thread wake-ups per message where one does, 44-68 us of CPU
-    more per message on a 2-core machine (``python bench/handoff_bench.py``) (8 messages a second per live stream: each frame is a
-    Socket.IO placeholder and its attachment). The reading is the same code (simple-websocket's ``_handle_events``: message size
+    receiver through an Event: two thread wake-ups per message where one does. That costs 44-68 us
+    of CPU more per message on a 2-core machine (``python bench/handoff_bench.py``), and a live
+    stream sends 8 messages a second (each frame is a Socket.IO placeholder and its attachment). The reading is the same code (simple-websocket's ``_handle_events``: message size
     limit, pings, close), ``rates`` bound it as for the thread, and ``finish`` (when the request
     ends) releases the client's slot and closes the socket, as the thread did when it ended."""
 
