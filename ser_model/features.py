@@ -127,11 +127,17 @@ def handcrafted(wave: np.ndarray) -> np.ndarray:
 
 TRIM_TOP_DB = 35.0  # frames this far below the loudest count as silence
 TRIM_MARGIN_S = 0.1
+# The app keeps a multiple of this much of each window (``trim_silence``'s ``step_s``): a few input
+# shapes instead of one per window, which the optimised model runs at its warmed-up speed and in
+# batches (exact lengths cost 1.7-1.9x as much per window on AMX; docs/benchmarks.md).
+TRIM_STEP_S = 0.25
 
 
-def trim_silence(wave: np.ndarray) -> np.ndarray:
+def trim_silence(wave: np.ndarray, step_s: float = 0.0) -> np.ndarray:
     """Cut leading and trailing silence (frames whose RMS is TRIM_TOP_DB below the loudest frame's,
-    ``librosa.effects.trim``'s rule, tested against it), keeping a margin."""
+    ``librosa.effects.trim``'s rule, tested against it), keeping a margin. ``step_s`` > 0: the span
+    kept grows evenly at both ends, into the wave's own audio, to a multiple of ``step_s`` seconds
+    (or the whole wave)."""
     wave = np.asarray(wave, dtype=np.float32)
     if len(wave) < N_FFT or not np.any(wave):
         return wave
@@ -141,4 +147,10 @@ def trim_silence(wave: np.ndarray) -> np.ndarray:
     loud = np.flatnonzero(db > -TRIM_TOP_DB)
     start, end = (int(loud[0] * HOP_LENGTH), min(len(wave), int((loud[-1] + 1) * HOP_LENGTH))) if len(loud) else (0, 0)
     margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
-    return wave[max(0, start - margin):min(len(wave), end + margin)]
+    start, end = max(0, start - margin), min(len(wave), end + margin)
+    if step_s > 0:
+        step = int(round(step_s * SAMPLE_RATE))
+        size = min(len(wave), max(step, -(-(end - start) // step) * step))
+        start = max(0, min(start - (size - (end - start)) // 2, len(wave) - size))
+        end = start + size
+    return wave[start:end]

@@ -16,7 +16,7 @@ import torch
 from . import vad
 from .audio import SAMPLE_RATE, AudioSource, load_audio, pad_or_trim, to_model_rate
 from .checkpoint import load_checkpoint
-from .features import encoder_log_mel, handcrafted, log_mel, trim_silence
+from .features import TRIM_STEP_S, encoder_log_mel, handcrafted, log_mel, trim_silence
 from .labels import EMOTIONS
 
 WINDOW_S = 3.0  # analysis window
@@ -234,19 +234,22 @@ class Recognizer:
                    precision=precision)
 
     def warm_up(self):
-        """Run every window length a live stream sends (0.5 s to 3 s) and the file VAD once, so the
-        first user does not pay for lazy imports and TorchScript's first calls on new shapes."""
+        """Run every window length the model is given (multiples of ``TRIM_STEP_S`` from 0.5 s to
+        3 s) and the file VAD once, so the first user does not pay for lazy imports and
+        TorchScript's first calls on new shapes."""
         rng = np.random.default_rng(0)
-        windows = [(0.1 * rng.standard_normal(int(k * HOP_S * SAMPLE_RATE))).astype(np.float32)
-                   for k in range(1, int(WINDOW_S / HOP_S) + 1)]
+        step = int(round(TRIM_STEP_S * SAMPLE_RATE))
+        windows = [(0.1 * rng.standard_normal(n)).astype(np.float32)
+                   for n in range(int(MIN_WINDOW_S * SAMPLE_RATE), int(WINDOW_S * SAMPLE_RATE) + 1, step)]
         for batch in (1, 2):
             for w in windows:
                 self.predict_proba([w] * batch)
         vad.speech_intervals(windows[-1])
 
     def features(self, wave: np.ndarray) -> np.ndarray:
-        """The model's input features for one 16 kHz window (silence at its edges trimmed)."""
-        wave = trim_silence(wave)
+        """The model's input features for one 16 kHz window (silence at its edges trimmed, to a
+        multiple of ``TRIM_STEP_S``)."""
+        wave = trim_silence(wave, TRIM_STEP_S)
         if len(wave) < MIN_WINDOW_S * SAMPLE_RATE:
             wave = pad_or_trim(wave, int(MIN_WINDOW_S * SAMPLE_RATE))
         if self.config.input_kind == "waveform":

@@ -111,6 +111,28 @@ def test_trim_silence_cuts_edges_but_keeps_margin():
     assert len(F.trim_silence(np.zeros(SR, np.float32))) == SR  # all silence: left alone
 
 
+def test_trim_silence_in_steps_keeps_the_exact_span_and_a_few_lengths():
+    rng = np.random.default_rng(0)
+    step = int(F.TRIM_STEP_S * SR)
+    lengths = set()
+    for _ in range(40):  # speech of random length at a random place in a 3 s window
+        n, lead = int(rng.uniform(0.3, 2.6) * SR), int(rng.uniform(0, 0.3) * SR)
+        wave = np.zeros(3 * SR, np.float32)
+        seg = voice(n / SR)
+        wave[lead:lead + len(seg)] = seg
+        exact = F.trim_silence(wave)
+        kept = F.trim_silence(wave, F.TRIM_STEP_S)
+        lengths.add(len(kept))
+        assert len(kept) % step == 0 and len(kept) - len(exact) < step
+        offset = np.flatnonzero(np.abs(wave) > 0)[0]  # the exact span sits inside what is kept
+        s_exact = next(i for i in range(len(wave)) if np.array_equal(wave[i:i + len(exact)], exact))
+        s_kept = next(i for i in range(len(wave)) if np.array_equal(wave[i:i + len(kept)], kept))
+        assert s_kept <= s_exact <= offset and s_exact + len(exact) <= s_kept + len(kept) <= len(wave)
+    assert len(lengths) <= 3 * SR // step < 40  # a few shapes, where exact lengths are one per window
+    short = F.trim_silence(voice(0.2), F.TRIM_STEP_S)
+    assert len(short) == len(voice(0.2))  # shorter than a step: the whole wave
+
+
 def test_crop_is_exact_length_and_repeats_short_clips():
     spec = np.arange(20, dtype=np.float32).reshape(2, 10)
     assert crop(spec, 25, None).shape == (2, 25)

@@ -139,3 +139,26 @@ def test_uncertain_marks_labels_below_the_models_calibrated_threshold(recognizer
     silence = np.zeros(2 * 16000, dtype=np.float32)
     result = recognizer.predict(silence)
     assert result.to_dict()["uncertain"] == (result.confidence < recognizer.uncertain_below)
+
+
+def test_windows_reach_the_model_in_a_few_lengths_with_the_same_answers(recognizer, monkeypatch):
+    """Each window is trimmed to a multiple of TRIM_STEP_S (a few shapes the optimised model has
+    warmed up and can batch), which answers as the exact trim does."""
+    from ser_model.features import TRIM_STEP_S
+    from ser_model.inference import SAMPLE_RATE
+
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    windows = []
+    for k in range(12):  # a buzzy voice of varying length and place in each 3 s window
+        on = (t > rng.uniform(0, 0.8)) & (t < rng.uniform(1.2, 3.0))
+        f0 = 120 + 15 * k
+        voice = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+        windows.append((0.1 * voice * on + 1e-4 * rng.standard_normal(len(t))).astype(np.float32))
+    lengths = {len(recognizer.features(w)) for w in windows}
+    assert all(n % int(TRIM_STEP_S * SAMPLE_RATE) == 0 for n in lengths)
+    stepped = recognizer.predict_proba(windows)
+    monkeypatch.setattr("ser_model.inference.TRIM_STEP_S", 0.0)  # the exact trim the heads were trained on
+    assert len({len(recognizer.features(w)) for w in windows}) > len(lengths)
+    exact = recognizer.predict_proba(windows)
+    assert (stepped.argmax(1) == exact.argmax(1)).mean() >= 0.9 and np.abs(stepped - exact).max() < 0.15
