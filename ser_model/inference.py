@@ -238,7 +238,7 @@ class Recognizer:
         3 s) and the file VAD once, so the first user does not pay for lazy imports and
         TorchScript's first calls on new shapes."""
         rng = np.random.default_rng(0)
-        step = int(round(TRIM_STEP_S * SAMPLE_RATE))
+        step = int(round((TRIM_STEP_S or HOP_S) * SAMPLE_RATE))  # exact trims (0): the stream's hops
         windows = [(0.1 * rng.standard_normal(n)).astype(np.float32)
                    for n in range(int(MIN_WINDOW_S * SAMPLE_RATE), int(WINDOW_S * SAMPLE_RATE) + 1, step)]
         for batch in (1, 2):
