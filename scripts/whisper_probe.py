@@ -11,14 +11,14 @@ what the shipped heads' recipes read (blocks 1-2, no channel copies): about 40 m
 
 ``embed``: every file of the four corpora is cut into the app's windows (3 s every 0.5 s over the
 whole file, a shorter file is one window; ``ser_model.inference.window_starts``), each window
-silence-trimmed and padded to 0.5 s as ``Recognizer.features`` does, and Whisper's six hidden
-states (``ser_model.whisper``: 0 = conv + positions, 1-4 = blocks, 5 = final LayerNorm) are
-summarised by their mean and standard deviation over time; Resemblyzer's layer-2 statistics (the
-shipped encoder head's input) are kept too. This for the clean file, test conditions (fixed gains
-of -15 and +15 dB, the browser degradation and a random gain of +-20 dB, seeded per file as
-``ser_model.evaluate`` seeds them) and training copies (two ``augment()`` chains, two
-``channel_augment()`` chains, a second random gain; two voice-shifted copies, ``spk`` by file and
-``vox`` by speaker, added with ``embed --add``), each once as recorded ("raw") and once with
+silence-trimmed exactly (the app, since 2026-12-02, to a multiple of ``TRIM_STEP_S``) and padded to
+0.5 s, and Whisper's six hidden states (``ser_model.whisper``: 0 = conv + positions, 1-4 = blocks, 5
+= final LayerNorm) are summarised by their mean and standard deviation over time; Resemblyzer's
+layer-2 statistics (the shipped encoder head's input) are kept too. This for the clean file, test
+conditions (fixed gains of -15 and +15 dB, the browser degradation and a random gain of +-20 dB,
+seeded per file as ``ser_model.evaluate`` seeds them) and training copies (two ``augment()`` chains,
+two ``channel_augment()`` chains, a second random gain; two voice-shifted copies, ``spk`` by file
+and ``vox`` by speaker, added with ``embed --add``), each once as recorded ("raw") and once with
 every window scaled to an active level of -26 dBFS ("norm"). Silero VAD marks the windows with
 speech, as the app does; a file's prediction is the mean of its speech windows' probabilities.
 
@@ -123,7 +123,8 @@ def variant_waves(wave: np.ndarray, name: str, only=RAW_VARIANTS, speaker: str =
 
 
 def windows_of(wave: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
-    """The app's analysis windows of ``wave``, each trimmed and padded as ``Recognizer.features`` does."""
+    """The app's analysis windows of ``wave``, each trimmed and padded as ``Recognizer.features`` does,
+    but trimmed exactly: the cached statistics and the heads trained on them predate ``TRIM_STEP_S``."""
     duration = len(wave) / SAMPLE_RATE
     spans = [(s, min(duration, s + WINDOW_S)) for s in window_starts(duration)]
     out = []
@@ -160,7 +161,7 @@ class Embedder:
         """(windows, layers x 768) mean and std over time; ``dynamics``, a list, receives the
         (windows, layers x 384) standard deviation over time of each state's frame-to-frame change."""
         out = np.full((len(windows), len(LAYERS) * STATS), np.nan, np.float32)
-        dyn = np.full((len(windows), len(LAYERS) * W.D_MODEL), np.nan, np.float32)
+        dyn = np.full((len(windows), len(LAYERS) * W.D_MODEL), np.nan, np.float32) if dynamics is not None else None
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
             by_len.setdefault(len(w), []).append(i)
@@ -168,7 +169,8 @@ class Embedder:
             batch = torch.from_numpy(np.stack([windows[i] for i in idx]))
             states = self.whisper(batch)
             out[idx, :(self.upto + 1) * STATS] = W.pool(states).numpy()
-            dyn[idx, :(self.upto + 1) * W.D_MODEL] = states.diff(dim=2).std(2).flatten(1).numpy()
+            if dyn is not None:
+                dyn[idx, :(self.upto + 1) * W.D_MODEL] = states.diff(dim=2).std(2).flatten(1).numpy()
         if dynamics is not None:
             dynamics.append(dyn)
         return out
